@@ -1,0 +1,76 @@
+"""Every key a run reads, with its default. Other configs start from this one and override.
+
+Sizes are tuples (ml_collections overrides them as `--config.model.encoder.hidden_sizes='(400, 400)'`).
+Values are in nats per example unless named otherwise.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # every random stream of the run (init, data order, noise) derives from it
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'mnist'  # a TFDS image dataset, or 'digits' / 'frey_face'
+  config.data.tfds_data_dir = ''  # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
+  config.data.download = True  # prepare a missing TFDS dataset (needs TensorFlow and internet)
+  config.data.path = ''  # the data file, for datasets read from one (frey_face)
+  config.data.binarization = 'dynamic'  # 'dynamic' | 'static' | 'none'
+  config.data.binarization_seed = 0  # static binarisation, and eval splits under 'dynamic'
+  config.data.validation_size = 0  # examples carved from the end of train for validation
+  config.data.test_size = 0  # test examples, for datasets without a test split (digits, frey_face)
+  config.data.split_seed = 0  # the train/test split of those datasets
+
+  config.model = ml_collections.ConfigDict()
+  config.model.latent_dim = 50
+  config.model.encoder = ml_collections.ConfigDict(dict(
+      kind='mlp',  # 'mlp' | 'conv'
+      hidden_sizes=(200, 200),  # dense layers (after the convolutions, for 'conv')
+      activation='tanh',
+      conv_channels=(32, 64),  # strided 3x3 convolutions, each halving H and W ('conv')
+      min_scale=1e-4,  # floor of the posterior standard deviation
+  ))
+  config.model.decoder = ml_collections.ConfigDict(dict(
+      kind='mlp',  # 'mlp' | 'conv'
+      hidden_sizes=(200, 200),  # dense layers (before the transposed convolutions, for 'conv')
+      activation='tanh',
+      conv_channels=(64, 32),  # transposed convolutions, coarse to fine, each doubling H and W
+  ))
+  config.model.prior = ml_collections.ConfigDict(dict(
+      kind='standard_normal',  # 'standard_normal' | 'learned_gaussian'
+  ))
+  config.model.likelihood = ml_collections.ConfigDict(dict(
+      kind='bernoulli',  # 'bernoulli' | 'gaussian'
+      scale='decoded',  # gaussian: 'decoded' (per pixel, from z) | 'learned' | 'fixed'
+      fixed_scale=1.0,  # gaussian, scale='fixed'
+      min_scale=1e-3,  # gaussian: floor of the learned or decoded scale
+      mean_activation='sigmoid',  # gaussian: 'sigmoid' (data in [0, 1]) | 'identity'
+  ))
+
+  config.objective = ml_collections.ConfigDict(dict(
+      num_samples=1,  # samples of z per example in the training ELBO
+      beta=1.0,  # weight of the KL term in the training loss (the reported ELBO is unweighted)
+      analytic_kl=True,  # closed-form KL when one exists, else Monte-Carlo
+  ))
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name='adam',  # 'adam' | 'adamw'
+      learning_rate=1e-3,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-4,  # as in the IWAE paper
+      weight_decay=0.0,  # adamw only
+      grad_clip_norm=0.0,  # 0 disables clipping
+  ))
+
+  config.batch_size = 100
+  config.num_epochs = 10
+  config.eval_every_epochs = 1  # test (and validation) ELBO, image grids, a checkpoint
+  config.eval_batch_size = 1000
+  config.eval_num_samples = 1  # samples of z per example in the evaluation ELBO
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 1000
+  config.checkpoints_to_keep = 3
+  config.num_image_samples = 64  # images in the sample and reconstruction grids (0: none)
+  return config

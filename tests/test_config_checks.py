@@ -1,0 +1,67 @@
+"""Bad configs are refused before any data is read, with messages naming key, value and fix."""
+
+import pytest
+
+from configs import frey_face, mnist, quickstart
+from vae_jax import config_checks, data
+
+BAD_CONFIGS = [
+    ('data.binarization', 'sometimes', "data.binarization='sometimes' is not one of"),
+    ('model.encoder.kind', 'resnet', "model.encoder.kind='resnet' is not one of ['mlp', 'conv']"),
+    ('model.decoder.activation', 'sigmoidal', "model.decoder.activation='sigmoidal'"),
+    ('model.prior.kind', 'vamp', "model.prior.kind='vamp' is not one of"),
+    ('model.likelihood.kind', 'poisson', "model.likelihood.kind='poisson'"),
+    ('optimizer.name', 'sgdd', "optimizer.name='sgdd' is not one of ['adam', 'adamw']"),
+    ('batch_size', 0, 'batch_size=0 must be at least 1'),
+    ('model.latent_dim', -3, 'model.latent_dim=-3 must be at least 1'),
+    ('objective.num_samples', 0, 'objective.num_samples=0 must be at least 1'),
+    ('objective.beta', -1.0, 'objective.beta=-1.0 must be non-negative'),
+    ('optimizer.learning_rate', 0.0, 'optimizer.learning_rate=0.0 must be positive'),
+    ('model.encoder.hidden_sizes', (200, 0), 'model.encoder.hidden_sizes=(200, 0)'),
+    ('data.binarization', 'none', 'model.likelihood.kind=bernoulli needs binary data'),
+]
+
+
+def _set(config, dotted_key, value):
+  *parents, leaf = dotted_key.split('.')
+  for parent in parents:
+    config = config[parent]
+  config[leaf] = value
+
+
+@pytest.mark.parametrize('key,value,message', BAD_CONFIGS)
+def test_bad_config_is_refused_with_a_clear_message(key, value, message):
+  config = mnist.get_config()
+  _set(config, key, value)
+  with pytest.raises(config_checks.ConfigError) as error:
+    config_checks.validate_config(config)
+  assert message in str(error.value)
+
+
+def test_every_problem_is_reported_at_once():
+  config = mnist.get_config()
+  config.batch_size = 0
+  config.model.prior.kind = 'vamp'
+  with pytest.raises(config_checks.ConfigError) as error:
+    config_checks.validate_config(config)
+  assert 'batch_size=0' in str(error.value) and 'model.prior.kind' in str(error.value)
+
+
+@pytest.mark.parametrize('get_config', [mnist.get_config, frey_face.get_config,
+                                        quickstart.get_config, lambda: mnist.get_config('conv')])
+def test_shipped_configs_are_valid(get_config):
+  config_checks.validate_config(get_config())
+
+
+def test_conv_needs_compatible_image_sizes():
+  config = quickstart.get_config()
+  config.model.encoder.kind = 'conv'
+  config.model.encoder.conv_channels = (8, 16, 32, 64)
+  dataset = data.load_dataset(config.data)
+  with pytest.raises(config_checks.ConfigError, match='divisible by 16; digits is \\(8, 8, 1\\)'):
+    config_checks.validate_config_for_data(config, dataset)
+
+
+def test_unknown_variant_is_refused():
+  with pytest.raises(ValueError, match="Unknown variant 'big'"):
+    mnist.get_config('big')

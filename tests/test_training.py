@@ -1,0 +1,115 @@
+"""The training loop: it learns, it resumes exactly, the launcher and its overrides work."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from tests.conftest import REPO_ROOT
+from vae_jax import (checkpointing, data, evaluation, metric_writers, models, optimizers,
+                     training)
+
+
+def _trees_equal(a, b) -> bool:
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _restore_latest(workdir, target):
+  manager = checkpointing.create_checkpoint_manager(workdir, max_to_keep=3)
+  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
+  manager.close()
+  return restored
+
+
+def test_training_improves_the_test_elbo(tiny_config, tmp_path):
+  tiny_config.num_epochs = 6
+  dataset = data.load_dataset(tiny_config.data)
+  model = models.build_vae(tiny_config.model, dataset.data_shape)
+  keys = training.RunKeys.from_seed(tiny_config.seed)
+  initial = training.create_train_state(model, optimizers.create_optimizer(tiny_config.optimizer),
+                                        dataset.data_shape, keys.init)
+  elbo_sums_fn = evaluation.make_elbo_sums_fn(model, num_samples=1, analytic_kl=True)
+  initial_elbo = evaluation.evaluate_elbo(elbo_sums_fn, initial.params, dataset.test.images,
+                                          batch_size=100, rng=keys.eval)['elbo']
+
+  final = training.train_and_evaluate(tiny_config, str(tmp_path))
+
+  final_elbo = evaluation.evaluate_elbo(elbo_sums_fn, final.params, dataset.test.images,
+                                        batch_size=100, rng=keys.eval)['elbo']
+  assert int(final.step) == 6 * (1500 // 100)
+  assert final_elbo > initial_elbo + 3.0, (initial_elbo, final_elbo)
+  # The loop's own evaluation of the final state is the one computed here.
+  last_test = [m for m in metric_writers.read_metrics(str(tmp_path)) if 'test/elbo' in m][-1]
+  assert last_test['step'] == int(final.step)
+  np.testing.assert_allclose(last_test['test/elbo'], final_elbo, rtol=1e-5)
+
+
+def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_config, tmp_path):
+  tiny_config.num_epochs = 4
+  uninterrupted = training.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+
+  tiny_config.num_epochs = 2
+  first_half = training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  # The checkpoint holds exactly the state the first half ended with.
+  restored = _restore_latest(str(tmp_path / 'resumed'), first_half)
+  assert int(restored.step) == 2 * 15 and _trees_equal(restored, first_half)
+
+  tiny_config.num_epochs = 4  # a resumable change: train for longer
+  resumed = training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  assert int(resumed.step) == int(uninterrupted.step) == 4 * 15
+  assert _trees_equal(resumed.params, uninterrupted.params)
+  assert _trees_equal(resumed.opt_state, uninterrupted.opt_state)
+
+  def final_test_elbo(workdir):
+    return [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m][-1]['test/elbo']
+
+  assert final_test_elbo(str(tmp_path / 'resumed')) == final_test_elbo(str(tmp_path / 'straight'))
+
+
+def test_workdir_refuses_a_config_that_changes_the_model(tiny_config, tmp_path):
+  tiny_config.num_epochs = 1
+  training.train_and_evaluate(tiny_config, str(tmp_path))
+  tiny_config.model.latent_dim = 5
+  tiny_config.optimizer.learning_rate = 0.01
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError) as error:
+    training.train_and_evaluate(tiny_config, str(tmp_path))
+  message = str(error.value)
+  assert 'model.latent_dim: 2 (saved) -> 5 (now)' in message
+  assert 'optimizer.learning_rate: 0.001 (saved) -> 0.01 (now)' in message
+  with open(tmp_path / checkpointing.CONFIG_FILENAME) as f:
+    assert json.load(f)['model']['latent_dim'] == 2  # the saved config is untouched
+
+
+def test_launcher_applies_overrides_and_fills_the_workdir(tmp_path):
+  workdir = tmp_path / 'run'
+  command = [sys.executable, '-m', 'experiments.train', '--config=configs/quickstart.py',
+             f'--workdir={workdir}', '--config.num_epochs=2', '--config.eval_every_epochs=1',
+             '--config.model.latent_dim=3', "--config.model.encoder.hidden_sizes=(12,)",
+             '--config.log_every_steps=10']
+  result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  saved = checkpointing.load_config(str(workdir))
+  assert saved.model.latent_dim == 3 and saved.model.encoder.hidden_sizes == (12,)
+  steps = sorted(int(name) for name in os.listdir(workdir / 'checkpoints') if name.isdigit())
+  assert steps[-1] == 2 * (1500 // 50)
+  # The overrides reached the model: the checkpointed encoder has 12 hidden units, 3 latents.
+  metadata = ocp.StandardCheckpointer().metadata(workdir / 'checkpoints' / str(steps[-1]) /
+                                                 'default')
+  encoder = metadata.item_metadata.tree['params']['params']['encoder']
+  assert tuple(encoder['torso']['dense_0']['kernel'].shape) == (64, 12)
+  assert tuple(encoder['mean']['kernel'].shape) == (12, 3)
+
+  metrics = metric_writers.read_metrics(str(workdir))
+  assert [m['step'] for m in metrics if 'test/elbo' in m] == [30, 60]
+  assert all(np.isfinite(m['train/elbo']) for m in metrics if 'train/elbo' in m)
+  for name in ('samples', 'reconstructions'):
+    assert (workdir / 'images' / f'{name}_00000060.png').is_file()
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir / 'tensorboard'))
+  assert 'Step 60/60' in result.stderr  # the progress line

@@ -1,0 +1,99 @@
+"""What a workdir holds between runs: the config it was trained with, and orbax checkpoints.
+
+WORKDIR/config.json       the config of the run (ml_collections JSON)
+WORKDIR/checkpoints/N/    orbax checkpoints of the train state at step N (the last few kept)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+
+CONFIG_FILENAME = 'config.json'
+CHECKPOINT_DIRNAME = 'checkpoints'
+
+# Keys a resumed run may change: they say how long, how often or where from, not what is trained.
+RESUMABLE_CHANGES = frozenset({
+    'num_epochs', 'eval_every_epochs', 'eval_batch_size', 'log_every_steps',
+    'checkpoint_every_steps', 'checkpoints_to_keep', 'num_image_samples',
+    'data.tfds_data_dir', 'data.download', 'data.path',
+})
+
+
+class WorkdirConfigMismatchError(ValueError):
+  """The workdir holds a run trained with a config that differs in what is trained."""
+
+
+def config_differences(saved: dict, new: dict, prefix: str = '') -> list[tuple[str, object, object]]:
+  """`(dotted_key, saved_value, new_value)` for every key whose value differs."""
+  differences = []
+  for key in sorted(set(saved) | set(new)):
+    dotted = f'{prefix}{key}'
+    old_value, new_value = saved.get(key, '<absent>'), new.get(key, '<absent>')
+    if isinstance(old_value, dict) and isinstance(new_value, dict):
+      differences += config_differences(old_value, new_value, prefix=f'{dotted}.')
+    elif old_value != new_value:
+      differences.append((dotted, old_value, new_value))
+  return differences
+
+
+def save_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Saves the config into the workdir; if one is there already, refuses a config that changes
+  what is trained (listing the differences) and otherwise records the new one with a warning."""
+  path = os.path.join(workdir, CONFIG_FILENAME)
+  new = json.loads(config.to_json())
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+    differences = config_differences(saved, new)
+    refused = [d for d in differences if d[0] not in RESUMABLE_CHANGES]
+    if refused:
+      listing = '\n  '.join(f'{key}: {old!r} (saved) -> {value!r} (now)'
+                            for key, old, value in refused)
+      raise WorkdirConfigMismatchError(
+          f'{workdir} holds a run with a different config:\n  {listing}\n'
+          'Use a new --workdir for a different experiment, or restore these values to resume.')
+    if not differences:
+      return
+    logging.warning('Resuming %s with changed settings: %s', workdir,
+                    ', '.join(f'{k}: {o!r} -> {v!r}' for k, o, v in differences))
+  _write_atomically(path, json.dumps(new, indent=2, sort_keys=True) + '\n')
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with."""
+  path = os.path.join(workdir, CONFIG_FILENAME)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path} not found: {workdir} is not a vae_jax workdir (train one with '
+                            '`python -m experiments.train --workdir=...`).')
+  with open(path, encoding='utf-8') as f:
+    return ml_collections.ConfigDict(_lists_to_tuples(json.load(f)))
+
+
+def _lists_to_tuples(tree):
+  """JSON has no tuples; configs use them for sizes (hashable, as Flax module fields need)."""
+  if isinstance(tree, dict):
+    return {key: _lists_to_tuples(value) for key, value in tree.items()}
+  if isinstance(tree, list):
+    return tuple(_lists_to_tuples(value) for value in tree)
+  return tree
+
+
+def create_checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), CHECKPOINT_DIRNAME),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Writes via a temporary file and a rename, so a crash never leaves half a file."""
+  folder = os.path.dirname(path) or '.'
+  os.makedirs(folder, exist_ok=True)
+  with tempfile.NamedTemporaryFile('w', dir=folder, delete=False, encoding='utf-8') as f:
+    f.write(text)
+  os.replace(f.name, path)

@@ -1,0 +1,114 @@
+"""Validates a run's config before any data is read or anything is compiled.
+
+Every problem found is reported at once, each naming the key, the value and what is allowed.
+Types and unknown keys are already refused by ml_collections (configs are locked).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from vae_jax import data, likelihoods, models, networks, optimizers
+
+
+class ConfigError(ValueError):
+  """The config cannot describe a valid run; the message lists every problem."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  problems = [*_choice_problems(config), *_range_problems(config), *_consistency_problems(config)]
+  if problems:
+    raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
+
+
+def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
+  """Checks that need the data's shape and size."""
+  problems = []
+  if config.batch_size > len(dataset.train):
+    problems.append(f'batch_size={config.batch_size} exceeds the {len(dataset.train)} training '
+                    f'examples of {dataset.name}.')
+  for part in ('encoder', 'decoder'):
+    part_config = config.model[part]
+    if part_config.kind != 'conv':
+      continue
+    factor = 2 ** len(part_config.conv_channels)
+    shape = dataset.data_shape
+    if len(shape) != 3 or shape[0] % factor or shape[1] % factor:
+      problems.append(
+          f'model.{part}.kind=conv with {len(part_config.conv_channels)} strided layers needs '
+          f'images (H, W, C) with H and W divisible by {factor}; {dataset.name} is {shape}. '
+          f'Use fewer model.{part}.conv_channels or kind=mlp.')
+  if problems:
+    raise ConfigError('Invalid config for this dataset:\n  ' + '\n  '.join(problems))
+
+
+def _choice_problems(config):
+  model = config.model
+  choices = [
+      ('data.binarization', config.data.binarization, data.BINARIZATIONS),
+      ('model.encoder.kind', model.encoder.kind, models.ENCODER_KINDS),
+      ('model.decoder.kind', model.decoder.kind, models.DECODER_KINDS),
+      ('model.encoder.activation', model.encoder.activation, tuple(networks.ACTIVATIONS)),
+      ('model.decoder.activation', model.decoder.activation, tuple(networks.ACTIVATIONS)),
+      ('model.prior.kind', model.prior.kind, models.PRIOR_KINDS),
+      ('model.likelihood.kind', model.likelihood.kind, models.LIKELIHOOD_KINDS),
+      ('model.likelihood.scale', model.likelihood.scale, likelihoods.GAUSSIAN_SCALES),
+      ('model.likelihood.mean_activation', model.likelihood.mean_activation,
+       tuple(likelihoods.MEAN_ACTIVATIONS)),
+      ('optimizer.name', config.optimizer.name, optimizers.OPTIMIZERS),
+  ]
+  for key, value, allowed in choices:
+    if value not in allowed:
+      yield f'{key}={value!r} is not one of {list(allowed)}.'
+
+
+def _range_problems(config):
+  at_least_one = {
+      'batch_size': config.batch_size,
+      'eval_batch_size': config.eval_batch_size,
+      'eval_every_epochs': config.eval_every_epochs,
+      'log_every_steps': config.log_every_steps,
+      'checkpoint_every_steps': config.checkpoint_every_steps,
+      'checkpoints_to_keep': config.checkpoints_to_keep,
+      'model.latent_dim': config.model.latent_dim,
+      'objective.num_samples': config.objective.num_samples,
+      'eval_num_samples': config.eval_num_samples,
+  }
+  for key, value in at_least_one.items():
+    if value < 1:
+      yield f'{key}={value} must be at least 1.'
+  non_negative = {
+      'num_epochs': config.num_epochs,
+      'num_image_samples': config.num_image_samples,
+      'objective.beta': config.objective.beta,
+      'optimizer.weight_decay': config.optimizer.weight_decay,
+      'optimizer.grad_clip_norm': config.optimizer.grad_clip_norm,
+      'data.validation_size': config.data.validation_size,
+  }
+  for key, value in non_negative.items():
+    if value < 0:
+      yield f'{key}={value} must be non-negative.'
+  positive = {
+      'optimizer.learning_rate': config.optimizer.learning_rate,
+      'optimizer.eps': config.optimizer.eps,
+      'model.encoder.min_scale': config.model.encoder.min_scale,
+      'model.likelihood.fixed_scale': config.model.likelihood.fixed_scale,
+      'model.likelihood.min_scale': config.model.likelihood.min_scale,
+  }
+  for key, value in positive.items():
+    if not value > 0:
+      yield f'{key}={value} must be positive.'
+  for part in ('encoder', 'decoder'):
+    for key in ('hidden_sizes', 'conv_channels'):
+      sizes = config.model[part][key]
+      if any(size < 1 for size in sizes):
+        yield f'model.{part}.{key}={tuple(sizes)}: every size must be at least 1.'
+    if config.model[part].kind == 'conv' and not config.model[part].conv_channels:
+      yield f'model.{part}.kind=conv needs at least one entry in model.{part}.conv_channels.'
+
+
+def _consistency_problems(config):
+  if config.model.likelihood.kind == 'bernoulli' and config.data.binarization == 'none':
+    yield ('model.likelihood.kind=bernoulli needs binary data, but data.binarization=none keeps '
+           'grey levels. Set data.binarization to dynamic or static, or use '
+           'model.likelihood.kind=gaussian.')

@@ -1,0 +1,200 @@
+"""Datasets as host arrays: each split decoded once, images `[N, H, W, C]` float32 in [0, 1].
+
+Sources:
+  * any TFDS dataset with an `image` feature (`mnist`, `fashion_mnist`, ...), read through
+    `tfds.data_source` (array_record, no TensorFlow needed);
+  * `digits`: scikit-learn's bundled 8×8 handwritten digits (no download; the quickstart);
+  * `frey_face`: Frey Face, from a `frey_rawface.mat` file the user supplies.
+
+Binarisation (`config.binarization`):
+  * 'dynamic': training images stay grey-level and each training step draws a fresh Bernoulli
+    sample (`binarize`, called inside the compiled step); validation and test images are
+    binarised once with `binarization_seed`, so evaluation is deterministic.
+  * 'static': every split is binarised once with `binarization_seed`.
+  * 'none': continuous values in [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import socket
+
+import jax
+import ml_collections
+import numpy as np
+
+BINARIZATIONS = ('dynamic', 'static', 'none')
+LOCAL_DATASETS = ('digits', 'frey_face')
+FREY_FACE_URL = 'https://cs.nyu.edu/~roweis/data/frey_rawface.mat'
+
+
+class DataUnavailableError(RuntimeError):
+  """The dataset is not on disk and cannot be fetched; the message says how to get it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  images: np.ndarray  # [N, H, W, C] float32 in [0, 1]
+  labels: np.ndarray | None  # [N] int32, or None for unlabelled data
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def take(self, index) -> Split:
+    return Split(self.images[index], None if self.labels is None else self.labels[index])
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  name: str
+  train: Split
+  validation: Split | None
+  test: Split
+
+  @property
+  def data_shape(self) -> tuple[int, ...]:
+    return tuple(self.train.images.shape[1:])
+
+  def eval_splits(self) -> dict[str, Split]:
+    """The splits to evaluate, by name."""
+    splits = {'test': self.test}
+    if self.validation is not None:
+      splits['validation'] = self.validation
+    return splits
+
+
+def binarize(rng: jax.Array, images: jax.Array) -> jax.Array:
+  """A Bernoulli sample with the pixel intensities as probabilities (same dtype as `images`)."""
+  return jax.random.bernoulli(rng, images).astype(images.dtype)
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
+  """Loads, splits and (if asked) binarises the dataset that `config` (the `data` block) names."""
+  train, test = _load_train_and_test(config)
+  if not 0 <= config.validation_size < len(train):
+    raise ValueError(f'data.validation_size={config.validation_size} must be in '
+                     f'[0, {len(train)}) for {config.name} (train has {len(train)} examples).')
+  validation = None
+  if config.validation_size:
+    train, validation = (train.take(slice(0, -config.validation_size)),
+                         train.take(slice(-config.validation_size, None)))
+  if config.binarization == 'static':
+    train = _binarize_split(train, config.binarization_seed, 0)
+  if config.binarization in ('static', 'dynamic'):
+    test = _binarize_split(test, config.binarization_seed, 1)
+    if validation is not None:
+      validation = _binarize_split(validation, config.binarization_seed, 2)
+  return Dataset(config.name, train, validation, test)
+
+
+def _binarize_split(split: Split, seed: int, split_index: int) -> Split:
+  key = jax.random.fold_in(jax.random.key(seed), split_index)
+  return Split(np.asarray(binarize(key, split.images)), split.labels)
+
+
+def _load_train_and_test(config) -> tuple[Split, Split]:
+  if config.name == 'digits':
+    return _split_by_seed(*_load_sklearn_digits(), config.test_size, config.split_seed)
+  if config.name == 'frey_face':
+    return _split_by_seed(_load_frey_face(config.path), None, config.test_size, config.split_seed)
+  return tuple(_load_tfds_split(config.name, split, config) for split in ('train', 'test'))
+
+
+def _split_by_seed(images, labels, test_size: int, seed: int) -> tuple[Split, Split]:
+  """A fixed random train/test split, for datasets that come without one."""
+  if not 0 < test_size < len(images):
+    raise ValueError(f'data.test_size={test_size} must be in (0, {len(images)}).')
+  order = np.random.default_rng(seed).permutation(len(images))
+  split = Split(images, labels).take(order)
+  return split.take(slice(test_size, None)), split.take(slice(0, test_size))
+
+
+def _load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's 1,797 bundled 8×8 digits (UCI optdigits test set), intensities 0..16."""
+  from sklearn import datasets  # pylint: disable=import-outside-toplevel
+  digits = datasets.load_digits()
+  images = (digits.images / 16.0).astype(np.float32)[..., None]
+  return images, digits.target.astype(np.int32)
+
+
+def _load_frey_face(path: str | None) -> np.ndarray:
+  """1,965 faces of 28×20 pixels from `frey_rawface.mat` (variable `ff`, one image per column)."""
+  if not path:
+    raise DataUnavailableError(
+        'Frey Face is not bundled with vae_jax. Download frey_rawface.mat from '
+        f'{FREY_FACE_URL} and pass its path: --config.data.path=/path/to/frey_rawface.mat')
+  if not os.path.isfile(path):
+    raise DataUnavailableError(f'data.path={path!r} is not a file. Download frey_rawface.mat '
+                               f'from {FREY_FACE_URL} and pass its path in --config.data.path.')
+  from scipy import io  # pylint: disable=import-outside-toplevel
+  faces = io.loadmat(path)['ff'].T.reshape(-1, 28, 20, 1)  # uint8, rows of 20 pixels
+  return (faces / 255.0).astype(np.float32)
+
+
+def tfds_data_dir(config) -> str:
+  """The TFDS data dir: the config's, else $TFDS_DATA_DIR, else TFDS's default."""
+  if config.tfds_data_dir:
+    return os.path.expanduser(config.tfds_data_dir)
+  if os.environ.get('TFDS_DATA_DIR'):
+    return os.path.expanduser(os.environ['TFDS_DATA_DIR'])
+  return os.path.expanduser(os.path.join('~', 'tensorflow_datasets'))
+
+
+def _load_tfds_split(name: str, split: str, config) -> Split:
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  data_dir = tfds_data_dir(config)
+  source = _open_tfds_source(tfds, name, split, data_dir, config.download)
+  records = source.__getitems__(range(len(source)))
+  images = np.stack([record['image'] for record in records])
+  if images.ndim == 3:  # a single-channel image feature stored without its channel axis
+    images = images[..., None]
+  if images.dtype != np.uint8:
+    raise ValueError(f'TFDS {name} images are {images.dtype}; vae_jax expects uint8 images.')
+  labels = None
+  if 'label' in records[0]:
+    labels = np.asarray([record['label'] for record in records], np.int32)
+  return Split((images / 255.0).astype(np.float32), labels)
+
+
+def _open_tfds_source(tfds, name: str, split: str, data_dir: str, download: bool):
+  """`tfds.data_source` for one split, preparing the dataset first only when that can work."""
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except Exception as error:  # pylint: disable=broad-except
+    builder = tfds.builder(name, data_dir=data_dir)
+    if builder.is_prepared():
+      if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+        raise DataUnavailableError(
+            f'TFDS {name} in {data_dir} is prepared as {builder.info.file_format.value}; '
+            'random access needs array_record. Prepare it again with '
+            f'`tfds build {name} --data_dir=NEW_DIR --file_format=array_record` and point '
+            'vae_jax to NEW_DIR.') from error
+      raise
+    if not download:
+      raise DataUnavailableError(_not_prepared_message(name, data_dir, 'data.download=False')) from error
+  _check_can_prepare(name, data_dir)
+  builder.download_and_prepare(file_format='array_record')
+  return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+
+
+def _check_can_prepare(name: str, data_dir: str) -> None:
+  """Fails at once, instead of hanging on a download, when preparing cannot succeed."""
+  if importlib.util.find_spec('tensorflow') is None:
+    raise DataUnavailableError(_not_prepared_message(
+        name, data_dir, 'preparing it needs TensorFlow, which is not installed '
+        "(pip install '.[prepare]' installs it)"))
+  try:
+    socket.create_connection(('storage.googleapis.com', 443), timeout=5).close()
+  except OSError as error:
+    raise DataUnavailableError(_not_prepared_message(
+        name, data_dir, f'the download host cannot be reached ({error})')) from error
+
+
+def _not_prepared_message(name: str, data_dir: str, reason: str) -> str:
+  return (
+      f'TFDS dataset {name!r} is not prepared in {data_dir}, and it cannot be fetched now: '
+      f'{reason}.\nEither point vae_jax at a prepared data dir (--config.data.tfds_data_dir=DIR '
+      'or TFDS_DATA_DIR=DIR), or prepare one on a machine with internet access:\n'
+      f"  pip install '.[prepare]' && tfds build {name} --data_dir=DIR --file_format=array_record")
