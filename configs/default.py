@@ -5,6 +5,7 @@ Values are in nats per example unless named otherwise.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -24,10 +25,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 50
+  config.model.kernel_init = 'lecun_normal'  # | 'glorot_uniform' | 'he_normal' | 'normal_0.01'
   config.model.encoder = ml_collections.ConfigDict(dict(
       kind='mlp',  # 'mlp' | 'conv'
       hidden_sizes=(200, 200),  # dense layers (after the convolutions, for 'conv')
-      activation='tanh',
+      activation='tanh',  # tanh, relu, elu, gelu, softplus, swish, leaky_relu, or 'gated'
       conv_channels=(32, 64),  # strided 3x3 convolutions, each halving H and W ('conv')
       min_scale=1e-4,  # floor of the posterior standard deviation
   ))
@@ -37,8 +39,18 @@ def get_config() -> ml_collections.ConfigDict:
       activation='tanh',
       conv_channels=(64, 32),  # transposed convolutions, coarse to fine, each doubling H and W
   ))
+  config.model.upper_layers = ml_collections.ConfigDict(dict(
+      # Stochastic layers above the first (Burda et al.'s two-layer models): h2, h3, ... sizes.
+      # Empty: a one-layer VAE. Both q(h_l|h_l-1) and p(h_l-1|h_l) are MLPs of hidden_sizes.
+      latent_dims=(),
+      hidden_sizes=(100, 100),
+      activation='tanh',
+  ))
   config.model.prior = ml_collections.ConfigDict(dict(
-      kind='standard_normal',  # 'standard_normal' | 'learned_gaussian'
+      kind='standard_normal',  # 'standard_normal' | 'learned_gaussian' | 'mixture' | 'vamp'
+      num_components=500,  # mixture: Gaussians; vamp: pseudo-inputs
+      pseudo_input_mean=0.05,  # vamp: pseudo-inputs start as N(mean, std^2) pixels
+      pseudo_input_std=0.01,
   ))
   config.model.likelihood = ml_collections.ConfigDict(dict(
       kind='bernoulli',  # 'bernoulli' | 'gaussian'
@@ -49,18 +61,21 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   config.objective = ml_collections.ConfigDict(dict(
-      num_samples=1,  # samples of z per example in the training ELBO
+      kind='elbo',  # 'elbo' (k-sample VAE objective) | 'iwae' (k-sample importance-weighted)
+      num_samples=1,  # k: samples of z per example in the training objective
       beta=1.0,  # weight of the KL term in the training loss (the reported ELBO is unweighted)
+      kl_warmup_epochs=0,  # beta rises linearly from 0 over this many epochs (0: off)
       analytic_kl=True,  # closed-form KL when one exists, else Monte-Carlo
   ))
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      name='adam',  # 'adam' | 'adamw'
+      name='adam',  # 'adam' | 'adamw' | 'adagrad'
       learning_rate=1e-3,
+      schedule='constant',  # 'constant' | 'iwae' (3^i epochs at lr * 10^(-i/7), i = 0..7)
       b1=0.9,
       b2=0.999,
       eps=1e-4,  # as in the IWAE paper
-      weight_decay=0.0,  # adamw only
+      weight_decay=0.0,  # adamw: decoupled; adam, adagrad: an L2 penalty on the gradient
       grad_clip_norm=0.0,  # 0 disables clipping
   ))
 
@@ -73,4 +88,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.checkpoints_to_keep = 3
   config.num_image_samples = 64  # images in the sample and reconstruction grids (0: none)
+
+  # The published result this config reproduces, shown beside ours by scripts/results_table.py.
+  config.paper = ml_collections.ConfigDict(dict(
+      source='',  # e.g. 'Burda et al. 2015, Table 1'
+      test_log_likelihood=config_dict.placeholder(float),  # nats (negative: -NLL)
+      active_units=config_dict.placeholder(str),  # as printed, e.g. '19' or '16+5'
+  ))
   return config

@@ -9,9 +9,12 @@ BAD_CONFIGS = [
     ('data.binarization', 'sometimes', "data.binarization='sometimes' is not one of"),
     ('model.encoder.kind', 'resnet', "model.encoder.kind='resnet' is not one of ['mlp', 'conv']"),
     ('model.decoder.activation', 'sigmoidal', "model.decoder.activation='sigmoidal'"),
-    ('model.prior.kind', 'vamp', "model.prior.kind='vamp' is not one of"),
+    ('model.prior.kind', 'flow', "model.prior.kind='flow' is not one of"),
+    ('objective.kind', 'rws', "objective.kind='rws' is not one of ['elbo', 'iwae']"),
+    ('optimizer.schedule', 'cosine', "optimizer.schedule='cosine' is not one of"),
+    ('model.upper_layers.latent_dims', (0,), 'model.upper_layers.latent_dims=(0,)'),
     ('model.likelihood.kind', 'poisson', "model.likelihood.kind='poisson'"),
-    ('optimizer.name', 'sgdd', "optimizer.name='sgdd' is not one of ['adam', 'adamw']"),
+    ('optimizer.name', 'sgdd', "optimizer.name='sgdd' is not one of ['adam', 'adamw', 'adagrad']"),
     ('batch_size', 0, 'batch_size=0 must be at least 1'),
     ('model.latent_dim', -3, 'model.latent_dim=-3 must be at least 1'),
     ('objective.num_samples', 0, 'objective.num_samples=0 must be at least 1'),
@@ -41,7 +44,7 @@ def test_bad_config_is_refused_with_a_clear_message(key, value, message):
 def test_every_problem_is_reported_at_once():
   config = mnist.get_config()
   config.batch_size = 0
-  config.model.prior.kind = 'vamp'
+  config.model.prior.kind = 'flow'
   with pytest.raises(config_checks.ConfigError) as error:
     config_checks.validate_config(config)
   assert 'batch_size=0' in str(error.value) and 'model.prior.kind' in str(error.value)
@@ -60,6 +63,14 @@ def test_conv_needs_compatible_image_sizes():
   dataset = data.load_dataset(config.data)
   with pytest.raises(config_checks.ConfigError, match='divisible by 16; digits is \\(8, 8, 1\\)'):
     config_checks.validate_config_for_data(config, dataset)
+
+
+def test_vamp_prior_needs_a_one_layer_model():
+  config = mnist.get_config()
+  config.model.prior.kind = 'vamp'
+  config.model.upper_layers.latent_dims = (20,)
+  with pytest.raises(config_checks.ConfigError, match='model.prior.kind=vamp is built from'):
+    config_checks.validate_config(config)
 
 
 def test_unknown_variant_is_refused():

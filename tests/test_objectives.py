@@ -135,10 +135,44 @@ def test_elbo_is_below_log_marginal_computed_by_quadrature():
     assert terms['elbo'][i] < log_marginal - 0.05
 
 
-def test_beta_weighted_loss():
-  terms = {'log_likelihood': jnp.array([-10.0, -20.0]), 'kl': jnp.array([2.0, 4.0])}
-  np.testing.assert_allclose(objectives.beta_weighted_loss(terms, 1.0), 18.0)
-  np.testing.assert_allclose(objectives.beta_weighted_loss(terms, 0.5), 16.5)
+def test_beta_weights_the_kl_in_the_training_loss():
+  model, params = _linear_gaussian_vae(mean_shift=0.5)
+  x, key = jnp.asarray(X, jnp.float32), jax.random.key(6)
+  terms = objectives.elbo_terms(model, params, x, key, num_samples=3)
+  for beta in (1.0, 0.3):
+    loss, _ = objectives.training_loss(model, params, x, key, objective='elbo', num_samples=3,
+                                       beta=beta, analytic_kl=True)
+    np.testing.assert_allclose(loss, -np.mean(terms['log_likelihood'] - beta * terms['kl']),
+                               rtol=1e-6)
+
+
+def test_single_sample_iwae_is_the_elbo_with_sampled_kl():
+  model, params = _linear_gaussian_vae(mean_shift=0.5)
+  x, key = jnp.asarray(X, jnp.float32), jax.random.key(7)
+  iwae = objectives.iwae_terms(model, params, x, key, num_samples=1)
+  elbo = objectives.elbo_terms(model, params, x, key, num_samples=1, analytic_kl=False)
+  np.testing.assert_allclose(iwae['iwae'], elbo['elbo'], rtol=1e-6)
+
+
+def test_bounds_are_ordered_elbo_iwae5_iwae50_log_marginal():
+  # In expectation ELBO ≤ IWAE_5 ≤ IWAE_50 ≤ log p(x) (Burda et al., Theorem 1); the
+  # expectations are averages over 4,000 independent replicates.
+  model, params = _linear_gaussian_vae(mean_shift=0.8)
+  x = jnp.asarray(X, jnp.float32)
+
+  def mean_and_error(num_samples):
+    def replicate(key):
+      return objectives.iwae_terms(model, params, x, key, num_samples=num_samples)['iwae']
+
+    values = np.asarray(jax.vmap(replicate)(jax.random.split(jax.random.key(8), 4000)))
+    return values.mean(0), values.std(0) / np.sqrt(len(values))
+
+  (elbo, elbo_se), (iwae5, iwae5_se), (iwae50, iwae50_se) = map(mean_and_error, (1, 5, 50))
+  log_marginal = exact_log_marginal(X)
+  assert np.all(elbo + 4 * elbo_se < iwae5 - 4 * iwae5_se)
+  assert np.all(iwae5 + 4 * iwae5_se < iwae50 - 4 * iwae50_se)
+  assert np.all(iwae50 < log_marginal)
+  assert np.all(log_marginal - iwae50 < log_marginal - iwae5)
 
 
 def test_bits_per_dim():

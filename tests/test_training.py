@@ -29,17 +29,17 @@ def _restore_latest(workdir, target):
 def test_training_improves_the_test_elbo(tiny_config, tmp_path):
   tiny_config.num_epochs = 6
   dataset = data.load_dataset(tiny_config.data)
-  model = models.build_vae(tiny_config.model, dataset.data_shape)
+  model = models.build_model(tiny_config.model, dataset.data_shape)
   keys = training.RunKeys.from_seed(tiny_config.seed)
-  initial = training.create_train_state(model, optimizers.create_optimizer(tiny_config.optimizer),
+  initial = training.create_train_state(model, optimizers.create_optimizer(tiny_config.optimizer, 1),
                                         dataset.data_shape, keys.init)
-  elbo_sums_fn = evaluation.make_elbo_sums_fn(model, num_samples=1, analytic_kl=True)
-  initial_elbo = evaluation.evaluate_elbo(elbo_sums_fn, initial.params, dataset.test.images,
+  elbo_fn = evaluation.make_elbo_fn(model, num_samples=1, analytic_kl=True)
+  initial_elbo = evaluation.evaluate_elbo(elbo_fn, initial.params, dataset.test.images,
                                           batch_size=100, rng=keys.eval)['elbo']
 
   final = training.train_and_evaluate(tiny_config, str(tmp_path))
 
-  final_elbo = evaluation.evaluate_elbo(elbo_sums_fn, final.params, dataset.test.images,
+  final_elbo = evaluation.evaluate_elbo(elbo_fn, final.params, dataset.test.images,
                                         batch_size=100, rng=keys.eval)['elbo']
   assert int(final.step) == 6 * (1500 // 100)
   assert final_elbo > initial_elbo + 3.0, (initial_elbo, final_elbo)

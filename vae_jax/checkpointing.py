@@ -22,6 +22,7 @@ RESUMABLE_CHANGES = frozenset({
     'num_epochs', 'eval_every_epochs', 'eval_batch_size', 'log_every_steps',
     'checkpoint_every_steps', 'checkpoints_to_keep', 'num_image_samples',
     'data.tfds_data_dir', 'data.download', 'data.path',
+    'paper.source', 'paper.test_log_likelihood', 'paper.active_units',
 })
 
 
@@ -65,14 +66,32 @@ def save_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> Non
   _write_atomically(path, json.dumps(new, indent=2, sort_keys=True) + '\n')
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with."""
+def load_config(workdir: str,
+                defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with. Keys that `defaults` has and the saved config lacks
+  (a workdir from before they existed) take their default values, with a warning."""
   path = os.path.join(workdir, CONFIG_FILENAME)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path} not found: {workdir} is not a vae_jax workdir (train one with '
                             '`python -m experiments.train --workdir=...`).')
   with open(path, encoding='utf-8') as f:
-    return ml_collections.ConfigDict(_lists_to_tuples(json.load(f)))
+    saved = _lists_to_tuples(json.load(f))
+  if defaults is not None:
+    default_values = _lists_to_tuples(json.loads(defaults.to_json()))
+    missing = [key for key, old, _ in config_differences(saved, default_values) if old == '<absent>']
+    if missing:
+      logging.warning('%s predates config keys %s; using their defaults.', path, missing)
+    saved = _merge(default_values, saved)
+  return ml_collections.ConfigDict(saved)
+
+
+def _merge(defaults: dict, overrides: dict) -> dict:
+  merged = dict(defaults)
+  for key, value in overrides.items():
+    if isinstance(value, dict) and isinstance(merged.get(key), dict):
+      value = _merge(merged[key], value)
+    merged[key] = value
+  return merged
 
 
 def _lists_to_tuples(tree):
@@ -88,6 +107,21 @@ def create_checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointM
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), CHECKPOINT_DIRNAME),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore_state(workdir: str, target, step: int | None = None):
+  """The checkpointed state at `step` (default: the latest), shaped like `target`."""
+  manager = create_checkpoint_manager(workdir, max_to_keep=1_000_000)  # never deletes here
+  try:
+    available = manager.all_steps()
+    if not available:
+      raise FileNotFoundError(f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIRNAME)}.')
+    step = manager.latest_step() if step is None else step
+    if step not in available:
+      raise ValueError(f'No checkpoint at step {step} in {workdir}; available: {sorted(available)}.')
+    return manager.restore(step, args=ocp.args.StandardRestore(target))
+  finally:
+    manager.close()
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vae_jax import data, likelihoods, models, networks, optimizers
+from vae_jax import data, likelihoods, models, networks, objectives, optimizers
 
 
 class ConfigError(ValueError):
@@ -48,14 +48,19 @@ def _choice_problems(config):
       ('data.binarization', config.data.binarization, data.BINARIZATIONS),
       ('model.encoder.kind', model.encoder.kind, models.ENCODER_KINDS),
       ('model.decoder.kind', model.decoder.kind, models.DECODER_KINDS),
-      ('model.encoder.activation', model.encoder.activation, tuple(networks.ACTIVATIONS)),
-      ('model.decoder.activation', model.decoder.activation, tuple(networks.ACTIVATIONS)),
+      ('model.encoder.activation', model.encoder.activation, networks.ACTIVATION_CHOICES),
+      ('model.decoder.activation', model.decoder.activation, networks.ACTIVATION_CHOICES),
+      ('model.upper_layers.activation', model.upper_layers.activation,
+       networks.ACTIVATION_CHOICES),
       ('model.prior.kind', model.prior.kind, models.PRIOR_KINDS),
       ('model.likelihood.kind', model.likelihood.kind, models.LIKELIHOOD_KINDS),
       ('model.likelihood.scale', model.likelihood.scale, likelihoods.GAUSSIAN_SCALES),
       ('model.likelihood.mean_activation', model.likelihood.mean_activation,
        tuple(likelihoods.MEAN_ACTIVATIONS)),
       ('optimizer.name', config.optimizer.name, optimizers.OPTIMIZERS),
+      ('optimizer.schedule', config.optimizer.schedule, optimizers.SCHEDULES),
+      ('model.kernel_init', model.kernel_init, tuple(networks.KERNEL_INITS)),
+      ('objective.kind', config.objective.kind, objectives.OBJECTIVES),
   ]
   for key, value, allowed in choices:
     if value not in allowed:
@@ -81,6 +86,7 @@ def _range_problems(config):
       'num_epochs': config.num_epochs,
       'num_image_samples': config.num_image_samples,
       'objective.beta': config.objective.beta,
+      'objective.kl_warmup_epochs': config.objective.kl_warmup_epochs,
       'optimizer.weight_decay': config.optimizer.weight_decay,
       'optimizer.grad_clip_norm': config.optimizer.grad_clip_norm,
       'data.validation_size': config.data.validation_size,
@@ -98,16 +104,25 @@ def _range_problems(config):
   for key, value in positive.items():
     if not value > 0:
       yield f'{key}={value} must be positive.'
+  sized_keys = [('encoder', 'hidden_sizes'), ('encoder', 'conv_channels'),
+                ('decoder', 'hidden_sizes'), ('decoder', 'conv_channels'),
+                ('upper_layers', 'latent_dims'), ('upper_layers', 'hidden_sizes')]
+  for part, key in sized_keys:
+    sizes = config.model[part][key]
+    if any(size < 1 for size in sizes):
+      yield f'model.{part}.{key}={tuple(sizes)}: every size must be at least 1.'
   for part in ('encoder', 'decoder'):
-    for key in ('hidden_sizes', 'conv_channels'):
-      sizes = config.model[part][key]
-      if any(size < 1 for size in sizes):
-        yield f'model.{part}.{key}={tuple(sizes)}: every size must be at least 1.'
     if config.model[part].kind == 'conv' and not config.model[part].conv_channels:
       yield f'model.{part}.kind=conv needs at least one entry in model.{part}.conv_channels.'
 
 
 def _consistency_problems(config):
+  prior = config.model.prior
+  if prior.kind in ('mixture', 'vamp') and prior.num_components < 1:
+    yield f'model.prior.num_components={prior.num_components} must be at least 1 for {prior.kind}.'
+  if prior.kind == 'vamp' and config.model.upper_layers.latent_dims:
+    yield ('model.prior.kind=vamp is built from the encoder of a one-layer VAE; with '
+           'model.upper_layers.latent_dims set, use another prior or remove the upper layers.')
   if config.model.likelihood.kind == 'bernoulli' and config.data.binarization == 'none':
     yield ('model.likelihood.kind=bernoulli needs binary data, but data.binarization=none keeps '
            'grey levels. Set data.binarization to dynamic or static, or use '

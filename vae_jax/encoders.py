@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from vae_jax import distributions
+from vae_jax import distributions, networks
 
 
 class GaussianEncoder(nn.Module):
@@ -14,10 +14,12 @@ class GaussianEncoder(nn.Module):
   torso: nn.Module
   latent_dim: int
   min_scale: float = 1e-4
+  kernel_init: str = 'lecun_normal'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> distributions.DiagonalGaussian:
     features = self.torso(x)
-    mean = nn.Dense(self.latent_dim, name='mean')(features)
-    raw_scale = nn.Dense(self.latent_dim, name='raw_scale')(features)
+    init = networks.get_kernel_init(self.kernel_init)
+    mean = nn.Dense(self.latent_dim, kernel_init=init, name='mean')(features)
+    raw_scale = nn.Dense(self.latent_dim, kernel_init=init, name='raw_scale')(features)
     return distributions.DiagonalGaussian(mean, nn.softplus(raw_scale) + self.min_scale)

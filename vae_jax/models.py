@@ -1,20 +1,29 @@
-"""The VAE: an encoder, a decoder and a prior, built from a config.
+"""Latent-variable models built from encoders, decoders and priors, and `build_model(config)`.
 
-Objectives (`vae_jax.objectives`) call the three parts through `model.apply(params, ...,
-method=...)`, so each is a pure function of the parameters.
+Both models expose the same methods, so objectives and evaluation work with either through
+`model.apply(params, ..., method=...)`:
+
+  sample_log_weight_terms(x, key)  one z ~ q(z|x): log p(x|z), log p(z), log q(z|x), each [B]
+  analytic_kl(x)                   KL(q(z|x) ‖ p(z)) in closed form [B], or None
+  kl_per_dimension(x)              the closed-form KL of each latent unit [B, D], or None
+  posterior_means(x)               {layer name: E_q[z|x] [B, D]}
+  reconstruct(x)                   mean of p(x|z) at the posterior mean
+  generate(key, num_samples)       mean of p(x|z) for z ~ p(z)
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import ml_collections
 
-from vae_jax import encoders, likelihoods, networks, priors
+from vae_jax import distributions, encoders, likelihoods, networks, priors
 
 
 class VAE(nn.Module):
-  """`q_φ(z|x)` (encoder), `p_θ(x|z)` (decoder) and `p(z)` (prior)."""
+  """One stochastic layer: `q_φ(z|x)` (encoder), `p_θ(x|z)` (decoder) and `p(z)` (prior)."""
 
   encoder: nn.Module
   decoder: nn.Module
@@ -23,7 +32,7 @@ class VAE(nn.Module):
   def __call__(self, x: jax.Array):
     """Touches every parameter; used by `init`."""
     posterior = self.encoder(x)
-    return posterior, self.decoder(posterior.mean), self.prior()
+    return posterior, self.decoder(posterior.mean), self.prior_distribution()
 
   def encode(self, x: jax.Array):
     """`q(z|x)` for x `[..., *data_shape]`; a distribution with batch shape `[...]`."""
@@ -35,7 +44,112 @@ class VAE(nn.Module):
 
   def prior_distribution(self):
     """`p(z)`, a distribution over `[latent_dim]`."""
+    return self.prior(self.encoder)
+
+  def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    posterior = self.encoder(x)
+    z = posterior.sample(key)
+    return {
+        'log_likelihood': self.decoder(z).log_prob(x),
+        'log_prior': self.prior_distribution().log_prob(z),
+        'log_posterior': posterior.log_prob(z),
+    }
+
+  def analytic_kl(self, x: jax.Array) -> jax.Array | None:
+    posterior, prior = self.encoder(x), self.prior_distribution()
+    if not distributions.has_analytic_kl(posterior, prior):
+      return None
+    return distributions.kl_divergence(posterior, prior)
+
+  def kl_per_dimension(self, x: jax.Array) -> jax.Array | None:
+    posterior, prior = self.encoder(x), self.prior_distribution()
+    if not distributions.has_analytic_kl(posterior, prior):
+      return None
+    return distributions.elementwise_kl_divergence(posterior, prior)
+
+  def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
+    return {'z': self.encoder(x).mean}
+
+  def reconstruct(self, x: jax.Array) -> jax.Array:
+    return self.decoder(self.encoder(x).mean).mean
+
+  def generate(self, key: jax.Array, num_samples: int) -> jax.Array:
+    return self.decoder(self.prior_distribution().sample(key, (num_samples,))).mean
+
+
+class HierarchicalVAE(nn.Module):
+  """Stochastic layers `h_1 … h_L` (Burda et al. 2015, section 5; L = 2 there):
+
+    q(h_1|x) q(h_2|h_1) … q(h_L|h_{L−1})       the encoders, bottom up
+    p(h_L) p(h_{L−1}|h_L) … p(h_1|h_2) p(x|h_1)  the prior, conditional priors, decoder
+
+  The conditional priors are the same conditional-Gaussian modules as the encoders.
+  """
+
+  encoders: Sequence[nn.Module]  # q(h_1|x), q(h_2|h_1), …
+  conditional_priors: Sequence[nn.Module]  # p(h_1|h_2), p(h_2|h_3), …
+  decoder: nn.Module  # p(x|h_1)
+  prior: nn.Module  # p(h_L)
+
+  def __call__(self, x: jax.Array):
+    """Touches every parameter; used by `init`."""
+    means = self.posterior_means(x)
+    layers = list(means.values())
+    conditionals = [p(upper) for p, upper in zip(self.conditional_priors, layers[1:])]
+    return means, conditionals, self.decoder(layers[0]), self.prior()
+
+  def encode(self, x: jax.Array):
+    """`q(h_1|x)`, the bottom layer's posterior."""
+    return self.encoders[0](x)
+
+  def decode(self, h1: jax.Array):
+    """`p(x|h_1)`."""
+    return self.decoder(h1)
+
+  def prior_distribution(self):
+    """`p(h_L)`, the top layer's prior."""
     return self.prior()
+
+  def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    keys = jax.random.split(key, len(self.encoders))
+    layers, log_posterior, below = [], 0.0, x
+    for encoder, layer_key in zip(self.encoders, keys):
+      posterior = encoder(below)
+      below = posterior.sample(layer_key)
+      log_posterior += posterior.log_prob(below)
+      layers.append(below)
+    log_prior = self.prior().log_prob(layers[-1])
+    for conditional, lower, upper in zip(self.conditional_priors, layers[:-1], layers[1:]):
+      log_prior += conditional(upper).log_prob(lower)
+    return {'log_likelihood': self.decoder(layers[0]).log_prob(x), 'log_prior': log_prior,
+            'log_posterior': log_posterior}
+
+  def analytic_kl(self, x: jax.Array) -> None:
+    del x  # q(h_2|x) is a continuous mixture over h_1: no closed form
+    return None
+
+  def kl_per_dimension(self, x: jax.Array) -> None:
+    del x
+    return None
+
+  def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
+    """`E_q[h_1|x]`, then each upper layer's conditional mean at the mean below it (a plug-in
+    approximation of `E_q[h_l|x]` for l ≥ 2)."""
+    means, below = {}, x
+    for index, encoder in enumerate(self.encoders):
+      below = encoder(below).mean
+      means[f'h{index + 1}'] = below
+    return means
+
+  def reconstruct(self, x: jax.Array) -> jax.Array:
+    return self.decoder(self.encoders[0](x).mean).mean
+
+  def generate(self, key: jax.Array, num_samples: int) -> jax.Array:
+    keys = jax.random.split(key, len(self.encoders))
+    h = self.prior().sample(keys[-1], (num_samples,))
+    for conditional, layer_key in zip(reversed(self.conditional_priors), reversed(keys[:-1])):
+      h = conditional(h).sample(layer_key)
+    return self.decoder(h).mean
 
 
 class Decoder(nn.Module):
@@ -50,39 +164,60 @@ class Decoder(nn.Module):
 
 ENCODER_KINDS = ('mlp', 'conv')
 DECODER_KINDS = ('mlp', 'conv')
-PRIOR_KINDS = ('standard_normal', 'learned_gaussian')
+PRIOR_KINDS = ('standard_normal', 'learned_gaussian', 'mixture', 'vamp')
 LIKELIHOOD_KINDS = ('bernoulli', 'gaussian')
 
 
-def build_vae(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> VAE:
-  """Builds the VAE that `model_config` describes for data of shape `data_shape` (e.g. (28, 28, 1))."""
+def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> nn.Module:
+  """The model `model_config` describes, for data of shape `data_shape` (e.g. (28, 28, 1)):
+  a `VAE`, or a `HierarchicalVAE` when `upper_layers.latent_dims` is not empty."""
+  init = model_config.kernel_init
   likelihood = build_likelihood(model_config.likelihood, data_shape)
-  return VAE(
-      encoder=build_encoder(model_config.encoder, model_config.latent_dim, data_shape),
-      decoder=Decoder(build_decoder_net(model_config.decoder, data_shape,
-                                        likelihood.params_per_channel), likelihood),
-      prior=build_prior(model_config.prior, model_config.latent_dim),
-  )
+  decoder = Decoder(build_decoder_net(model_config.decoder, data_shape,
+                                      likelihood.params_per_channel, init), likelihood)
+  encoder = build_encoder(model_config.encoder, model_config.latent_dim, data_shape, init)
+  upper = model_config.upper_layers
+  if not upper.latent_dims:
+    return VAE(encoder, decoder, build_prior(model_config.prior, model_config.latent_dim,
+                                             data_shape))
+  dims = (model_config.latent_dim, *upper.latent_dims)
+
+  def conditional_gaussian(latent_dim):
+    torso = networks.MLP(upper.hidden_sizes, upper.activation, kernel_init=init)
+    return encoders.GaussianEncoder(torso, latent_dim, min_scale=model_config.encoder.min_scale,
+                                    kernel_init=init)
+
+  return HierarchicalVAE(
+      encoders=(encoder, *(conditional_gaussian(dim) for dim in dims[1:])),
+      conditional_priors=tuple(conditional_gaussian(dim) for dim in dims[:-1]),
+      decoder=decoder,
+      prior=build_prior(model_config.prior, dims[-1], data_shape))
 
 
-def build_encoder(config, latent_dim: int, data_shape) -> encoders.GaussianEncoder:
+def build_encoder(config, latent_dim: int, data_shape,
+                  kernel_init: str = 'lecun_normal') -> encoders.GaussianEncoder:
   if config.kind == 'mlp':
-    torso = networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape))
+    torso = networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape),
+                         kernel_init=kernel_init)
   elif config.kind == 'conv':
-    torso = networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation)
+    torso = networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation,
+                                      kernel_init=kernel_init)
   else:
     raise ValueError(f'Unknown encoder kind {config.kind!r}; choose one of {ENCODER_KINDS}.')
-  return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale)
+  return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
+                                  kernel_init=kernel_init)
 
 
-def build_decoder_net(config, data_shape, params_per_channel: int) -> nn.Module:
+def build_decoder_net(config, data_shape, params_per_channel: int,
+                      kernel_init: str = 'lecun_normal') -> nn.Module:
   *spatial_shape, channels = data_shape
   output_shape = (*spatial_shape, channels * params_per_channel)
   if config.kind == 'mlp':
-    return networks.MLPDecoderNet(output_shape, config.hidden_sizes, config.activation)
+    return networks.MLPDecoderNet(output_shape, config.hidden_sizes, config.activation,
+                                  kernel_init=kernel_init)
   if config.kind == 'conv':
     return networks.ConvDecoderNet(output_shape, config.conv_channels, config.hidden_sizes,
-                                   config.activation)
+                                   config.activation, kernel_init=kernel_init)
   raise ValueError(f'Unknown decoder kind {config.kind!r}; choose one of {DECODER_KINDS}.')
 
 
@@ -96,10 +231,14 @@ def build_likelihood(config, data_shape) -> nn.Module:
   raise ValueError(f'Unknown likelihood kind {config.kind!r}; choose one of {LIKELIHOOD_KINDS}.')
 
 
-def build_prior(config, latent_dim: int) -> nn.Module:
+def build_prior(config, latent_dim: int, data_shape) -> nn.Module:
   if config.kind == 'standard_normal':
     return priors.StandardNormalPrior(latent_dim)
   if config.kind == 'learned_gaussian':
     return priors.LearnedGaussianPrior(latent_dim)
+  if config.kind == 'mixture':
+    return priors.MixtureOfGaussiansPrior(latent_dim, config.num_components)
+  if config.kind == 'vamp':
+    return priors.VampPrior(config.num_components, tuple(data_shape),
+                            config.pseudo_input_mean, config.pseudo_input_std)
   raise ValueError(f'Unknown prior kind {config.kind!r}; choose one of {PRIOR_KINDS}.')
-

@@ -10,7 +10,7 @@ so the same network serves a batch `[B, ...]` and samples of a batch `[S, B, ...
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,13 +24,33 @@ ACTIVATIONS = {
     'swish': nn.swish,
     'leaky_relu': nn.leaky_relu,
 }
+# 'gated': a layer of 2n units whose halves a, g give a·sigmoid(g) (a gated linear unit, the
+# GatedDense layer of Tomczak & Welling's VampPrior code).
+ACTIVATION_CHOICES = (*ACTIVATIONS, 'gated')
+KERNEL_INITS = {
+    'lecun_normal': nn.initializers.lecun_normal(),  # Flax's default
+    'glorot_uniform': nn.initializers.glorot_uniform(),  # Burda et al. 2015
+    'he_normal': nn.initializers.he_normal(),  # Tomczak & Welling 2018
+    'normal_0.01': nn.initializers.normal(stddev=0.01),  # Kingma & Welling 2013: "N(0, 0.01)"
+}
 
 
-def get_activation(name: str):
+def get_kernel_init(name: str):
   try:
-    return ACTIVATIONS[name]
+    return KERNEL_INITS[name]
   except KeyError:
-    raise ValueError(f'Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.') from None
+    raise ValueError(f'Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}.') from None
+
+
+def activated_layer(layer: Callable[[int], nn.Module], features: int, activation: str,
+                    x: jax.Array) -> jax.Array:
+  """`activation(layer(features)(x))`, or for 'gated' `a·sigmoid(g)` with `[a, g] = layer(2·features)(x)`."""
+  if activation == 'gated':
+    values, gates = jax.numpy.split(layer(2 * features)(x), 2, axis=-1)
+    return values * nn.sigmoid(gates)
+  if activation not in ACTIVATIONS:
+    raise ValueError(f'Unknown activation {activation!r}; choose one of {list(ACTIVATION_CHOICES)}.')
+  return ACTIVATIONS[activation](layer(features)(x))
 
 
 class MLP(nn.Module):
@@ -39,13 +59,15 @@ class MLP(nn.Module):
   hidden_sizes: Sequence[int]
   activation: str = 'tanh'
   flatten_ndims: int = 1  # trailing input axes that form one example (3 for an image)
+  kernel_init: str = 'lecun_normal'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[:x.ndim - self.flatten_ndims] + (-1,))
-    activation = get_activation(self.activation)
     for i, size in enumerate(self.hidden_sizes):
-      x = activation(nn.Dense(size, name=f'dense_{i}')(x))
+      dense = lambda n, i=i: nn.Dense(n, kernel_init=get_kernel_init(self.kernel_init),
+                                      name=f'dense_{i}')
+      x = activated_layer(dense, size, self.activation, x)
     return x
 
 
@@ -55,13 +77,16 @@ class ConvEncoderTorso(nn.Module):
   channels: Sequence[int] = (32, 64)
   hidden_sizes: Sequence[int] = ()
   activation: str = 'relu'
+  kernel_init: str = 'lecun_normal'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    activation = get_activation(self.activation)
     for i, channels in enumerate(self.channels):
-      x = activation(nn.Conv(channels, (3, 3), strides=(2, 2), name=f'conv_{i}')(x))
-    return MLP(self.hidden_sizes, self.activation, flatten_ndims=3, name='mlp')(x)
+      conv = lambda n, i=i: nn.Conv(n, (3, 3), strides=(2, 2),
+                                    kernel_init=get_kernel_init(self.kernel_init), name=f'conv_{i}')
+      x = activated_layer(conv, channels, self.activation, x)
+    return MLP(self.hidden_sizes, self.activation, flatten_ndims=3, kernel_init=self.kernel_init,
+               name='mlp')(x)
 
 
 class MLPDecoderNet(nn.Module):
@@ -70,11 +95,13 @@ class MLPDecoderNet(nn.Module):
   output_shape: tuple[int, ...]
   hidden_sizes: Sequence[int]
   activation: str = 'tanh'
+  kernel_init: str = 'lecun_normal'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    h = MLP(self.hidden_sizes, self.activation, name='mlp')(z)
-    raw = nn.Dense(math.prod(self.output_shape), name='output')(h)
+    h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, name='mlp')(z)
+    raw = nn.Dense(math.prod(self.output_shape), kernel_init=get_kernel_init(self.kernel_init),
+                   name='output')(h)
     return raw.reshape(raw.shape[:-1] + tuple(self.output_shape))
 
 
@@ -89,16 +116,20 @@ class ConvDecoderNet(nn.Module):
   channels: Sequence[int] = (64, 32)
   hidden_sizes: Sequence[int] = ()
   activation: str = 'relu'
+  kernel_init: str = 'lecun_normal'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    activation = get_activation(self.activation)
+    init = get_kernel_init(self.kernel_init)
     height, width, out_channels = self.output_shape
     factor = 2 ** len(self.channels)
     coarse_shape = (height // factor, width // factor, self.channels[0])
-    h = MLP(self.hidden_sizes, self.activation, name='mlp')(z)
-    h = activation(nn.Dense(math.prod(coarse_shape), name='to_feature_map')(h))
+    h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, name='mlp')(z)
+    to_map = lambda n: nn.Dense(n, kernel_init=init, name='to_feature_map')
+    h = activated_layer(to_map, math.prod(coarse_shape), self.activation, h)
     h = h.reshape(h.shape[:-1] + coarse_shape)
     for i, channels in enumerate(self.channels):
-      h = activation(nn.ConvTranspose(channels, (3, 3), strides=(2, 2), name=f'deconv_{i}')(h))
-    return nn.Conv(out_channels, (3, 3), name='output')(h)
+      deconv = lambda n, i=i: nn.ConvTranspose(n, (3, 3), strides=(2, 2), kernel_init=init,
+                                               name=f'deconv_{i}')
+      h = activated_layer(deconv, channels, self.activation, h)
+    return nn.Conv(out_channels, (3, 3), kernel_init=init, name='output')(h)

@@ -1,7 +1,7 @@
 """Training objectives, as pure functions of (params, batch, rng). All values are in nats.
 
-`elbo_terms` returns each term of the bound per example, so every term can be logged and a
-ragged evaluation batch can be masked before reduction.
+Each returns its terms per example, so every term can be logged and a ragged evaluation batch
+can be masked before reduction. The model is any of `vae_jax.models`.
 """
 
 from __future__ import annotations
@@ -11,50 +11,81 @@ import math
 import jax
 import jax.numpy as jnp
 
-from vae_jax import distributions
+OBJECTIVES = ('elbo', 'iwae')
+
+
+def log_weight_terms(model, params, x: jax.Array, rng: jax.Array,
+                     num_samples: int) -> dict[str, jax.Array]:
+  """`log p(x|z)`, `log p(z)` and `log q(z|x)` for `num_samples` draws `z ~ q(z|x)`, vmapped
+  over the draws: each `[num_samples, B]`."""
+
+  def single_sample(key):
+    return model.apply(params, x, key, method='sample_log_weight_terms')
+
+  return jax.vmap(single_sample)(jax.random.split(rng, num_samples))
+
+
+def log_weights(terms: dict[str, jax.Array], beta: float | jax.Array = 1.0) -> jax.Array:
+  """`log p(x|z) + β[log p(z) − log q(z|x)]`; the importance weights' logs when β = 1."""
+  return terms['log_likelihood'] + beta * (terms['log_prior'] - terms['log_posterior'])
 
 
 def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int = 1,
                analytic_kl: bool = True) -> dict[str, jax.Array]:
   """Per-example terms of `ELBO(x) = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))`.
 
-  The expectation is estimated with `num_samples` reparameterised samples `z ~ q(z|x)`,
-  vmapped. The KL is in closed form when `analytic_kl` and one exists for (q, p); otherwise it
-  is the Monte-Carlo estimate `log q(z|x) − log p(z)` on the same samples, which is unbiased.
+  The expectation is estimated with `num_samples` reparameterised draws `z ~ q(z|x)`. The KL is
+  in closed form when `analytic_kl` and the model has one; otherwise it is the Monte-Carlo
+  estimate `mean(log q(z|x) − log p(z))` on the same draws, which is unbiased because the
+  draws come from q itself — so it is valid for any prior (mixtures, the VampPrior, a
+  hierarchy), and is what the analytic value averages to.
 
   Args:
-    model: a `vae_jax.models.VAE`.
+    model: a model from `vae_jax.models`.
     params: its variables.
     x: a batch `[B, *data_shape]`.
-    rng: a PRNG key for the samples of z.
+    rng: a PRNG key for the draws of z.
 
   Returns:
     `log_likelihood`, `kl` and `elbo`, each `[B]`.
   """
-  posterior = model.apply(params, x, method='encode')
-  prior = model.apply(params, method='prior_distribution')
-  use_analytic_kl = analytic_kl and distributions.has_analytic_kl(posterior, prior)
-
-  def single_sample_terms(key):
-    z = posterior.sample(key)  # [B, D]
-    log_likelihood = model.apply(params, z, method='decode').log_prob(x)
-    # Unused (and removed by XLA) when the KL is analytic.
-    log_density_ratio = posterior.log_prob(z) - prior.log_prob(z)
-    return log_likelihood, log_density_ratio
-
-  log_likelihood, log_density_ratio = jax.vmap(single_sample_terms)(
-      jax.random.split(rng, num_samples))
-  log_likelihood = log_likelihood.mean(axis=0)
-  if use_analytic_kl:
-    kl = distributions.kl_divergence(posterior, prior)
-  else:
-    kl = log_density_ratio.mean(axis=0)
+  terms = log_weight_terms(model, params, x, rng, num_samples)
+  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  kl = model.apply(params, x, method='analytic_kl') if analytic_kl else None
+  if kl is None:
+    kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
   return {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
 
 
-def beta_weighted_loss(terms: dict[str, jax.Array], beta: float | jax.Array = 1.0) -> jax.Array:
-  """The minimised loss, `−mean_x[E_q log p(x|z) − β·KL]`; the ELBO itself when β = 1."""
-  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl'])
+def iwae_bound(log_w: jax.Array) -> jax.Array:
+  """`log (1/k) Σ_i w_i` over the leading axis of k log-weights (Burda et al. 2015, eq. 8)."""
+  return jax.scipy.special.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
+
+
+def iwae_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int,
+               beta: float | jax.Array = 1.0) -> dict[str, jax.Array]:
+  """The k-sample importance-weighted bound `iwae` `[B]`, with the ELBO terms estimated from
+  the same k draws (`log_likelihood`, `kl`, `elbo`) for logging. With β ≠ 1 the weights are
+  `p(x|z)·(p(z)/q(z|x))^β` (KL warm-up applied to the IWAE)."""
+  terms = log_weight_terms(model, params, x, rng, num_samples)
+  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
+  return {'iwae': iwae_bound(log_weights(terms, beta)), 'log_likelihood': log_likelihood,
+          'kl': kl, 'elbo': log_likelihood - kl}
+
+
+def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str,
+                  num_samples: int, beta: float | jax.Array,
+                  analytic_kl: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The minimised loss and its per-example terms: `−mean(E_q log p(x|z) − β·KL)` for
+  'elbo', `−mean(IWAE_k)` for 'iwae'."""
+  if objective == 'elbo':
+    terms = elbo_terms(model, params, x, rng, num_samples=num_samples, analytic_kl=analytic_kl)
+    return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+  if objective == 'iwae':
+    terms = iwae_terms(model, params, x, rng, num_samples=num_samples, beta=beta)
+    return -jnp.mean(terms['iwae']), terms
+  raise ValueError(f'Unknown objective {objective!r}; choose one of {OBJECTIVES}.')
 
 
 def bits_per_dim(log_prob_nats: jax.Array, num_dims: int) -> jax.Array:

@@ -7,6 +7,7 @@ resumed from a checkpoint at step `s` therefore continues exactly as an uninterr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -47,40 +48,61 @@ class RunKeys:
     return cls(*jax.random.split(jax.random.key(seed), 5))
 
 
-def create_train_state(model: models.VAE, optimizer: optax.GradientTransformation,
+def create_train_state(model, optimizer: optax.GradientTransformation,
                        data_shape: tuple[int, ...], rng: jax.Array) -> TrainState:
   params = model.init(rng, jnp.zeros((1, *data_shape), jnp.float32))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
 
+@dataclasses.dataclass(frozen=True)
+class StepSettings:
+  """What the train step computes, from the config (hashable: part of the compiled step)."""
+
+  objective: str  # 'elbo' | 'iwae'
+  num_samples: int
+  beta: float
+  kl_warmup_steps: int  # β rises linearly from 0 over this many steps; 0: constant β
+  analytic_kl: bool
+  dynamic_binarization: bool
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, steps_per_epoch: int) -> StepSettings:
+    return cls(objective=config.objective.kind, num_samples=config.objective.num_samples,
+               beta=config.objective.beta,
+               kl_warmup_steps=config.objective.kl_warmup_epochs * steps_per_epoch,
+               analytic_kl=config.objective.analytic_kl,
+               dynamic_binarization=config.data.binarization == 'dynamic')
+
+  def beta_at(self, step: jax.Array) -> jax.Array:
+    if not self.kl_warmup_steps:
+      return jnp.asarray(self.beta, jnp.float32)
+    return self.beta * jnp.minimum(1.0, step / self.kl_warmup_steps)
+
+
 def train_step(state: TrainState, images: jax.Array, train_key: jax.Array, *, model,
-               optimizer: optax.GradientTransformation, dynamic_binarization: bool,
-               num_samples: int, beta: float, analytic_kl: bool) -> tuple[TrainState, dict]:
-  """One optimizer update on the β-weighted negative ELBO of a batch of images."""
+               optimizer: optax.GradientTransformation,
+               settings: StepSettings) -> tuple[TrainState, dict]:
+  """One optimizer update on the objective of a batch of images `[B, *data_shape]`."""
   binarize_key, sample_key = jax.random.split(jax.random.fold_in(train_key, state.step))
-  x = data.binarize(binarize_key, images) if dynamic_binarization else images
+  x = data.binarize(binarize_key, images) if settings.dynamic_binarization else images
+  beta = settings.beta_at(state.step)
 
   def loss_fn(params):
-    terms = objectives.elbo_terms(model, params, x, sample_key, num_samples=num_samples,
-                                  analytic_kl=analytic_kl)
-    return objectives.beta_weighted_loss(terms, beta), terms
+    return objectives.training_loss(model, params, x, sample_key, objective=settings.objective,
+                                    num_samples=settings.num_samples, beta=beta,
+                                    analytic_kl=settings.analytic_kl)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {name: jnp.mean(value) for name, value in terms.items()}
-  metrics['loss'] = loss
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics.update(loss=loss, grad_norm=optax.global_norm(grads), beta=beta)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def make_train_step(config: ml_collections.ConfigDict, model, optimizer):
-  """The train step for `config`, jitted, with the state's buffers donated to the update."""
-  step_fn = functools.partial(
-      train_step, model=model, optimizer=optimizer,
-      dynamic_binarization=config.data.binarization == 'dynamic',
-      num_samples=config.objective.num_samples, beta=config.objective.beta,
-      analytic_kl=config.objective.analytic_kl)
+def make_train_step(model, optimizer, settings: StepSettings):
+  """The train step, jitted, with the state's buffers donated to the update."""
+  step_fn = functools.partial(train_step, model=model, optimizer=optimizer, settings=settings)
   return jax.jit(step_fn, donate_argnums=0)
 
 
@@ -104,33 +126,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                len(dataset.train), len(dataset.validation or ()), len(dataset.test),
                dataset.data_shape)
 
+  steps_per_epoch = len(dataset.train) // config.batch_size
+  num_train_steps = config.num_epochs * steps_per_epoch
+  eval_every_steps = config.eval_every_epochs * steps_per_epoch
   keys = RunKeys.from_seed(config.seed)
-  model = models.build_vae(config.model, dataset.data_shape)
-  optimizer = optimizers.create_optimizer(config.optimizer)
+  model = models.build_model(config.model, dataset.data_shape)
+  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps)
   state = create_train_state(model, optimizer, dataset.data_shape, keys.init)
   checkpoints = checkpointing.create_checkpoint_manager(workdir, config.checkpoints_to_keep)
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(checkpoints.latest_step(), args=ocp.args.StandardRestore(state))
     logging.info('Resumed from the checkpoint at step %d.', int(state.step))
   initial_step = int(state.step)
-
-  steps_per_epoch = len(dataset.train) // config.batch_size
-  num_train_steps = config.num_epochs * steps_per_epoch
-  eval_every_steps = config.eval_every_epochs * steps_per_epoch
   logging.info('%d parameters; %d steps (%d epochs of %d steps).',
                sum(x.size for x in jax.tree.leaves(state.params)), num_train_steps,
                config.num_epochs, steps_per_epoch)
 
-  train_step_fn = make_train_step(config, model, optimizer)
-  elbo_sums_fn = evaluation.make_elbo_sums_fn(model, num_samples=config.eval_num_samples,
-                                              analytic_kl=config.objective.analytic_kl)
+  train_step_fn = make_train_step(model, optimizer,
+                                  StepSettings.from_config(config, steps_per_epoch))
+  elbo_fn = evaluation.make_elbo_fn(model, num_samples=config.eval_num_samples,
+                                    analytic_kl=config.objective.analytic_kl)
+  posterior_statistics_fn = evaluation.make_posterior_statistics_fn(model)
   num_dims = int(np.prod(dataset.data_shape))
 
   def run_evaluation(step: int, params, writer: metric_writers.MetricWriter) -> None:
     for split_name, split in dataset.eval_splits().items():
-      terms = evaluation.evaluate_elbo(elbo_sums_fn, params, split.images,
+      terms = evaluation.evaluate_elbo(elbo_fn, params, split.images,
                                        batch_size=config.eval_batch_size, rng=keys.eval)
       terms['bits_per_dim'] = float(objectives.bits_per_dim(terms['elbo'], num_dims))
+      statistics = evaluation.map_examples(posterior_statistics_fn, params, split.images,
+                                           batch_size=config.eval_batch_size, rng=keys.eval)
+      for layer, count in evaluation.posterior_summary(statistics)['active_units'].items():
+        terms[f'active_units/{layer}'] = count
       writer.write_scalars(step, {f'{split_name}/{name}': value for name, value in terms.items()})
     if config.num_image_samples:
       _write_image_grids(workdir, writer, step, model, params, dataset.test.images,
@@ -197,14 +224,18 @@ class ProgressReporter:
     self._last_time = time.perf_counter()
 
   def report(self, step: int, *, examples_per_step: int) -> dict[str, float]:
+    """Logs progress; returns the interval's `steps_per_sec`, `examples_per_sec` and
+    `interval_seconds` (wall time since the last report, evaluations included)."""
     now = time.perf_counter()
-    steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    interval_seconds = max(now - self._last_time, 1e-9)
+    steps_per_sec = (step - self._last_step) / interval_seconds
     self._last_step, self._last_time = step, now
     eta_seconds = (self._num_train_steps - step) / max(steps_per_sec, 1e-9)
     logging.info('Step %d/%d (%.1f%%), %.1f steps/s, ETA %s.', step, self._num_train_steps,
                  100 * step / max(self._num_train_steps, 1), steps_per_sec,
                  _format_duration(eta_seconds))
-    return {'steps_per_sec': steps_per_sec, 'examples_per_sec': steps_per_sec * examples_per_step}
+    return {'steps_per_sec': steps_per_sec, 'examples_per_sec': steps_per_sec * examples_per_step,
+            'interval_seconds': interval_seconds}
 
 
 def _format_duration(seconds: float) -> str:

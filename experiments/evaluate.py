@@ -1,0 +1,118 @@
+r"""Evaluates a trained model on a whole split: importance-sampled log p(x), ELBO, KL per unit,
+active units.
+
+  python -m experiments.evaluate --workdir=/tmp/mnist [--num_importance_samples=5000]
+
+Reads the config saved in the workdir and its latest (or `--step`) checkpoint; writes
+`WORKDIR/evaluation/step_<step>_<split>_k<K>.json` and prints a summary. Deterministic given
+`--seed`: rerunning gives the same numbers whatever `--batch_size`.
+"""
+
+import json
+import logging as python_logging
+import os
+
+import jax
+from absl import app, flags, logging
+
+from configs import default
+from vae_jax import checkpointing, data, evaluation, models, optimizers, training
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+_SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'validation', 'train'], 'Split to evaluate.')
+_NUM_SAMPLES = flags.DEFINE_integer(
+    'num_importance_samples', 5000, 'Importance samples per example for log p(x) (0: skip).')
+_CHUNK_SIZE = flags.DEFINE_integer(
+    'chunk_size', 100, 'Importance samples drawn at a time (bounds memory: chunk × batch draws).')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 100, 'Examples per batch.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the evaluation noise.')
+
+
+def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importance_samples: int,
+                     chunk_size: int, batch_size: int, seed: int) -> dict:
+  """Evaluates the checkpoint and returns the report that is also written to the workdir."""
+  for name, value in (('num_importance_samples', num_importance_samples),):
+    if value < 0:
+      raise ValueError(f'--{name}={value} must be non-negative.')
+  for name, value in (('chunk_size', chunk_size), ('batch_size', batch_size)):
+    if value < 1:
+      raise ValueError(f'--{name}={value} must be at least 1.')
+  config = checkpointing.load_config(workdir, defaults=default.get_config())
+  dataset = data.load_dataset(config.data)
+  images = _split_images(dataset, split)
+  model = models.build_model(config.model, dataset.data_shape)
+  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
+  target = training.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
+  state = checkpointing.restore_state(workdir, target, step)
+  step = int(state.step)
+  logging.info('Evaluating %s at step %d on %d %s examples, k = %d.', workdir, step, len(images),
+               split, num_importance_samples)
+  report = evaluation.evaluate_split(
+      model, state.params, images, rng=jax.random.key(seed),
+      num_importance_samples=num_importance_samples, chunk_size=chunk_size,
+      batch_size=batch_size, elbo_num_samples=config.eval_num_samples,
+      analytic_kl=config.objective.analytic_kl)
+  report.update(workdir=os.path.abspath(workdir), step=step, epoch=step / _steps_per_epoch(
+      config, dataset), split=split, seed=seed, device=str(jax.devices()[0].device_kind),
+      paper=config.paper.to_dict())
+  path = os.path.join(workdir, 'evaluation',
+                      f'step_{step:08d}_{split}_k{num_importance_samples}.json')
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(report, f, indent=2)
+  report['path'] = path
+  return report
+
+
+def _split_images(dataset: data.Dataset, split: str):
+  if split == 'validation':
+    if dataset.validation is None:
+      raise ValueError('This run has no validation split (data.validation_size=0).')
+    return dataset.validation.images
+  return getattr(dataset, split).images
+
+
+def _steps_per_epoch(config, dataset) -> int:
+  return len(dataset.train) // config.batch_size
+
+
+def format_report(report: dict) -> str:
+  elbo = report['elbo']
+  lines = [f"{report['workdir']}: step {report['step']} (epoch {report['epoch']:g}), "
+           f"{report['split']} split, {report['num_examples']} examples"]
+  if 'importance_sampled' in report:
+    sampled = report['importance_sampled']
+    lines.append(f"  log p(x)      {sampled['log_likelihood']:10.3f} ± {sampled['standard_error']:.3f}"
+                 f" nats  (importance sampling, k = {sampled['num_samples']}, "
+                 f"{report['seconds']['importance_sampled']:.0f} s)")
+  lines.append(f"  ELBO          {elbo['elbo']:10.3f} nats  = E_q log p(x|z) "
+               f"{elbo['log_likelihood']:.3f} − KL {elbo['kl']:.3f}")
+  units = ', '.join(f'{layer} {count}/{len(report["posterior_mean_variance"][layer])}'
+                    for layer, count in report['active_units'].items())
+  lines.append(f'  active units  {units}')
+  if 'kl_per_dimension' in report:
+    kls = sorted(report['kl_per_dimension'], reverse=True)
+    lines.append('  KL per unit   ' + ' '.join(f'{kl:.2f}' for kl in kls))
+  paper = report['paper']
+  if paper.get('source'):
+    lines.append(f"  paper         {paper['test_log_likelihood']} nats, {paper['active_units']} "
+                 f"active units ({paper['source']})")
+  lines.append(f"  written to    {report['path']}")
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname)
+  report = evaluate_workdir(_WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
+                            num_importance_samples=_NUM_SAMPLES.value,
+                            chunk_size=_CHUNK_SIZE.value, batch_size=_BATCH_SIZE.value,
+                            seed=_SEED.value)
+  print(format_report(report))
+
+
+if __name__ == '__main__':
+  app.run(main)

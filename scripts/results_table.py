@@ -1,0 +1,110 @@
+r"""Collects the evaluations of several workdirs into a markdown table, beside the paper's numbers.
+
+  python scripts/results_table.py --root=/tmp/repro            # every workdir under a folder
+  python scripts/results_table.py --workdirs=/tmp/a,/tmp/b
+
+For each workdir: its latest evaluation (`experiments.evaluate` JSON; the most importance
+samples at the latest step), the epochs trained, the training wall time (summed from
+metrics.jsonl, evaluations during training included), and the paper's value from the config's
+`paper` block. log p(x) is in nats (higher is better; papers print the NLL, its negative).
+"""
+
+import glob
+import json
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
+from configs import default
+from vae_jax import checkpointing, metric_writers
+
+_ROOT = flags.DEFINE_string('root', None, 'A folder whose subfolders are workdirs.')
+_WORKDIRS = flags.DEFINE_list('workdirs', [], 'Workdirs, comma-separated.')
+
+
+def latest_evaluation(workdir: str) -> dict | None:
+  reports = []
+  for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
+    with open(path, encoding='utf-8') as f:
+      reports.append(json.load(f))
+  reports = [r for r in reports if r.get('split') == 'test']
+  if not reports:
+    return None
+  return max(reports, key=lambda r: (r['step'], r.get('importance_sampled', {}).get('num_samples', 0)))
+
+
+def training_seconds(workdir: str) -> float:
+  """Wall time of the training run(s), from the intervals between progress reports."""
+  try:
+    intervals = [m['interval_seconds'] for m in metric_writers.read_metrics(workdir)
+                 if 'interval_seconds' in m]
+  except FileNotFoundError:
+    return float('nan')
+  return sum(intervals) if intervals else float('nan')
+
+
+def describe_model(config) -> str:
+  objective = config.objective
+  layers = 1 + len(config.model.upper_layers.latent_dims)
+  name = 'VAE' if objective.kind == 'elbo' else 'IWAE'
+  prior = '' if config.model.prior.kind == 'standard_normal' else f', {config.model.prior.kind} prior'
+  return f'{name} k={objective.num_samples}, {layers} layer{"s" if layers > 1 else ""}{prior}'
+
+
+def table_row(workdir: str) -> dict | None:
+  report = latest_evaluation(workdir)
+  if report is None:
+    return None
+  config = checkpointing.load_config(workdir, defaults=default.get_config())
+  sampled = report.get('importance_sampled', {})
+  active = '+'.join(str(count) for count in report['active_units'].values())
+  paper_ll = config.paper.test_log_likelihood
+  return {
+      'run': os.path.basename(os.path.normpath(workdir)),
+      'model': describe_model(config),
+      'epochs': f"{report['epoch']:g}",
+      'train time': _format_seconds(training_seconds(workdir)),
+      'test log p(x)': (f"{sampled['log_likelihood']:.2f} ± {sampled['standard_error']:.2f} "
+                        f"(k={sampled['num_samples']})") if sampled else '—',
+      'test ELBO': f"{report['elbo']['elbo']:.2f}",
+      'active units': active,
+      'paper log p(x)': '—' if paper_ll is None else f'{paper_ll:.2f}',
+      'paper active': config.paper.active_units or '—',
+      'gap to paper': ('—' if paper_ll is None or not sampled
+                       else f"{sampled['log_likelihood'] - paper_ll:+.2f}"),
+  }
+
+
+def markdown_table(rows: list[dict]) -> str:
+  if not rows:
+    return '(no evaluated workdirs)'
+  header = list(rows[0])
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(row[column] for column in header) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def _format_seconds(seconds: float) -> str:
+  if seconds != seconds:  # NaN
+    return '—'
+  minutes = seconds / 60
+  return f'{minutes / 60:.1f} h' if minutes >= 90 else f'{minutes:.1f} min'
+
+
+def main(argv):
+  del argv
+  workdirs = list(_WORKDIRS.value)
+  if _ROOT.value:
+    workdirs += sorted(os.path.dirname(path) for path in
+                       glob.glob(os.path.join(_ROOT.value, '*', checkpointing.CONFIG_FILENAME)))
+  if not workdirs:
+    raise app.UsageError('Give --root or --workdirs.')
+  rows = [row for row in map(table_row, workdirs) if row is not None]
+  print(markdown_table(rows))
+
+
+if __name__ == '__main__':
+  app.run(main)
