@@ -24,7 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.split_seed = 0  # the train/test split of those datasets
 
   config.model = ml_collections.ConfigDict()
-  config.model.latent_dim = 50
+  config.model.latent_kind = 'gaussian'  # 'gaussian' | 'categorical'
+  config.model.latent_dim = 50  # Gaussian units, or categorical variables D
+  config.model.num_categories = 2  # categorical: values per variable K (2: binary units)
+  config.model.max_enumeration = 4096  # categorical: sum over z exactly when K^D <= this
   config.model.kernel_init = 'lecun_normal'  # | 'glorot_uniform' | 'he_normal' | 'normal_0.01'
   config.model.encoder = ml_collections.ConfigDict(dict(
       kind='mlp',  # 'mlp' | 'conv'
@@ -47,7 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
       activation='tanh',
   ))
   config.model.prior = ml_collections.ConfigDict(dict(
-      kind='standard_normal',  # 'standard_normal' | 'learned_gaussian' | 'mixture' | 'vamp'
+      # gaussian latents: 'standard_normal' | 'learned_gaussian' | 'mixture' | 'vamp'
+      # categorical latents: 'uniform' | 'learned_categorical'
+      kind='standard_normal',
       num_components=500,  # mixture: Gaussians; vamp: pseudo-inputs
       pseudo_input_mean=0.05,  # vamp: pseudo-inputs start as N(mean, std^2) pixels
       pseudo_input_std=0.01,
@@ -66,6 +71,13 @@ def get_config() -> ml_collections.ConfigDict:
       beta=1.0,  # weight of the KL term in the training loss (the reported ELBO is unweighted)
       kl_warmup_epochs=0,  # beta rises linearly from 0 over this many epochs (0: off)
       analytic_kl=True,  # closed-form KL when one exists, else Monte-Carlo
+      # How gradients pass through z: 'reparameterized' (Gaussian latents); for categorical
+      # latents 'exact' (sum over all z), 'gumbel_softmax', 'straight_through' or
+      # 'score_function' (leave-one-out baseline, num_samples >= 2). 'auto': reparameterized
+      # for Gaussian latents; exact if enumerable, else gumbel_softmax, for categorical ones.
+      gradient_estimator='auto',
+      # Gumbel-softmax temperature: max(minimum, initial * exp(-anneal_rate * step)).
+      temperature=ml_collections.ConfigDict(dict(initial=1.0, minimum=0.5, anneal_rate=3e-5)),
   ))
 
   config.optimizer = ml_collections.ConfigDict(dict(

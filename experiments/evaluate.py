@@ -40,7 +40,7 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
       raise ValueError(f'--{name}={value} must be at least 1.')
   config = checkpointing.load_config(workdir, defaults=default.get_config())
   dataset = data.load_dataset(config.data)
-  images = _split_images(dataset, split)
+  images, labels = _split_arrays(dataset, split)
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
   target = training.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
@@ -52,7 +52,7 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
       model, state.params, images, rng=jax.random.key(seed),
       num_importance_samples=num_importance_samples, chunk_size=chunk_size,
       batch_size=batch_size, elbo_num_samples=config.eval_num_samples,
-      analytic_kl=config.objective.analytic_kl)
+      analytic_kl=config.objective.analytic_kl, labels=labels)
   report.update(workdir=os.path.abspath(workdir), step=step, epoch=step / _steps_per_epoch(
       config, dataset), split=split, seed=seed, device=str(jax.devices()[0].device_kind),
       paper=config.paper.to_dict())
@@ -65,12 +65,12 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
   return report
 
 
-def _split_images(dataset: data.Dataset, split: str):
-  if split == 'validation':
-    if dataset.validation is None:
-      raise ValueError('This run has no validation split (data.validation_size=0).')
-    return dataset.validation.images
-  return getattr(dataset, split).images
+def _split_arrays(dataset: data.Dataset, split: str):
+  """The images and labels (None for unlabelled data) of a split."""
+  if split == 'validation' and dataset.validation is None:
+    raise ValueError('This run has no validation split (data.validation_size=0).')
+  chosen = getattr(dataset, split)
+  return chosen.images, chosen.labels
 
 
 def _steps_per_epoch(config, dataset) -> int:
@@ -86,6 +86,17 @@ def format_report(report: dict) -> str:
     lines.append(f"  log p(x)      {sampled['log_likelihood']:10.3f} ± {sampled['standard_error']:.3f}"
                  f" nats  (importance sampling, k = {sampled['num_samples']}, "
                  f"{report['seconds']['importance_sampled']:.0f} s)")
+  if 'exact' in report:
+    exact = report['exact']
+    lines.append(f"  log p(x)      {exact['log_marginal']:10.3f} nats  exact: a sum over every z "
+                 f"({report['seconds']['exact']:.0f} s)")
+    lines.append(f"  ELBO (exact)  {exact['elbo']:10.3f} nats  gap KL(q ‖ p(z|x)) "
+                 f"{exact['kl_to_posterior']:.3f}; H[p(z|x)] {exact['posterior_entropy']:.3f}, "
+                 f"H[q(z|x)] {exact['q_entropy']:.3f} nats")
+  if 'clusters' in report:
+    clusters = report['clusters']
+    lines.append(f"  clusters      accuracy {clusters['accuracy']:.3f}, purity "
+                 f"{clusters['purity']:.3f} ({clusters['num_clusters_used']} values of z used)")
   lines.append(f"  ELBO          {elbo['elbo']:10.3f} nats  = E_q log p(x|z) "
                f"{elbo['log_likelihood']:.3f} − KL {elbo['kl']:.3f}")
   units = ', '.join(f'{layer} {count}/{len(report["posterior_mean_variance"][layer])}'

@@ -10,6 +10,8 @@ r"""Trains and evaluates paper configs at a chosen budget, then prints the resul
 
 A config given without a variant means all of its `VARIANTS`. Each run trains in
 ROOT/<config>_<variant> (rerunning resumes it) and is evaluated with k importance samples.
+The budget scales every schedule counted in epochs: num_epochs and the KL warm-up (the IWAE
+learning-rate schedule follows num_epochs).
 """
 
 import importlib.util
@@ -56,9 +58,14 @@ def expand(spec: str) -> list[tuple[str, str]]:
 def run_commands(path: str, variant: str, budget: float, root: str):
   """The workdir, and the train and evaluate commands (argument lists starting with 'python')."""
   workdir = os.path.join(root, f'{os.path.splitext(os.path.basename(path))[0]}_{variant}')
-  epochs = max(1, round(budget * load_config_module(path).get_config(variant).num_epochs))
+  config = load_config_module(path).get_config(variant)
+  # Every schedule counted in epochs shrinks with the budget (the IWAE learning-rate schedule
+  # follows num_epochs by itself).
+  epochs = max(1, round(budget * config.num_epochs))
+  warmup = round(budget * config.objective.kl_warmup_epochs)
   train = ['python', '-m', 'experiments.train', f'--config={path}:{variant}',
            f'--workdir={workdir}', f'--config.num_epochs={epochs}',
+           *([f'--config.objective.kl_warmup_epochs={warmup}'] if warmup else []),
            *(f'--{override}' for override in _OVERRIDES.value)]
   evaluate = ['python', '-m', 'experiments.evaluate', f'--workdir={workdir}',
               f'--num_importance_samples={_NUM_SAMPLES.value}']

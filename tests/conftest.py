@@ -14,8 +14,7 @@ SHARED_TFDS_DIR = os.path.join(SHARED_DIR, 'tensorflow_datasets')
 SHARED_FREY_FACE = os.path.join(SHARED_DIR, 'data', 'frey_rawface.mat')
 
 
-@pytest.fixture
-def tiny_config():
+def make_tiny_config():
   """The quickstart config shrunk to a few seconds of training: digits, 2 epochs."""
   config = quickstart.get_config()
   config.model.latent_dim = 2
@@ -28,6 +27,25 @@ def tiny_config():
   config.checkpoint_every_steps = 10
   config.num_image_samples = 4
   return config
+
+
+@pytest.fixture
+def tiny_config():
+  return make_tiny_config()
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory):
+  """A workdir holding a tiny two-layer IWAE trained for 2 epochs (shared by several tests)."""
+  from vae_jax import training  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config()
+  config.model.upper_layers.latent_dims = (2,)
+  config.model.upper_layers.hidden_sizes = (8,)
+  config.objective.kind, config.objective.num_samples = 'iwae', 3
+  config.paper.update(source='A made-up paper', test_log_likelihood=-30.0, active_units='2+1')
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  training.train_and_evaluate(config, workdir)
+  return workdir
 
 
 def require_file(path: str, what: str) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import frey_face, mnist, quickstart
+from configs import frey_face, iwae, kingma_welling, mnist, quickstart, vampprior
 from vae_jax import config_checks, data
 
 BAD_CONFIGS = [
@@ -50,10 +50,30 @@ def test_every_problem_is_reported_at_once():
   assert 'batch_size=0' in str(error.value) and 'model.prior.kind' in str(error.value)
 
 
-@pytest.mark.parametrize('get_config', [mnist.get_config, frey_face.get_config,
-                                        quickstart.get_config, lambda: mnist.get_config('conv')])
-def test_shipped_configs_are_valid(get_config):
-  config_checks.validate_config(get_config())
+SHIPPED = [('mnist', ''), ('mnist', 'conv'), ('frey_face', ''), ('frey_face', 'latent2'),
+           ('quickstart', '')]
+SHIPPED += [(name, variant) for name, module in (('iwae', iwae), ('vampprior', vampprior),
+                                                 ('kingma_welling', kingma_welling))
+            for variant in module.VARIANTS]
+
+
+@pytest.mark.parametrize('name,variant', SHIPPED)
+def test_shipped_configs_are_valid(name, variant):
+  module = {'mnist': mnist, 'frey_face': frey_face, 'quickstart': quickstart, 'iwae': iwae,
+            'vampprior': vampprior, 'kingma_welling': kingma_welling}[name]
+  config = module.get_config(variant) if variant else module.get_config()
+  config_checks.validate_config(config)
+
+
+def test_iwae_variants_carry_the_architecture_and_the_papers_numbers():
+  config = iwae.get_config('iwae_k50_l2')
+  assert (config.objective.kind, config.objective.num_samples) == ('iwae', 50)
+  assert config.model.latent_dim == 100 and config.model.upper_layers.latent_dims == (50,)
+  assert (config.batch_size, config.num_epochs, config.optimizer.schedule) == (20, 3280, 'iwae')
+  assert (config.paper.test_log_likelihood, config.paper.active_units) == (-82.90, '26+7')
+  vae = iwae.get_config('vae_k1_l1')
+  assert vae.objective.kind == 'elbo' and not vae.objective.analytic_kl
+  assert vae.paper.test_log_likelihood == -86.76
 
 
 def test_conv_needs_compatible_image_sizes():
@@ -73,6 +93,7 @@ def test_vamp_prior_needs_a_one_layer_model():
     config_checks.validate_config(config)
 
 
-def test_unknown_variant_is_refused():
+@pytest.mark.parametrize('module', [mnist, iwae, vampprior, kingma_welling])
+def test_unknown_variant_is_refused(module):
   with pytest.raises(ValueError, match="Unknown variant 'big'"):
-    mnist.get_config('big')
+    module.get_config('big')

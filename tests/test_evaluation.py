@@ -91,3 +91,31 @@ def test_active_units_use_the_variance_of_posterior_means_across_data():
   summary = evaluation.posterior_summary({'means/z': means})
   assert summary['active_units'] == {'z': 1}
   np.testing.assert_allclose(summary['posterior_mean_variance']['z'], np.var(means, axis=0))
+
+
+class _KnownUnitsEncoder(linear_gaussian.nn.Module):
+  """q(z|x) with means 2·x₀ (variance across data ≈ 4: active), 0.05·x₁ (≈ 0.0025: inactive)
+  and a constant (0: inactive)."""
+
+  def __call__(self, x):
+    mean = jnp.stack([2.0 * x[..., 0], 0.05 * x[..., 1], jnp.full(x.shape[:-1], 0.7)], axis=-1)
+    return linear_gaussian.distributions.DiagonalGaussian(mean, jnp.full(mean.shape, 0.5))
+
+
+class _AnyDecoder(linear_gaussian.nn.Module):
+
+  def __call__(self, z):
+    return linear_gaussian.distributions.DiagonalGaussian(z, jnp.ones_like(z))
+
+
+def test_active_units_on_a_model_built_with_one_active_unit():
+  model = linear_gaussian.models.VAE(_KnownUnitsEncoder(), _AnyDecoder(),
+                                     linear_gaussian.priors.StandardNormalPrior(3))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+  x = np.random.default_rng(5).normal(size=(2000, 3)).astype(np.float32)
+  result = evaluation.evaluate_split(model, params, x, rng=jax.random.key(0),
+                                     num_importance_samples=0, chunk_size=1, batch_size=500)
+  assert result['active_units'] == {'z': 1}
+  np.testing.assert_allclose(result['posterior_mean_variance']['z'], [4.0, 0.0025, 0.0],
+                             rtol=0.1, atol=1e-6)
+  assert 'importance_sampled' not in result

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from configs import default
-from vae_jax import distributions, models, objectives, priors
+from vae_jax import distributions, models, networks, objectives, priors
 
 
 def _model_config(encoder='mlp', decoder='mlp', likelihood='bernoulli', scale='decoded',
@@ -140,3 +140,26 @@ def test_two_layer_model_from_config():
   assert set(model.apply(variables, x, method='posterior_means')) == {'h1', 'h2'}
   assert model.apply(variables, jax.random.key(2), 5, method='generate').shape == (5, 4, 4, 1)
   assert model.apply(variables, x, method='reconstruct').shape == (6, 4, 4, 1)
+
+
+def test_gated_layers_are_linear_units_times_sigmoid_gates():
+  mlp = networks.MLP((4,), activation='gated')
+  x = jax.random.normal(jax.random.key(0), (3, 5))
+  params = mlp.init(jax.random.key(1), x)
+  kernel, bias = (params['params']['dense_0'][name] for name in ('kernel', 'bias'))
+  assert kernel.shape == (5, 8)  # 4 values and 4 gates
+  pre = x @ kernel + bias
+  np.testing.assert_allclose(mlp.apply(params, x), pre[:, :4] * jax.nn.sigmoid(pre[:, 4:]),
+                             rtol=1e-5)
+
+
+def test_kernel_init_reaches_every_layer():
+  config = _model_config()
+  config.kernel_init = 'glorot_uniform'
+  config.encoder.hidden_sizes = (200,)
+  model = models.build_model(config, (28, 28, 1))
+  kernel = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']['encoder'][
+      'torso']['dense_0']['kernel']
+  bound = np.sqrt(6 / (784 + 200))  # Glorot & Bengio's uniform limit
+  assert np.abs(kernel).max() <= bound
+  np.testing.assert_allclose(np.std(kernel), bound / np.sqrt(3), rtol=0.02)

@@ -52,7 +52,10 @@ def _choice_problems(config):
       ('model.decoder.activation', model.decoder.activation, networks.ACTIVATION_CHOICES),
       ('model.upper_layers.activation', model.upper_layers.activation,
        networks.ACTIVATION_CHOICES),
-      ('model.prior.kind', model.prior.kind, models.PRIOR_KINDS),
+      ('model.latent_kind', model.latent_kind, models.LATENT_KINDS),
+      ('model.prior.kind', model.prior.kind,
+       models.CATEGORICAL_PRIOR_KINDS if model.latent_kind == 'categorical'
+       else models.PRIOR_KINDS),
       ('model.likelihood.kind', model.likelihood.kind, models.LIKELIHOOD_KINDS),
       ('model.likelihood.scale', model.likelihood.scale, likelihoods.GAUSSIAN_SCALES),
       ('model.likelihood.mean_activation', model.likelihood.mean_activation,
@@ -61,6 +64,8 @@ def _choice_problems(config):
       ('optimizer.schedule', config.optimizer.schedule, optimizers.SCHEDULES),
       ('model.kernel_init', model.kernel_init, tuple(networks.KERNEL_INITS)),
       ('objective.kind', config.objective.kind, objectives.OBJECTIVES),
+      ('objective.gradient_estimator', config.objective.gradient_estimator,
+       objectives.GRADIENT_ESTIMATORS),
   ]
   for key, value, allowed in choices:
     if value not in allowed:
@@ -78,6 +83,7 @@ def _range_problems(config):
       'model.latent_dim': config.model.latent_dim,
       'objective.num_samples': config.objective.num_samples,
       'eval_num_samples': config.eval_num_samples,
+      'model.max_enumeration': config.model.max_enumeration,
   }
   for key, value in at_least_one.items():
     if value < 1:
@@ -90,6 +96,7 @@ def _range_problems(config):
       'optimizer.weight_decay': config.optimizer.weight_decay,
       'optimizer.grad_clip_norm': config.optimizer.grad_clip_norm,
       'data.validation_size': config.data.validation_size,
+      'objective.temperature.anneal_rate': config.objective.temperature.anneal_rate,
   }
   for key, value in non_negative.items():
     if value < 0:
@@ -100,6 +107,8 @@ def _range_problems(config):
       'model.encoder.min_scale': config.model.encoder.min_scale,
       'model.likelihood.fixed_scale': config.model.likelihood.fixed_scale,
       'model.likelihood.min_scale': config.model.likelihood.min_scale,
+      'objective.temperature.initial': config.objective.temperature.initial,
+      'objective.temperature.minimum': config.objective.temperature.minimum,
   }
   for key, value in positive.items():
     if not value > 0:
@@ -117,6 +126,7 @@ def _range_problems(config):
 
 
 def _consistency_problems(config):
+  yield from _gradient_estimator_problems(config)
   prior = config.model.prior
   if prior.kind in ('mixture', 'vamp') and prior.num_components < 1:
     yield f'model.prior.num_components={prior.num_components} must be at least 1 for {prior.kind}.'
@@ -127,3 +137,34 @@ def _consistency_problems(config):
     yield ('model.likelihood.kind=bernoulli needs binary data, but data.binarization=none keeps '
            'grey levels. Set data.binarization to dynamic or static, or use '
            'model.likelihood.kind=gaussian.')
+
+
+def _gradient_estimator_problems(config):
+  model, objective = config.model, config.objective
+  estimator = objective.gradient_estimator
+  if model.latent_kind == 'gaussian':
+    if estimator not in ('auto', 'reparameterized'):
+      yield (f'objective.gradient_estimator={estimator} is for categorical latents; Gaussian '
+             "latents use 'reparameterized' (or 'auto').")
+    return
+  if model.num_categories < 2:
+    yield f'model.num_categories={model.num_categories} must be at least 2.'
+  if model.upper_layers.latent_dims:
+    yield 'model.latent_kind=categorical has one stochastic layer; clear model.upper_layers.latent_dims.'
+  if estimator == 'reparameterized':
+    yield ("objective.gradient_estimator=reparameterized needs Gaussian latents; categorical ones "
+           "take 'exact', 'gumbel_softmax', 'straight_through' or 'score_function' (or 'auto').")
+  num_values = model.num_categories ** model.latent_dim
+  if estimator == 'exact' and num_values > model.max_enumeration:
+    yield (f'objective.gradient_estimator=exact sums over {model.num_categories}^{model.latent_dim} '
+           f'= {num_values} latent values, more than model.max_enumeration='
+           f'{model.max_enumeration}. Raise the limit, shrink the latent space, or use '
+           'gumbel_softmax, straight_through or score_function.')
+  if estimator not in ('auto', 'reparameterized') and objective.kind != 'elbo':
+    yield (f'objective.kind={objective.kind} is trained with reparameterised Gaussian latents '
+           f'only; with objective.gradient_estimator={estimator} use objective.kind=elbo.')
+  if estimator == 'auto' and objective.kind != 'elbo':
+    yield 'objective.kind=iwae needs Gaussian latents; categorical latents train the ELBO.'
+  if estimator == 'score_function' and objective.num_samples < 2:
+    yield (f'objective.gradient_estimator=score_function needs objective.num_samples >= 2 for its '
+           f'leave-one-out baseline (got {objective.num_samples}).')

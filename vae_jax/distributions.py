@@ -55,6 +55,16 @@ class DiagonalGaussian:
         x, self.mean, self.scale))
     return jax.scipy.stats.norm.logpdf(x, mean, scale).sum(axis=-1)
 
+  def pairwise_log_prob(self, x: jax.Array) -> jax.Array:
+    """`log p(x_b)` under every distribution z of a batch: x `[B, *event]`, this distribution's
+    batch `[Z]` -> `[B, Z]`, by matrix products instead of a `[B, Z, *event]` intermediate."""
+    x, mean, scale = (flatten_event(a, self.event_ndims) for a in (x, self.mean, self.scale))
+    precision = 1.0 / jnp.square(scale)  # [Z, N]
+    quadratic = (jnp.square(x) @ precision.T - 2.0 * x @ (mean * precision).T
+                 + jnp.sum(jnp.square(mean) * precision, axis=-1))
+    normaliser = jnp.sum(jnp.log(scale), axis=-1) + 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
+    return -0.5 * quadratic - normaliser
+
   def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
     """Reparameterised sample `mean + scale * ε`: gradients flow to mean and scale."""
     shape = sample_shape + jnp.broadcast_shapes(self.mean.shape, self.scale.shape)
@@ -85,6 +95,12 @@ class Bernoulli:
     x = flatten_event(x, self.event_ndims)
     logits = flatten_event(self.logits, self.event_ndims)
     return (x * logits - softplus(logits)).sum(axis=-1)
+
+  def pairwise_log_prob(self, x: jax.Array) -> jax.Array:
+    """`log p(x_b)` under every distribution z of a batch: x `[B, *event]`, this distribution's
+    batch `[Z]` -> `[B, Z]`, as `x·lᵀ − Σ softplus(l)`: one matrix product."""
+    x, logits = flatten_event(x, self.event_ndims), flatten_event(self.logits, self.event_ndims)
+    return x @ logits.T - jnp.sum(softplus(logits), axis=-1)
 
   def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
     """A (non-reparameterisable) 0/1 sample, in the logits' dtype."""
@@ -131,6 +147,65 @@ class MixtureOfDiagonalGaussians:
     return jnp.einsum('k,kd->d', jax.nn.softmax(self.logits), self.means)
 
 
+@struct.dataclass
+class Categorical:
+  """D independent categorical variables over K values: `logits [..., D, K]`.
+
+  A value is one-hot, `[..., D, K]`; `event_ndims` counts the axes of one event besides the K
+  axis (1: the D variables form one event). Gumbel-softmax relaxations of a sample are in
+  `relaxed_sample`.
+  """
+
+  logits: jax.Array
+  event_ndims: int = struct.field(pytree_node=False, default=1)
+
+  @property
+  def log_probs(self) -> jax.Array:
+    return jax.nn.log_softmax(self.logits, axis=-1)
+
+  @property
+  def probs(self) -> jax.Array:
+    return jax.nn.softmax(self.logits, axis=-1)
+
+  @property
+  def num_categories(self) -> int:
+    return self.logits.shape[-1]
+
+  def log_prob(self, z: jax.Array) -> jax.Array:
+    """`Σ_d log π_d[z_d]` for one-hot (or relaxed, on the simplex) values z `[..., D, K]`."""
+    return sum_event(jnp.sum(z * self.log_probs, axis=-1), self.event_ndims)
+
+  def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+    """One-hot samples `[*sample_shape, ..., D, K]` (not differentiable in the logits)."""
+    indices = jax.random.categorical(rng, self.logits, shape=sample_shape + self.logits.shape[:-1])
+    return jax.nn.one_hot(indices, self.num_categories, dtype=self.logits.dtype)
+
+  def relaxed_sample(self, rng: jax.Array, temperature: float | jax.Array,
+                     hard: bool = False) -> jax.Array:
+    """Gumbel-softmax / Concrete sample `softmax((logits + g) / τ)`, g ~ Gumbel(0, 1)
+    (Jang et al. 2017; Maddison et al. 2017): reparameterised, on the simplex, one-hot as τ → 0.
+    `hard`: the one-hot argmax in the forward pass, the relaxed sample's gradient in the backward
+    pass (straight-through Gumbel-softmax)."""
+    gumbel = jax.random.gumbel(rng, self.logits.shape, self.logits.dtype)
+    soft = jax.nn.softmax((self.logits + gumbel) / temperature, axis=-1)
+    if not hard:
+      return soft
+    one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), self.num_categories, dtype=soft.dtype)
+    return soft + jax.lax.stop_gradient(one_hot - soft)
+
+  def entropy(self) -> jax.Array:
+    return sum_event(-jnp.sum(self.probs * self.log_probs, axis=-1), self.event_ndims)
+
+  @property
+  def mode(self) -> jax.Array:
+    return jax.nn.one_hot(jnp.argmax(self.logits, axis=-1), self.num_categories,
+                          dtype=self.logits.dtype)
+
+  @property
+  def mean(self) -> jax.Array:
+    return self.probs
+
+
 def has_analytic_kl(q, p) -> bool:
   """Whether `kl_divergence(q, p)` has a closed form here."""
   return (type(q), type(p)) in _ELEMENTWISE_KL
@@ -165,7 +240,13 @@ def _kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> jax.Array:
           + (1 - q_probs) * (jax.nn.log_sigmoid(-q.logits) - jax.nn.log_sigmoid(-p.logits)))
 
 
+def _kl_categorical_categorical(q: Categorical, p: Categorical) -> jax.Array:
+  """Per variable: `Σ_k q_k (log q_k − log p_k)`, `[..., D]`."""
+  return jnp.sum(q.probs * (q.log_probs - p.log_probs), axis=-1)
+
+
 _ELEMENTWISE_KL = {
     (DiagonalGaussian, DiagonalGaussian): _kl_gaussian_gaussian,
     (Bernoulli, Bernoulli): _kl_bernoulli_bernoulli,
+    (Categorical, Categorical): _kl_categorical_categorical,
 }

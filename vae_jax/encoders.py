@@ -23,3 +23,20 @@ class GaussianEncoder(nn.Module):
     mean = nn.Dense(self.latent_dim, kernel_init=init, name='mean')(features)
     raw_scale = nn.Dense(self.latent_dim, kernel_init=init, name='raw_scale')(features)
     return distributions.DiagonalGaussian(mean, nn.softplus(raw_scale) + self.min_scale)
+
+
+class CategoricalEncoder(nn.Module):
+  """`q(z|x)`: `num_variables` independent categoricals over `num_categories` values each."""
+
+  torso: nn.Module
+  num_variables: int
+  num_categories: int
+  kernel_init: str = 'lecun_normal'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> distributions.Categorical:
+    features = self.torso(x)
+    logits = nn.Dense(self.num_variables * self.num_categories,
+                      kernel_init=networks.get_kernel_init(self.kernel_init), name='logits')(features)
+    return distributions.Categorical(
+        logits.reshape(logits.shape[:-1] + (self.num_variables, self.num_categories)))

@@ -148,10 +148,58 @@ def posterior_summary(statistics: dict[str, np.ndarray]) -> dict:
   return summary
 
 
+def supports_exact_evaluation(model) -> bool:
+  """Whether log p(x) and p(z|x) are exact sums for this model (small discrete latent spaces)."""
+  return getattr(model, 'is_enumerable', False)
+
+
+def make_exact_fn(model):
+  """A jitted `(params, images, example_ids, rng) -> {term: [B]}` of the exact quantities of
+  `DiscreteVAE.exact_terms`, with `map_latent`, the index of the most probable z under p(z|x),
+  in place of the full posterior."""
+
+  @jax.jit
+  def exact_fn(params, images, example_ids, rng):
+    del example_ids, rng  # no randomness: sums over every z
+    terms = dict(model.apply(params, images, method='exact_terms'))
+    terms['map_latent'] = jnp.argmax(terms.pop('posterior'), axis=-1)
+    return terms
+
+  return exact_fn
+
+
+def exact_summary(terms: dict[str, np.ndarray]) -> dict[str, float]:
+  """Means over the split of `make_exact_fn`'s per-example terms (nats)."""
+  return {name: float(np.mean(values)) for name, values in terms.items() if name != 'map_latent'}
+
+
+def cluster_scores(clusters: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """How well clusters (e.g. the MAP value of one categorical latent) match the labels.
+
+  purity    each cluster takes its most frequent label (many clusters may share a label);
+  accuracy  the best one-to-one matching of clusters to labels (Hungarian algorithm), the
+            usual unsupervised clustering accuracy; clusters left unmatched count as errors.
+  """
+  from scipy import optimize  # pylint: disable=import-outside-toplevel
+  clusters, labels = np.asarray(clusters, np.int64), np.asarray(labels, np.int64)
+  counts = np.zeros((clusters.max() + 1, labels.max() + 1), np.int64)
+  np.add.at(counts, (clusters, labels), 1)
+  rows, columns = optimize.linear_sum_assignment(counts, maximize=True)
+  return {'purity': float(counts.max(axis=1).sum() / len(labels)),
+          'accuracy': float(counts[rows, columns].sum() / len(labels)),
+          'num_clusters_used': int(np.sum(counts.sum(axis=1) > 0))}
+
+
 def evaluate_split(model, params, images: np.ndarray, *, rng: jax.Array,
                    num_importance_samples: int, chunk_size: int, batch_size: int,
-                   elbo_num_samples: int = 1, analytic_kl: bool = True) -> dict:
-  """Everything `experiments.evaluate` reports about one split, with the seconds each part took."""
+                   elbo_num_samples: int = 1, analytic_kl: bool = True,
+                   labels: np.ndarray | None = None) -> dict:
+  """Everything `experiments.evaluate` reports about one split, with the seconds each part took.
+
+  For discrete latents that can be enumerated, also the exact log p(x), ELBO, the gap
+  KL(q ‖ p(z|x)), posterior entropies, and — for a single categorical variable and labelled
+  data — how well its values cluster the labels.
+  """
   elbo_key, importance_key = jax.random.split(rng)
   result, seconds = {'num_examples': len(images)}, {}
 
@@ -165,6 +213,14 @@ def evaluate_split(model, params, images: np.ndarray, *, rng: jax.Array,
                             batch_size=batch_size, rng=rng)
   result.update(posterior_summary(statistics))
   seconds['posterior'] = time.perf_counter() - start
+
+  if supports_exact_evaluation(model):
+    start = time.perf_counter()
+    exact = map_examples(make_exact_fn(model), params, images, batch_size=batch_size, rng=rng)
+    result['exact'] = exact_summary(exact)
+    if labels is not None and model.num_variables == 1:
+      result['clusters'] = cluster_scores(exact['map_latent'], labels)
+    seconds['exact'] = time.perf_counter() - start
 
   if num_importance_samples:
     start = time.perf_counter()
@@ -189,6 +245,13 @@ def _pad_to(batch: np.ndarray, size: int) -> np.ndarray:
 def prior_samples(model, params, rng: jax.Array, *, num_samples: int) -> jax.Array:
   """Mean of `p(x|z)` for `num_samples` draws `z ~ p(z)`: `[num_samples, *data_shape]`."""
   return model.apply(params, rng, num_samples, method='generate')
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def category_means(model, params) -> jax.Array:
+  """For a single categorical latent: the mean of p(x|z) for each of its K values `[K, ...]`."""
+  z = jnp.eye(model.num_categories)[:, None, :]  # [K, 1, K]
+  return model.apply(params, z, method='decode').mean
 
 
 @functools.partial(jax.jit, static_argnames=('model',))

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from vae_jax import distributions, encoders, likelihoods, networks, priors
 
@@ -152,6 +154,123 @@ class HierarchicalVAE(nn.Module):
     return self.decoder(h).mean
 
 
+class DiscreteVAE(nn.Module):
+  """Discrete latents: z is `num_variables` categorical variables with `num_categories` values
+  each (binary units when 2), one-hot `[..., D, K]`; the decoder reads z flattened to `D·K`.
+
+  When the `K^D` values of z can be enumerated (at most `max_enumeration`), `exact_terms` gives
+  log p(x) = log Σ_z p(z) p(x|z), the posterior p(z|x) by Bayes' rule, and the ELBO as an exact
+  sum over z; `relaxed_terms` gives the Gumbel-softmax estimate for spaces too large to sum.
+  """
+
+  encoder: nn.Module  # x -> Categorical q(z|x)
+  decoder: nn.Module  # z flattened [..., D·K] -> p(x|z)
+  prior: nn.Module  # () -> Categorical p(z)
+  num_variables: int
+  num_categories: int
+  max_enumeration: int = 4096
+
+  @property
+  def num_latent_values(self) -> int:
+    return self.num_categories ** self.num_variables
+
+  @property
+  def is_enumerable(self) -> bool:
+    return self.num_latent_values <= self.max_enumeration
+
+  def __call__(self, x: jax.Array):
+    """Touches every parameter; used by `init`."""
+    posterior = self.encoder(x)
+    return posterior, self.decode(posterior.probs), self.prior()
+
+  def encode(self, x: jax.Array) -> distributions.Categorical:
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array):
+    """`p(x|z)` for one-hot or relaxed z `[..., D, K]`."""
+    return self.decoder(z.reshape(z.shape[:-2] + (-1,)))
+
+  def prior_distribution(self) -> distributions.Categorical:
+    return self.prior()
+
+  def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    posterior = self.encoder(x)
+    z = posterior.sample(key)
+    return {'log_likelihood': self.decode(z).log_prob(x),
+            'log_prior': self.prior().log_prob(z), 'log_posterior': posterior.log_prob(z)}
+
+  def analytic_kl(self, x: jax.Array) -> jax.Array:
+    return distributions.kl_divergence(self.encoder(x), self.prior())
+
+  def kl_per_dimension(self, x: jax.Array) -> jax.Array:
+    """The KL of each categorical variable, `[B, D]`."""
+    return distributions.elementwise_kl_divergence(self.encoder(x), self.prior())
+
+  def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
+    """`E_q[z|x]`, the one-hot probabilities `[B, D·K]`."""
+    probs = self.encoder(x).probs
+    return {'z': probs.reshape(probs.shape[:-2] + (-1,))}
+
+  def reconstruct(self, x: jax.Array) -> jax.Array:
+    return self.decode(self.encoder(x).mode).mean
+
+  def generate(self, key: jax.Array, num_samples: int) -> jax.Array:
+    return self.decode(self.prior().sample(key, (num_samples,))).mean
+
+  def all_latent_values(self) -> jax.Array:
+    """Every value of z, one-hot `[K^D, D, K]`, in mixed-radix order (variable 0 slowest)."""
+    if not self.is_enumerable:
+      raise ValueError(
+          f'{self.num_categories}^{self.num_variables} = {self.num_latent_values} latent values '
+          f'exceed max_enumeration={self.max_enumeration}; use a sampled or relaxed estimator.')
+    indices = np.indices((self.num_categories,) * self.num_variables).reshape(
+        self.num_variables, -1).T
+    return jax.nn.one_hot(indices, self.num_categories)
+
+  def exact_terms(self, x: jax.Array) -> dict[str, jax.Array]:
+    """Exact quantities by enumerating z, each `[B]` (`posterior` is `[B, K^D]`):
+
+      log_marginal     log p(x) = logsumexp_z [log p(z) + log p(x|z)]
+      posterior        p(z|x) = p(z) p(x|z) / p(x), Bayes' rule
+      log_likelihood   E_q[log p(x|z)] = Σ_z q(z|x) log p(x|z)
+      kl               KL(q(z|x) ‖ p(z)) in closed form
+      elbo             log_likelihood − kl, with no sampling
+      kl_to_posterior  KL(q(z|x) ‖ p(z|x)) = Σ_z q (log q − log p(z|x)), computed on its own
+      posterior_entropy, posterior_entropy of q: H[p(z|x)], H[q(z|x)]
+    """
+    z = self.all_latent_values()  # [Z, D, K]
+    posterior_q = self.encoder(x)  # logits [B, D, K]
+    prior = self.prior()
+    log_likelihood = self.decode(z).pairwise_log_prob(x)  # [B, Z]
+    log_joint = log_likelihood + prior.log_prob(z)  # [B, Z]
+    log_marginal = jax.scipy.special.logsumexp(log_joint, axis=-1)
+    log_posterior = log_joint - log_marginal[:, None]
+    log_q = jnp.einsum('zdk,bdk->bz', z, posterior_q.log_probs)
+    q = jnp.exp(log_q)
+    kl = distributions.kl_divergence(posterior_q, prior)
+    expected_log_likelihood = jnp.sum(q * log_likelihood, axis=-1)
+    posterior = jnp.exp(log_posterior)
+    return {
+        'log_marginal': log_marginal,
+        'posterior': posterior,
+        'log_likelihood': expected_log_likelihood,
+        'kl': kl,
+        'elbo': expected_log_likelihood - kl,
+        'kl_to_posterior': jnp.sum(q * (log_q - log_posterior), axis=-1),
+        'posterior_entropy': -jnp.sum(posterior * log_posterior, axis=-1),
+        'q_entropy': posterior_q.entropy(),
+    }
+
+  def relaxed_terms(self, x: jax.Array, key: jax.Array, temperature: jax.Array,
+                    hard: bool) -> dict[str, jax.Array]:
+    """`log p(x|z̃)` at a Gumbel-softmax sample z̃ (straight-through if `hard`) and the
+    closed-form KL, each `[B]`: the relaxed ELBO's terms."""
+    posterior = self.encoder(x)
+    z = posterior.relaxed_sample(key, temperature, hard=hard)
+    return {'log_likelihood': self.decode(z).log_prob(x),
+            'kl': distributions.kl_divergence(posterior, self.prior())}
+
+
 class Decoder(nn.Module):
   """`p(x|z)`: a decoder network followed by a likelihood."""
 
@@ -164,17 +283,22 @@ class Decoder(nn.Module):
 
 ENCODER_KINDS = ('mlp', 'conv')
 DECODER_KINDS = ('mlp', 'conv')
-PRIOR_KINDS = ('standard_normal', 'learned_gaussian', 'mixture', 'vamp')
+LATENT_KINDS = ('gaussian', 'categorical')
+PRIOR_KINDS = ('standard_normal', 'learned_gaussian', 'mixture', 'vamp')  # gaussian latents
+CATEGORICAL_PRIOR_KINDS = ('uniform', 'learned_categorical')
 LIKELIHOOD_KINDS = ('bernoulli', 'gaussian')
 
 
 def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> nn.Module:
   """The model `model_config` describes, for data of shape `data_shape` (e.g. (28, 28, 1)):
-  a `VAE`, or a `HierarchicalVAE` when `upper_layers.latent_dims` is not empty."""
+  a `DiscreteVAE` for categorical latents; for Gaussian latents a `VAE`, or a
+  `HierarchicalVAE` when `upper_layers.latent_dims` is not empty."""
   init = model_config.kernel_init
   likelihood = build_likelihood(model_config.likelihood, data_shape)
   decoder = Decoder(build_decoder_net(model_config.decoder, data_shape,
                                       likelihood.params_per_channel, init), likelihood)
+  if model_config.latent_kind == 'categorical':
+    return build_discrete_vae(model_config, data_shape, decoder)
   encoder = build_encoder(model_config.encoder, model_config.latent_dim, data_shape, init)
   upper = model_config.upper_layers
   if not upper.latent_dims:
@@ -194,16 +318,35 @@ def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, 
       prior=build_prior(model_config.prior, dims[-1], data_shape))
 
 
+def build_discrete_vae(model_config, data_shape, decoder: nn.Module) -> DiscreteVAE:
+  torso = build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init)
+  num_variables, num_categories = model_config.latent_dim, model_config.num_categories
+  if model_config.prior.kind not in CATEGORICAL_PRIOR_KINDS:
+    raise ValueError(f'Unknown prior kind {model_config.prior.kind!r} for categorical latents; '
+                     f'choose one of {CATEGORICAL_PRIOR_KINDS}.')
+  return DiscreteVAE(
+      encoder=encoders.CategoricalEncoder(torso, num_variables, num_categories,
+                                          kernel_init=model_config.kernel_init),
+      decoder=decoder,
+      prior=priors.CategoricalPrior(num_variables, num_categories,
+                                    learned=model_config.prior.kind == 'learned_categorical'),
+      num_variables=num_variables, num_categories=num_categories,
+      max_enumeration=model_config.max_enumeration)
+
+
+def build_encoder_torso(config, data_shape, kernel_init: str) -> nn.Module:
+  if config.kind == 'mlp':
+    return networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape),
+                        kernel_init=kernel_init)
+  if config.kind == 'conv':
+    return networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation,
+                                     kernel_init=kernel_init)
+  raise ValueError(f'Unknown encoder kind {config.kind!r}; choose one of {ENCODER_KINDS}.')
+
+
 def build_encoder(config, latent_dim: int, data_shape,
                   kernel_init: str = 'lecun_normal') -> encoders.GaussianEncoder:
-  if config.kind == 'mlp':
-    torso = networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape),
-                         kernel_init=kernel_init)
-  elif config.kind == 'conv':
-    torso = networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation,
-                                      kernel_init=kernel_init)
-  else:
-    raise ValueError(f'Unknown encoder kind {config.kind!r}; choose one of {ENCODER_KINDS}.')
+  torso = build_encoder_torso(config, data_shape, kernel_init)
   return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
                                   kernel_init=kernel_init)
 

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 
 OBJECTIVES = ('elbo', 'iwae')
+GRADIENT_ESTIMATORS = ('auto', 'reparameterized', 'exact', 'gumbel_softmax', 'straight_through',
+                       'score_function')
 
 
 def log_weight_terms(model, params, x: jax.Array, rng: jax.Array,
@@ -74,18 +76,82 @@ def iwae_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int,
           'kl': kl, 'elbo': log_likelihood - kl}
 
 
+def resolve_gradient_estimator(name: str, model) -> str:
+  """'auto' -> 'reparameterized' for Gaussian latents; for discrete latents 'exact' when z can
+  be enumerated, else 'gumbel_softmax'. Other names are returned as they are."""
+  if name != 'auto':
+    return name
+  if not hasattr(model, 'exact_terms'):
+    return 'reparameterized'
+  return 'exact' if model.is_enumerable else 'gumbel_softmax'
+
+
 def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str,
-                  num_samples: int, beta: float | jax.Array,
-                  analytic_kl: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The minimised loss and its per-example terms: `−mean(E_q log p(x|z) − β·KL)` for
-  'elbo', `−mean(IWAE_k)` for 'iwae'."""
-  if objective == 'elbo':
-    terms = elbo_terms(model, params, x, rng, num_samples=num_samples, analytic_kl=analytic_kl)
-    return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
-  if objective == 'iwae':
-    terms = iwae_terms(model, params, x, rng, num_samples=num_samples, beta=beta)
-    return -jnp.mean(terms['iwae']), terms
-  raise ValueError(f'Unknown objective {objective!r}; choose one of {OBJECTIVES}.')
+                  num_samples: int, beta: float | jax.Array, analytic_kl: bool,
+                  estimator: str = 'reparameterized',
+                  temperature: float | jax.Array = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The minimised loss and its per-example terms.
+
+  objective 'elbo': `−mean(E_q log p(x|z) − β·KL)`, with the expectation's gradient by
+    'reparameterized' (Gaussian z); 'exact' (a sum over every discrete z, no variance);
+    'gumbel_softmax' / 'straight_through' (relaxed discrete samples at `temperature`: biased,
+    low variance); 'score_function' (REINFORCE with a leave-one-out baseline over the k draws:
+    unbiased, k ≥ 2).
+  objective 'iwae': `−mean(IWAE_k)`, reparameterized.
+  """
+  if estimator == 'reparameterized':
+    if objective == 'elbo':
+      terms = elbo_terms(model, params, x, rng, num_samples=num_samples, analytic_kl=analytic_kl)
+      return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+    if objective == 'iwae':
+      terms = iwae_terms(model, params, x, rng, num_samples=num_samples, beta=beta)
+      return -jnp.mean(terms['iwae']), terms
+    raise ValueError(f'Unknown objective {objective!r}; choose one of {OBJECTIVES}.')
+  if objective != 'elbo':
+    raise ValueError(f'The {estimator} estimator trains the ELBO; objective={objective!r} needs '
+                     "estimator 'reparameterized'.")
+  if estimator == 'exact':
+    exact = model.apply(params, x, method='exact_terms')
+    terms = {name: exact[name] for name in ('log_likelihood', 'kl', 'elbo', 'log_marginal')}
+  elif estimator in ('gumbel_softmax', 'straight_through'):
+    hard = estimator == 'straight_through'
+    relaxed = jax.vmap(lambda key: model.apply(params, x, key, temperature, hard,
+                                               method='relaxed_terms'))(
+                                                   jax.random.split(rng, num_samples))
+    terms = {name: value.mean(axis=0) for name, value in relaxed.items()}
+    terms['elbo'] = terms['log_likelihood'] - terms['kl']
+  elif estimator == 'score_function':
+    return _score_function_loss(model, params, x, rng, num_samples=num_samples, beta=beta,
+                                analytic_kl=analytic_kl)
+  else:
+    raise ValueError(f'Unknown gradient estimator {estimator!r}; choose one of '
+                     f'{GRADIENT_ESTIMATORS}.')
+  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+
+
+def _score_function_loss(model, params, x, rng, *, num_samples: int, beta, analytic_kl: bool):
+  """REINFORCE for the ELBO: `∇ E_q[f] = E_q[(f − b) ∇ log q] + E_q[∇ f]` over k draws, with
+  the baseline `b_i = mean_{j≠i} f_j` for draw i — independent of z_i, so the estimate stays
+  unbiased (the leave-one-out baseline of Mnih & Rezende 2016). `f = log p(x|z)` with the KL
+  added in closed form when `analytic_kl` (lower variance), else `f = log p(x|z) + β(log p(z)
+  − log q(z|x))`. The surrogate's value equals the ELBO estimate."""
+  if num_samples < 2:
+    raise ValueError('The score-function estimator needs objective.num_samples >= 2 for its '
+                     'leave-one-out baseline.')
+  terms = log_weight_terms(model, params, x, rng, num_samples)  # each [k, B]
+  closed_form_kl = model.apply(params, x, method='analytic_kl') if analytic_kl else None
+  f = terms['log_likelihood'] if closed_form_kl is not None else log_weights(terms, beta)
+  baseline = (jnp.sum(f, axis=0, keepdims=True) - f) / (num_samples - 1)
+  log_q = terms['log_posterior']
+  surrogate = jax.lax.stop_gradient(f - baseline) * (log_q - jax.lax.stop_gradient(log_q)) + f
+  loss = -jnp.mean(surrogate)
+  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  if closed_form_kl is not None:
+    kl = closed_form_kl
+    loss += beta * jnp.mean(kl)
+  else:
+    kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
+  return loss, {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
 
 
 def bits_per_dim(log_prob_nats: jax.Array, num_dims: int) -> jax.Array:

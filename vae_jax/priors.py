@@ -75,3 +75,19 @@ class VampPrior(nn.Module):
     components = encoder(jnp.clip(pseudo_inputs, 0.0, 1.0))  # q(z|u_k): means, scales [K, D]
     return distributions.MixtureOfDiagonalGaussians(
         jnp.zeros(self.num_pseudo_inputs), components.mean, components.scale)
+
+
+class CategoricalPrior(nn.Module):
+  """`num_variables` independent categoricals: uniform, or with learned logits (starting uniform)."""
+
+  num_variables: int
+  num_categories: int
+  learned: bool = False
+
+  @nn.compact
+  def __call__(self, encoder=None) -> distributions.Categorical:
+    del encoder
+    shape = (self.num_variables, self.num_categories)
+    if self.learned:
+      return distributions.Categorical(self.param('logits', nn.initializers.zeros, shape))
+    return distributions.Categorical(jnp.zeros(shape))

@@ -64,19 +64,31 @@ class StepSettings:
   kl_warmup_steps: int  # β rises linearly from 0 over this many steps; 0: constant β
   analytic_kl: bool
   dynamic_binarization: bool
+  gradient_estimator: str = 'reparameterized'  # resolved: never 'auto'
+  temperature: tuple[float, float, float] = (1.0, 0.5, 0.0)  # initial, minimum, anneal_rate
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, steps_per_epoch: int) -> StepSettings:
-    return cls(objective=config.objective.kind, num_samples=config.objective.num_samples,
-               beta=config.objective.beta,
-               kl_warmup_steps=config.objective.kl_warmup_epochs * steps_per_epoch,
-               analytic_kl=config.objective.analytic_kl,
-               dynamic_binarization=config.data.binarization == 'dynamic')
+  def from_config(cls, config: ml_collections.ConfigDict, steps_per_epoch: int,
+                  model) -> StepSettings:
+    objective = config.objective
+    return cls(objective=objective.kind, num_samples=objective.num_samples,
+               beta=objective.beta, kl_warmup_steps=objective.kl_warmup_epochs * steps_per_epoch,
+               analytic_kl=objective.analytic_kl,
+               dynamic_binarization=config.data.binarization == 'dynamic',
+               gradient_estimator=objectives.resolve_gradient_estimator(
+                   objective.gradient_estimator, model),
+               temperature=(objective.temperature.initial, objective.temperature.minimum,
+                            objective.temperature.anneal_rate))
 
   def beta_at(self, step: jax.Array) -> jax.Array:
     if not self.kl_warmup_steps:
       return jnp.asarray(self.beta, jnp.float32)
     return self.beta * jnp.minimum(1.0, step / self.kl_warmup_steps)
+
+  def temperature_at(self, step: jax.Array) -> jax.Array:
+    """The Gumbel-softmax temperature `max(minimum, initial · exp(−anneal_rate · step))`."""
+    initial, minimum, anneal_rate = self.temperature
+    return jnp.maximum(minimum, initial * jnp.exp(-anneal_rate * step))
 
 
 def train_step(state: TrainState, images: jax.Array, train_key: jax.Array, *, model,
@@ -85,18 +97,22 @@ def train_step(state: TrainState, images: jax.Array, train_key: jax.Array, *, mo
   """One optimizer update on the objective of a batch of images `[B, *data_shape]`."""
   binarize_key, sample_key = jax.random.split(jax.random.fold_in(train_key, state.step))
   x = data.binarize(binarize_key, images) if settings.dynamic_binarization else images
-  beta = settings.beta_at(state.step)
+  beta, temperature = settings.beta_at(state.step), settings.temperature_at(state.step)
 
   def loss_fn(params):
     return objectives.training_loss(model, params, x, sample_key, objective=settings.objective,
                                     num_samples=settings.num_samples, beta=beta,
-                                    analytic_kl=settings.analytic_kl)
+                                    analytic_kl=settings.analytic_kl,
+                                    estimator=settings.gradient_estimator,
+                                    temperature=temperature)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {name: jnp.mean(value) for name, value in terms.items()}
   metrics.update(loss=loss, grad_norm=optax.global_norm(grads), beta=beta)
+  if settings.gradient_estimator in ('gumbel_softmax', 'straight_through'):
+    metrics['temperature'] = temperature
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
@@ -143,10 +159,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                config.num_epochs, steps_per_epoch)
 
   train_step_fn = make_train_step(model, optimizer,
-                                  StepSettings.from_config(config, steps_per_epoch))
+                                  StepSettings.from_config(config, steps_per_epoch, model))
   elbo_fn = evaluation.make_elbo_fn(model, num_samples=config.eval_num_samples,
                                     analytic_kl=config.objective.analytic_kl)
   posterior_statistics_fn = evaluation.make_posterior_statistics_fn(model)
+  exact_fn = (evaluation.make_exact_fn(model) if evaluation.supports_exact_evaluation(model)
+              else None)
   num_dims = int(np.prod(dataset.data_shape))
 
   def run_evaluation(step: int, params, writer: metric_writers.MetricWriter) -> None:
@@ -158,6 +176,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                            batch_size=config.eval_batch_size, rng=keys.eval)
       for layer, count in evaluation.posterior_summary(statistics)['active_units'].items():
         terms[f'active_units/{layer}'] = count
+      if exact_fn is not None:
+        exact = evaluation.exact_summary(evaluation.map_examples(
+            exact_fn, params, split.images, batch_size=config.eval_batch_size, rng=keys.eval))
+        terms.update({f'exact/{name}': value for name, value in exact.items()})
       writer.write_scalars(step, {f'{split_name}/{name}': value for name, value in terms.items()})
     if config.num_image_samples:
       _write_image_grids(workdir, writer, step, model, params, dataset.test.images,
@@ -210,6 +232,10 @@ def _write_image_grids(workdir, writer, step, model, params, test_images, count,
       'reconstructions': images.make_grid(
           images.interleave_rows(inputs, np.asarray(recons), columns), columns, min_tile_size=28),
   }
+  if getattr(model, 'num_variables', None) == 1:  # a single categorical latent: each value
+    means = np.asarray(evaluation.category_means(model, params))
+    grids['categories'] = images.make_grid(means, int(np.ceil(np.sqrt(len(means)))),
+                                           min_tile_size=28)
   for name, grid in grids.items():
     images.save_png(os.path.join(workdir, 'images', f'{name}_{step:08d}.png'), grid)
   writer.write_images(step, grids)

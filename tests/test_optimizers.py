@@ -1,0 +1,61 @@
+"""Optimizers and schedules: the IWAE paper's learning rates, weight decay, KL warm-up."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from configs import default
+from vae_jax import optimizers, training
+
+
+def _optimizer_config(**overrides):
+  config = default.get_config().optimizer
+  config.update(overrides)
+  return config
+
+
+def test_iwae_schedule_over_3280_epochs_is_the_papers():
+  steps_per_epoch = 7
+  schedule = optimizers.learning_rate_schedule(_optimizer_config(schedule='iwae'),
+                                               3280 * steps_per_epoch)
+  stage_starts = np.cumsum([0] + [3**i for i in range(8)])[:-1]  # 0, 1, 4, 13, ... epochs
+  for i, start_epoch in enumerate(stage_starts):
+    for epoch in (start_epoch, start_epoch + 3**i - 1):  # the first and last epoch of stage i
+      step = epoch * steps_per_epoch + 1  # optax scales from the step after a boundary
+      np.testing.assert_allclose(schedule(step), 1e-3 * 10 ** (-i / 7), rtol=1e-5)
+
+
+def test_compressed_iwae_schedule_keeps_the_stage_shares():
+  boundaries = optimizers.iwae_stage_boundaries(32_800)
+  np.testing.assert_array_equal(boundaries, 10 * np.cumsum([3**i for i in range(7)]))
+  # Very short runs merge stages but still end at the final learning rate.
+  schedule = optimizers.learning_rate_schedule(_optimizer_config(schedule='iwae'), 10)
+  np.testing.assert_allclose(schedule(10), 1e-4, rtol=1e-5)
+
+
+def _one_update(config, grads, params):
+  optimizer = optimizers.create_optimizer(config, num_train_steps=10)
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  return optax.apply_updates(params, updates)
+
+
+def test_weight_decay_is_an_l2_gradient_for_adagrad_and_decoupled_for_adamw():
+  params, zero_grads = {'w': jnp.array([2.0, -1.0])}, {'w': jnp.zeros(2)}
+  # Adagrad with zero loss gradient: the update follows the decay term's gradient 0.1·w.
+  adagrad = _one_update(_optimizer_config(name='adagrad', learning_rate=0.1, weight_decay=0.1,
+                                          eps=1e-8), zero_grads, params)
+  assert np.all(np.abs(adagrad['w']) < np.abs(params['w']))
+  adamw = _one_update(_optimizer_config(name='adamw', learning_rate=0.1, weight_decay=0.5),
+                      zero_grads, params)
+  np.testing.assert_allclose(adamw['w'], params['w'] * (1 - 0.1 * 0.5), rtol=1e-6)
+  no_decay = _one_update(_optimizer_config(name='adam'), zero_grads, params)
+  np.testing.assert_allclose(no_decay['w'], params['w'])
+
+
+def test_kl_warmup_rises_linearly_to_beta():
+  settings = training.StepSettings(objective='elbo', num_samples=1, beta=0.8, kl_warmup_steps=100,
+                                   analytic_kl=True, dynamic_binarization=False)
+  np.testing.assert_allclose([settings.beta_at(jnp.asarray(s)) for s in (0, 25, 100, 1000)],
+                             [0.0, 0.2, 0.8, 0.8], rtol=1e-6)
+  constant = training.StepSettings('elbo', 1, 0.5, 0, True, False)
+  np.testing.assert_allclose(constant.beta_at(jnp.asarray(7)), 0.5)

@@ -1,0 +1,47 @@
+"""scripts/: the results table, the reproduction driver's commands, the run summary."""
+
+import shutil
+import subprocess
+import sys
+
+from experiments import evaluate
+from tests.conftest import REPO_ROOT
+
+
+def _run(*args):
+  result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result.stdout
+
+
+def test_results_table_puts_our_evaluation_beside_the_papers(trained_workdir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained_workdir, workdir, ignore=shutil.ignore_patterns('evaluation'))
+  report = evaluate.evaluate_workdir(workdir, step=None, split='test',
+                                     num_importance_samples=10, chunk_size=10, batch_size=100,
+                                     seed=0)
+  table = _run('scripts/results_table.py', f'--workdirs={workdir}')
+  header, _, row = table.strip().splitlines()
+  assert header.startswith('| run | model | epochs | train time | test log p(x) |')
+  ours = report['importance_sampled']['log_likelihood']
+  assert 'IWAE k=3, 2 layers' in row and f'{ours:.2f} ±' in row and '(k=10)' in row
+  assert '| -30.00 | 2+1 |' in row and f'{ours + 30:+.2f}' in row
+
+
+def test_reproduce_scales_every_epoch_schedule_by_the_budget(tmp_path):
+  commands = _run('scripts/reproduce.py', '--configs=configs/vampprior.py:vamp,configs/iwae.py',
+                  '--budget=0.1', f'--root={tmp_path}', '--print_commands').strip().splitlines()
+  assert len(commands) == 1 + 12  # one VampPrior variant, all of Table 1
+  assert commands[0] == (
+      f'python -m experiments.train --config=configs/vampprior.py:vamp '
+      f'--workdir={tmp_path}/vampprior_vamp --config.num_epochs=200 '
+      f'--config.objective.kl_warmup_epochs=10 && python -m experiments.evaluate '
+      f'--workdir={tmp_path}/vampprior_vamp --num_importance_samples=5000')
+  assert f'--workdir={tmp_path}/iwae_iwae_k50_l2 --config.num_epochs=328' in commands[-1]
+
+
+def test_summarize_run_prints_one_row_per_evaluation(trained_workdir):
+  table = _run('scripts/summarize_run.py', f'--workdir={trained_workdir}').strip().splitlines()
+  assert table[0].startswith('| step | epoch | test ELBO')
+  assert [line.split('|')[1].strip() for line in table[2:]] == ['15', '30']
