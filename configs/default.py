@@ -28,7 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.latent_dim = 50  # Gaussian units, or categorical variables D
   config.model.num_categories = 2  # categorical: values per variable K (2: binary units)
   config.model.max_enumeration = 4096  # categorical: sum over z exactly when K^D <= this
-  config.model.kernel_init = 'lecun_normal'  # | 'glorot_uniform' | 'he_normal' | 'normal_0.01'
+  config.model.kernel_init = 'lecun_normal'  # weights: also 'glorot_uniform', 'he_normal', 'normal_0.01'
+  # 'bfloat16': networks compute in bfloat16 (for accelerators); parameters, posterior and
+  # likelihood parameters, and the loss stay float32.
+  config.model.compute_dtype = 'float32'
   config.model.encoder = ml_collections.ConfigDict(dict(
       kind='mlp',  # 'mlp' | 'conv'
       hidden_sizes=(200, 200),  # dense layers (after the convolutions, for 'conv')
@@ -39,23 +42,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.decoder = ml_collections.ConfigDict(dict(
       kind='mlp',  # 'mlp' | 'conv'
       hidden_sizes=(200, 200),  # dense layers (before the transposed convolutions, for 'conv')
-      activation='tanh',
+      activation='tanh',  # as for the encoder
       conv_channels=(64, 32),  # transposed convolutions, coarse to fine, each doubling H and W
   ))
   config.model.upper_layers = ml_collections.ConfigDict(dict(
       # Stochastic layers above the first (Burda et al.'s two-layer models): h2, h3, ... sizes.
       # Empty: a one-layer VAE. Both q(h_l|h_l-1) and p(h_l-1|h_l) are MLPs of hidden_sizes.
       latent_dims=(),
-      hidden_sizes=(100, 100),
-      activation='tanh',
+      hidden_sizes=(100, 100),  # dense layers of every q(h_l|h_l-1) and p(h_l-1|h_l)
+      activation='tanh',  # their activation
   ))
   config.model.prior = ml_collections.ConfigDict(dict(
-      # gaussian latents: 'standard_normal' | 'learned_gaussian' | 'mixture' | 'vamp'
+      # gaussian latents: 'standard_normal' | 'learned_gaussian' | 'mixture' | 'vamp';
       # categorical latents: 'uniform' | 'learned_categorical'
       kind='standard_normal',
       num_components=500,  # mixture: Gaussians; vamp: pseudo-inputs
       pseudo_input_mean=0.05,  # vamp: pseudo-inputs start as N(mean, std^2) pixels
-      pseudo_input_std=0.01,
+      pseudo_input_std=0.01,  # vamp: see pseudo_input_mean
   ))
   config.model.likelihood = ml_collections.ConfigDict(dict(
       kind='bernoulli',  # 'bernoulli' | 'gaussian'
@@ -77,28 +80,39 @@ def get_config() -> ml_collections.ConfigDict:
       # for Gaussian latents; exact if enumerable, else gumbel_softmax, for categorical ones.
       gradient_estimator='auto',
       # Gumbel-softmax temperature: max(minimum, initial * exp(-anneal_rate * step)).
-      temperature=ml_collections.ConfigDict(dict(initial=1.0, minimum=0.5, anneal_rate=3e-5)),
+      temperature=ml_collections.ConfigDict(dict(
+          initial=1.0,  # temperature at step 0
+          minimum=0.5,  # never annealed below this
+          anneal_rate=3e-5,  # per step, in the exponent
+      )),
   ))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adam',  # 'adam' | 'adamw' | 'adagrad'
-      learning_rate=1e-3,
+      learning_rate=1e-3,  # the peak learning rate, scaled by the schedule
       schedule='constant',  # 'constant' | 'iwae' (3^i epochs at lr * 10^(-i/7), i = 0..7)
-      b1=0.9,
-      b2=0.999,
+      b1=0.9,  # adam, adamw: first-moment decay
+      b2=0.999,  # adam, adamw: second-moment decay
       eps=1e-4,  # as in the IWAE paper
       weight_decay=0.0,  # adamw: decoupled; adam, adagrad: an L2 penalty on the gradient
       grad_clip_norm=0.0,  # 0 disables clipping
   ))
 
-  config.batch_size = 100
-  config.num_epochs = 10
+  config.batch_size = 100  # per step, over all devices (each gets batch_size / device count)
+  config.num_epochs = 10  # passes over the training split (the remainder batch is dropped)
+  # 'device': the training split lives on the accelerator and steps_per_call steps run in one
+  # compiled lax.scan; 'host': the host feeds every batch (for data too large for the device).
+  config.input_pipeline = 'device'
+  config.steps_per_call = 100  # 'device': most steps per compiled call (fewer at log/eval points)
   config.eval_every_epochs = 1  # test (and validation) ELBO, image grids, a checkpoint
-  config.eval_batch_size = 1000
+  config.eval_batch_size = 1000  # examples per evaluation batch (does not change the results)
   config.eval_num_samples = 1  # samples of z per example in the evaluation ELBO
-  config.log_every_steps = 100
-  config.checkpoint_every_steps = 1000
-  config.checkpoints_to_keep = 3
+  config.log_every_steps = 100  # training metrics (means since the last log) and progress
+  config.checkpoint_every_steps = 1000  # also at every evaluation and at the end
+  config.checkpoints_to_keep = 3  # the latest ones; older checkpoints are deleted
+  # Updates with a non-finite loss or gradient are skipped and counted; this many in a row stop
+  # the run with an error (the last checkpoint stays the last good state).
+  config.max_consecutive_nonfinite_steps = 20
   config.num_image_samples = 64  # images in the sample and reconstruction grids (0: none)
 
   # The published result this config reproduces, shown beside ours by scripts/results_table.py.

@@ -26,3 +26,13 @@ def get_config(variant: str = '') -> 'ml_collections.ConfigDict':
   config.log_every_steps = 1500
   config.checkpoint_every_steps = 3000
   return config
+
+
+def get_sweep(name: str = 'seeds') -> list[dict]:
+  """Override lists for experiments.sweep: `seeds` (4 seeds in one vectorised program) or
+  `lr` (3 learning rates)."""
+  if name == 'seeds':
+    return [{'seed': seed} for seed in range(4)]
+  if name == 'lr':
+    return [{'optimizer.learning_rate': lr} for lr in (3e-4, 1e-3, 3e-3)]
+  raise ValueError(f'Unknown sweep {name!r} of configs/quickstart.py; choose seeds or lr.')

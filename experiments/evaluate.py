@@ -9,28 +9,35 @@ Reads the config saved in the workdir and its latest (or `--step`) checkpoint; w
 """
 
 import json
-import logging as python_logging
 import os
 
 import jax
+import numpy as np
 from absl import app, flags, logging
 
 from configs import default
-from vae_jax import checkpointing, data, evaluation, models, optimizers, training
+from experiments import launch
+from vae_jax import (checkpointing, config_checks, data, evaluation, models, optimizers,
+                     steps)
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
-_SPLIT = flags.DEFINE_enum('split', 'test', ['test', 'validation', 'train'], 'Split to evaluate.')
-_NUM_SAMPLES = flags.DEFINE_integer(
-    'num_importance_samples', 5000, 'Importance samples per example for log p(x) (0: skip).')
-_CHUNK_SIZE = flags.DEFINE_integer(
-    'chunk_size', 100, 'Importance samples drawn at a time (bounds memory: chunk × batch draws).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 100, 'Examples per batch.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the evaluation noise.')
+def define_flags() -> None:
+  """The command line (defined only when run as a program, so tests can import this module)."""
+  flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
+  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+  flags.DEFINE_enum('split', 'test', ['test', 'validation', 'train'], 'Split to evaluate.')
+  flags.DEFINE_integer('num_importance_samples', 5000,
+                       'Importance samples per example for log p(x) (0: skip).')
+  flags.DEFINE_integer('chunk_size', 100, 'Importance samples drawn at a time (bounds memory: '
+                       'chunk × batch draws).')
+  flags.DEFINE_integer('batch_size', 100, 'Examples per batch.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the evaluation noise.')
+  flags.DEFINE_integer('probe_train_examples', 10_000,
+                       'Training examples the linear probe is fitted on (0: no probe).')
 
 
 def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importance_samples: int,
-                     chunk_size: int, batch_size: int, seed: int) -> dict:
+                     chunk_size: int, batch_size: int, seed: int,
+                     probe_train_examples: int = 10_000) -> dict:
   """Evaluates the checkpoint and returns the report that is also written to the workdir."""
   for name, value in (('num_importance_samples', num_importance_samples),):
     if value < 0:
@@ -40,10 +47,11 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
       raise ValueError(f'--{name}={value} must be at least 1.')
   config = checkpointing.load_config(workdir, defaults=default.get_config())
   dataset = data.load_dataset(config.data)
+  config_checks.validate_config_for_data(config, dataset)
   images, labels = _split_arrays(dataset, split)
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
-  target = training.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
+  target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
   state = checkpointing.restore_state(workdir, target, step)
   step = int(state.step)
   logging.info('Evaluating %s at step %d on %d %s examples, k = %d.', workdir, step, len(images),
@@ -53,6 +61,10 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
       num_importance_samples=num_importance_samples, chunk_size=chunk_size,
       batch_size=batch_size, elbo_num_samples=config.eval_num_samples,
       analytic_kl=config.objective.analytic_kl, labels=labels)
+  if probe_train_examples and labels is not None and dataset.train.labels is not None:
+    report['linear_probe'] = _linear_probe(
+        model, state.params, dataset, images, labels, probe_train_examples, batch_size,
+        binarize=config.data.binarization == 'dynamic')
   report.update(workdir=os.path.abspath(workdir), step=step, epoch=step / _steps_per_epoch(
       config, dataset), split=split, seed=seed, device=str(jax.devices()[0].device_kind),
       paper=config.paper.to_dict())
@@ -63,6 +75,24 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
     json.dump(report, f, indent=2)
   report['path'] = path
   return report
+
+
+def _linear_probe(model, params, dataset, images, labels, num_train, batch_size, *,
+                  binarize: bool) -> dict:
+  """Logistic regression from the posterior means of the first `num_train` training images
+  (of the first stochastic layer) to their labels, scored on the evaluated split. Training
+  images are binarised once (fixed key) when the model was trained on dynamic binarisations."""
+  statistics_fn = evaluation.make_posterior_statistics_fn(model)
+
+  def features(split_images):
+    statistics = evaluation.map_examples(statistics_fn, params, split_images,
+                                         batch_size=batch_size, rng=jax.random.key(0))
+    return next(value for name, value in statistics.items() if name.startswith('means/'))
+
+  train = dataset.train.take(slice(0, num_train))
+  train_images = (np.asarray(data.binarize(jax.random.key(0), train.images)) if binarize
+                  else train.images)
+  return evaluation.linear_probe(features(train_images), train.labels, features(images), labels)
 
 
 def _split_arrays(dataset: data.Dataset, split: str):
@@ -99,6 +129,10 @@ def format_report(report: dict) -> str:
                  f"{clusters['purity']:.3f} ({clusters['num_clusters_used']} values of z used)")
   lines.append(f"  ELBO          {elbo['elbo']:10.3f} nats  = E_q log p(x|z) "
                f"{elbo['log_likelihood']:.3f} − KL {elbo['kl']:.3f}")
+  if 'linear_probe' in report:
+    probe = report['linear_probe']
+    lines.append(f"  linear probe  {100 * probe['accuracy']:.1f}% test accuracy of a logistic "
+                 f"regression on posterior means ({probe['num_train_examples']} training images)")
   units = ', '.join(f'{layer} {count}/{len(report["posterior_mean_variance"][layer])}'
                     for layer, count in report['active_units'].items())
   lines.append(f'  active units  {units}')
@@ -116,14 +150,16 @@ def format_report(report: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname)
-  report = evaluate_workdir(_WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
-                            num_importance_samples=_NUM_SAMPLES.value,
-                            chunk_size=_CHUNK_SIZE.value, batch_size=_BATCH_SIZE.value,
-                            seed=_SEED.value)
+  launch.quiet_orbax_info_logs()
+  options = flags.FLAGS
+  report = evaluate_workdir(options.workdir, step=options.step, split=options.split,
+                            num_importance_samples=options.num_importance_samples,
+                            chunk_size=options.chunk_size, batch_size=options.batch_size,
+                            seed=options.seed,
+                            probe_train_examples=options.probe_train_examples)
   print(format_report(report))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -15,16 +15,21 @@ def test_config_differences_lists_nested_keys():
       ('added', '<absent>', 1), ('gone', 0, '<absent>'), ('model.latent_dim', 2, 5)]
 
 
-def test_resumable_changes_are_recorded_and_others_refused(tmp_path):
+def test_which_changes_a_resume_accepts(tmp_path):
   config = quickstart.get_config()
   checkpointing.save_or_check_config(config, str(tmp_path))
-  config.num_epochs = 7  # how long: may change on resume
+  config.log_every_steps = 7  # operational: accepted and recorded
   checkpointing.save_or_check_config(config, str(tmp_path))
-  assert json.loads((tmp_path / 'config.json').read_text())['num_epochs'] == 7
-  config.objective.beta = 0.5  # what is trained: may not
-  with pytest.raises(checkpointing.WorkdirConfigMismatchError, match='objective.beta'):
+  assert json.loads((tmp_path / 'config.json').read_text())['log_every_steps'] == 7
+  config.num_epochs = 9  # changes the result: only when allowed explicitly
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError, match='--allow_config_change'):
     checkpointing.save_or_check_config(config, str(tmp_path))
-  assert checkpointing.load_config(str(tmp_path)).objective.beta == 1.0
+  checkpointing.save_or_check_config(config, str(tmp_path), allow_changes=True)
+  assert checkpointing.load_config(str(tmp_path)).num_epochs == 9
+  config.model.latent_dim = 3  # changes the state's shapes: never
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError, match='use a new --workdir'):
+    checkpointing.save_or_check_config(config, str(tmp_path), allow_changes=True)
+  assert checkpointing.load_config(str(tmp_path)).model.latent_dim == 8
 
 
 def test_load_config_restores_tuples_and_names_a_missing_workdir(tmp_path):

@@ -43,3 +43,25 @@ def test_bad_requests_are_named(trained_workdir, tmp_path):
     evaluate.evaluate_workdir(trained_workdir, step=None, **{**kwargs, 'split': 'validation'})
   with pytest.raises(ValueError, match='--chunk_size=0 must be at least 1'):
     evaluate.evaluate_workdir(trained_workdir, step=None, **{**kwargs, 'chunk_size': 0})
+
+
+def test_linear_probe_scores_the_representation():
+  from vae_jax import evaluation  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, 600)
+  separable = np.eye(3)[labels] * 5 + rng.normal(size=(600, 3)) * 0.1
+  noise = rng.normal(size=(600, 3))
+  assert evaluation.linear_probe(separable[:400], labels[:400], separable[400:],
+                                 labels[400:])['accuracy'] == 1.0
+  assert evaluation.linear_probe(noise[:400], labels[:400], noise[400:],
+                                 labels[400:])['accuracy'] < 0.5
+
+
+def test_evaluation_reports_a_linear_probe_on_labelled_data(trained_workdir):
+  report = evaluate.evaluate_workdir(trained_workdir, step=None, split='test',
+                                     num_importance_samples=0, chunk_size=1, batch_size=100,
+                                     seed=0, probe_train_examples=1000)
+  probe = report['linear_probe']
+  assert probe['num_train_examples'] == 1000
+  assert probe['accuracy'] > 0.2  # chance is 0.1 for 10 digits
+  assert 'linear probe' in evaluate.format_report({**report, 'path': 'x'})

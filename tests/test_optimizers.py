@@ -5,7 +5,7 @@ import numpy as np
 import optax
 
 from configs import default
-from vae_jax import optimizers, training
+from vae_jax import optimizers, steps
 
 
 def _optimizer_config(**overrides):
@@ -53,9 +53,19 @@ def test_weight_decay_is_an_l2_gradient_for_adagrad_and_decoupled_for_adamw():
 
 
 def test_kl_warmup_rises_linearly_to_beta():
-  settings = training.StepSettings(objective='elbo', num_samples=1, beta=0.8, kl_warmup_steps=100,
-                                   analytic_kl=True, dynamic_binarization=False)
-  np.testing.assert_allclose([settings.beta_at(jnp.asarray(s)) for s in (0, 25, 100, 1000)],
+  config = default.get_config()
+  config.objective.update(beta=0.8, kl_warmup_epochs=2)
+  hyperparams = steps.LossHyperparams.from_config(config, steps_per_epoch=50)
+  np.testing.assert_allclose([hyperparams.beta_at(jnp.asarray(s)) for s in (0, 25, 100, 1000)],
                              [0.0, 0.2, 0.8, 0.8], rtol=1e-6)
-  constant = training.StepSettings('elbo', 1, 0.5, 0, True, False)
+  config.objective.update(beta=0.5, kl_warmup_epochs=0)
+  constant = steps.LossHyperparams.from_config(config, steps_per_epoch=50)
   np.testing.assert_allclose(constant.beta_at(jnp.asarray(7)), 0.5)
+
+
+def test_temperature_anneals_to_its_minimum():
+  config = default.get_config()
+  config.objective.temperature.update(initial=1.0, minimum=0.5, anneal_rate=1e-3)
+  hyperparams = steps.LossHyperparams.from_config(config, steps_per_epoch=10)
+  np.testing.assert_allclose([hyperparams.temperature_at(jnp.asarray(s)) for s in (0, 100, 10_000)],
+                             [1.0, np.exp(-0.1), 0.5], rtol=1e-6)

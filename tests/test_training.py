@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests.conftest import REPO_ROOT
-from vae_jax import (checkpointing, data, evaluation, metric_writers, models, optimizers,
+from vae_jax import (checkpointing, data, evaluation, metric_writers, models, optimizers, steps,
                      training)
 
 
@@ -30,8 +30,8 @@ def test_training_improves_the_test_elbo(tiny_config, tmp_path):
   tiny_config.num_epochs = 6
   dataset = data.load_dataset(tiny_config.data)
   model = models.build_model(tiny_config.model, dataset.data_shape)
-  keys = training.RunKeys.from_seed(tiny_config.seed)
-  initial = training.create_train_state(model, optimizers.create_optimizer(tiny_config.optimizer, 1),
+  keys = steps.RunKeys.from_seed(tiny_config.seed)
+  initial = steps.create_train_state(model, optimizers.create_optimizer(tiny_config.optimizer, 1),
                                         dataset.data_shape, keys.init)
   elbo_fn = evaluation.make_elbo_fn(model, num_samples=1, analytic_kl=True)
   initial_elbo = evaluation.evaluate_elbo(elbo_fn, initial.params, dataset.test.images,
@@ -59,8 +59,12 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_config, t
   restored = _restore_latest(str(tmp_path / 'resumed'), first_half)
   assert int(restored.step) == 2 * 15 and _trees_equal(restored, first_half)
 
-  tiny_config.num_epochs = 4  # a resumable change: train for longer
-  resumed = training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  tiny_config.num_epochs = 4  # train for longer: a change the resume must be told to accept
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError,
+                     match=r'num_epochs: 2 \(saved\) -> 4 \(now\)[\s\S]*--allow_config_change'):
+    training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  resumed = training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'),
+                                        allow_config_change=True)
   assert int(resumed.step) == int(uninterrupted.step) == 4 * 15
   assert _trees_equal(resumed.params, uninterrupted.params)
   assert _trees_equal(resumed.opt_state, uninterrupted.opt_state)
@@ -81,6 +85,9 @@ def test_workdir_refuses_a_config_that_changes_the_model(tiny_config, tmp_path):
   message = str(error.value)
   assert 'model.latent_dim: 2 (saved) -> 5 (now)' in message
   assert 'optimizer.learning_rate: 0.001 (saved) -> 0.01 (now)' in message
+  assert 'use a new --workdir' in message
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError, match='model.latent_dim'):
+    training.train_and_evaluate(tiny_config, str(tmp_path), allow_config_change=True)
   with open(tmp_path / checkpointing.CONFIG_FILENAME) as f:
     assert json.load(f)['model']['latent_dim'] == 2  # the saved config is untouched
 

@@ -17,17 +17,23 @@ from absl import logging
 CONFIG_FILENAME = 'config.json'
 CHECKPOINT_DIRNAME = 'checkpoints'
 
-# Keys a resumed run may change: they say how long, how often or where from, not what is trained.
-RESUMABLE_CHANGES = frozenset({
-    'num_epochs', 'eval_every_epochs', 'eval_batch_size', 'log_every_steps',
-    'checkpoint_every_steps', 'checkpoints_to_keep', 'num_image_samples',
-    'data.tfds_data_dir', 'data.download', 'data.path',
+# Keys that change neither what is trained nor its result: a resumed run may change them.
+OPERATIONAL_KEYS = frozenset({
+    'eval_every_epochs', 'eval_batch_size', 'log_every_steps', 'checkpoint_every_steps',
+    'checkpoints_to_keep', 'num_image_samples', 'input_pipeline', 'steps_per_call',
+    'max_consecutive_nonfinite_steps', 'data.tfds_data_dir', 'data.download', 'data.path',
     'paper.source', 'paper.test_log_likelihood', 'paper.active_units',
 })
+# Keys that change the shapes or structure of the checkpointed state: never resumable.
+SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm')
 
 
 class WorkdirConfigMismatchError(ValueError):
   """The workdir holds a run trained with a config that differs in what is trained."""
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of the workdir can be read."""
 
 
 def config_differences(saved: dict, new: dict, prefix: str = '') -> list[tuple[str, object, object]]:
@@ -43,22 +49,36 @@ def config_differences(saved: dict, new: dict, prefix: str = '') -> list[tuple[s
   return differences
 
 
-def save_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Saves the config into the workdir; if one is there already, refuses a config that changes
-  what is trained (listing the differences) and otherwise records the new one with a warning."""
+def save_or_check_config(config: ml_collections.ConfigDict, workdir: str, *,
+                         allow_changes: bool = False) -> None:
+  """Saves the config into the workdir. If one is there already (a run to resume):
+
+  * differences in operational keys (`OPERATIONAL_KEYS`: how often to log, where the data is)
+    are accepted with a warning;
+  * differences in keys that shape the checkpointed state (the model, the dataset, the
+    optimizer's kind) are refused, always;
+  * other differences (the number of epochs, a learning rate, a seed) are refused unless
+    `allow_changes` (`--allow_config_change`), then accepted with a warning.
+  A refusal lists every difference and leaves the saved config untouched.
+  """
   path = os.path.join(workdir, CONFIG_FILENAME)
   new = json.loads(config.to_json())
   if os.path.exists(path):
     with open(path, encoding='utf-8') as f:
       saved = json.load(f)
     differences = config_differences(saved, new)
-    refused = [d for d in differences if d[0] not in RESUMABLE_CHANGES]
+    shape = [d for d in differences if d[0].startswith(SHAPE_KEY_PREFIXES)]
+    other = [d for d in differences if d not in shape and d[0] not in OPERATIONAL_KEYS]
+    refused = shape + ([] if allow_changes else other)
     if refused:
       listing = '\n  '.join(f'{key}: {old!r} (saved) -> {value!r} (now)'
                             for key, old, value in refused)
+      advice = ('These change the shapes of the saved state: use a new --workdir.' if shape else
+                'To resume with these values anyway, pass --allow_config_change '
+                '(allow_changes=True).')
       raise WorkdirConfigMismatchError(
-          f'{workdir} holds a run with a different config:\n  {listing}\n'
-          'Use a new --workdir for a different experiment, or restore these values to resume.')
+          f'{workdir} holds a run with a different config:\n  {listing}\n{advice} Or restore '
+          'the saved values to resume as it was.')
     if not differences:
       return
     logging.warning('Resuming %s with changed settings: %s', workdir,
@@ -74,8 +94,11 @@ def load_config(workdir: str,
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path} not found: {workdir} is not a vae_jax workdir (train one with '
                             '`python -m experiments.train --workdir=...`).')
-  with open(path, encoding='utf-8') as f:
-    saved = _lists_to_tuples(json.load(f))
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = _lists_to_tuples(json.load(f))
+  except (OSError, ValueError) as error:
+    raise ValueError(f'{path} cannot be read as a vae_jax config ({error}).') from error
   if defaults is not None:
     default_values = _lists_to_tuples(json.loads(defaults.to_json()))
     missing = [key for key, old, _ in config_differences(saved, default_values) if old == '<absent>']
@@ -107,6 +130,31 @@ def create_checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointM
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), CHECKPOINT_DIRNAME),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str):
+  """The latest checkpoint that can be read, shaped like `target`; None when there is none.
+
+  A checkpoint that cannot be read (truncated, corrupted) is moved to
+  WORKDIR/checkpoints_unreadable/<step> — kept, never deleted — with a warning, and the one
+  before it is tried. If none can be read, raises `CheckpointError` rather than starting over.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  for step in steps:
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as error:  # pylint: disable=broad-except
+      destination = os.path.join(workdir, 'checkpoints_unreadable', str(step))
+      logging.warning('Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying '
+                      'the previous one.', step, workdir, type(error).__name__, error, destination)
+      os.makedirs(os.path.dirname(destination), exist_ok=True)
+      os.replace(os.path.join(workdir, CHECKPOINT_DIRNAME, str(step)), destination)
+      manager.reload()
+  if steps:
+    raise CheckpointError(f'None of the checkpoints {steps} in {workdir} can be read; they are '
+                          f'in {os.path.join(workdir, "checkpoints_unreadable")}. Nothing was '
+                          'overwritten; use a new --workdir to start again.')
+  return None
 
 
 def restore_state(workdir: str, target, step: int | None = None):

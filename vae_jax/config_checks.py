@@ -6,13 +6,46 @@ Types and unknown keys are already refused by ml_collections (configs are locked
 
 from __future__ import annotations
 
-import ml_collections
+import json
 
-from vae_jax import data, likelihoods, models, networks, objectives, optimizers
+import jax
+import ml_collections
+import numpy as np
+
+from vae_jax import checkpointing, data, likelihoods, models, networks, objectives, optimizers
 
 
 class ConfigError(ValueError):
   """The config cannot describe a valid run; the message lists every problem."""
+
+
+# Keys whose values reach the compiled train step as arrays: runs that differ only in these
+# train together in one vectorised program (experiments.sweep). 'paper.*' changes nothing.
+SWEEPABLE_KEYS = frozenset({
+    'seed', 'optimizer.learning_rate', 'optimizer.b1', 'optimizer.b2', 'optimizer.eps',
+    'optimizer.weight_decay', 'objective.beta', 'objective.kl_warmup_epochs',
+    'objective.temperature.initial', 'objective.temperature.minimum',
+    'objective.temperature.anneal_rate',
+})
+
+
+def group_differences(configs: list[ml_collections.ConfigDict]) -> list[str]:
+  """The keys outside `SWEEPABLE_KEYS` (and `paper.*`) in which the configs differ."""
+  first = json.loads(configs[0].to_json())
+  keys = set()
+  for other in configs[1:]:
+    for key, _, _ in checkpointing.config_differences(first, json.loads(other.to_json())):
+      if key not in SWEEPABLE_KEYS and not key.startswith('paper.'):
+        keys.add(key)
+  return sorted(keys)
+
+
+def check_same_group(configs: list[ml_collections.ConfigDict]) -> None:
+  differences = group_differences(configs)
+  if differences:
+    raise ConfigError(
+        f'These runs cannot be trained in one vectorised program: they differ in {differences}, '
+        f'which change the computation; only {sorted(SWEEPABLE_KEYS)} may differ.')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -22,8 +55,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
-  """Checks that need the data's shape and size."""
-  problems = []
+  """Checks that need the data: its shape, its size, and that every value lies in the support
+  of the likelihood (a log-density outside it would be garbage, not an error, in the step)."""
+  problems = list(_support_problems(config, dataset))
   if config.batch_size > len(dataset.train):
     problems.append(f'batch_size={config.batch_size} exceeds the {len(dataset.train)} training '
                     f'examples of {dataset.name}.')
@@ -40,6 +74,25 @@ def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Da
           f'Use fewer model.{part}.conv_channels or kind=mlp.')
   if problems:
     raise ConfigError('Invalid config for this dataset:\n  ' + '\n  '.join(problems))
+
+
+def _support_problems(config, dataset: data.Dataset):
+  binarised = {'static': ('train', 'validation', 'test'), 'dynamic': ('validation', 'test'),
+               'none': ()}[config.data.binarization]
+  for name in ('train', 'validation', 'test'):
+    split = getattr(dataset, name)
+    if split is None:
+      continue
+    values = split.images
+    finite = np.all(np.isfinite(values))
+    if not finite or values.min() < 0 or values.max() > 1:
+      found = 'non-finite values' if not finite else f'[{values.min()}, {values.max()}]'
+      yield (f'{dataset.name} {name} images must be finite and in [0, 1] (binarisation reads '
+             f'them as probabilities, the likelihoods as intensities); found {found}.')
+    elif (config.model.likelihood.kind == 'bernoulli' and name in binarised
+          and not np.all((values == 0) | (values == 1))):
+      yield (f'model.likelihood.kind=bernoulli needs binary data, but the {name} split of '
+             f'{dataset.name} holds other values.')
 
 
 def _choice_problems(config):
@@ -63,9 +116,11 @@ def _choice_problems(config):
       ('optimizer.name', config.optimizer.name, optimizers.OPTIMIZERS),
       ('optimizer.schedule', config.optimizer.schedule, optimizers.SCHEDULES),
       ('model.kernel_init', model.kernel_init, tuple(networks.KERNEL_INITS)),
+      ('model.compute_dtype', model.compute_dtype, tuple(networks.COMPUTE_DTYPES)),
       ('objective.kind', config.objective.kind, objectives.OBJECTIVES),
       ('objective.gradient_estimator', config.objective.gradient_estimator,
        objectives.GRADIENT_ESTIMATORS),
+      ('input_pipeline', config.input_pipeline, ('device', 'host')),
   ]
   for key, value, allowed in choices:
     if value not in allowed:
@@ -84,6 +139,8 @@ def _range_problems(config):
       'objective.num_samples': config.objective.num_samples,
       'eval_num_samples': config.eval_num_samples,
       'model.max_enumeration': config.model.max_enumeration,
+      'steps_per_call': config.steps_per_call,
+      'max_consecutive_nonfinite_steps': config.max_consecutive_nonfinite_steps,
   }
   for key, value in at_least_one.items():
     if value < 1:
@@ -127,6 +184,10 @@ def _range_problems(config):
 
 def _consistency_problems(config):
   yield from _gradient_estimator_problems(config)
+  num_devices = jax.device_count()
+  if config.batch_size % num_devices:
+    yield (f'batch_size={config.batch_size} must be divisible by the {num_devices} devices that '
+           'share each batch.')
   prior = config.model.prior
   if prior.kind in ('mixture', 'vamp') and prior.num_components < 1:
     yield f'model.prior.num_components={prior.num_components} must be at least 1 for {prior.kind}.'

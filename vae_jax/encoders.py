@@ -18,7 +18,7 @@ class GaussianEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> distributions.DiagonalGaussian:
-    features = self.torso(x)
+    features = self.torso(x).astype(jax.numpy.float32)  # posterior parameters in float32
     init = networks.get_kernel_init(self.kernel_init)
     mean = nn.Dense(self.latent_dim, kernel_init=init, name='mean')(features)
     raw_scale = nn.Dense(self.latent_dim, kernel_init=init, name='raw_scale')(features)
@@ -35,7 +35,7 @@ class CategoricalEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> distributions.Categorical:
-    features = self.torso(x)
+    features = self.torso(x).astype(jax.numpy.float32)  # posterior parameters in float32
     logits = nn.Dense(self.num_variables * self.num_categories,
                       kernel_init=networks.get_kernel_init(self.kernel_init), name='logits')(features)
     return distributions.Categorical(

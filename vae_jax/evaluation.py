@@ -148,6 +148,19 @@ def posterior_summary(statistics: dict[str, np.ndarray]) -> dict:
   return summary
 
 
+def linear_probe(train_features: np.ndarray, train_labels: np.ndarray,
+                 test_features: np.ndarray, test_labels: np.ndarray) -> dict[str, float]:
+  """Test accuracy of a logistic regression from features (e.g. posterior means) to labels,
+  fitted on the training features: how linearly the representation separates the classes."""
+  from sklearn import linear_model, pipeline, preprocessing  # pylint: disable=import-outside-toplevel
+  probe = pipeline.make_pipeline(preprocessing.StandardScaler(),
+                                 linear_model.LogisticRegression(max_iter=2000))
+  probe.fit(train_features, train_labels)
+  return {'accuracy': float(probe.score(test_features, test_labels)),
+          'train_accuracy': float(probe.score(train_features, train_labels)),
+          'num_train_examples': int(len(train_labels))}
+
+
 def supports_exact_evaluation(model) -> bool:
   """Whether log p(x) and p(z|x) are exact sums for this model (small discrete latent spaces)."""
   return getattr(model, 'is_enumerable', False)

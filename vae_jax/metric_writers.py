@@ -18,16 +18,25 @@ METRICS_FILENAME = 'metrics.jsonl'
 
 class MetricWriter:
   """Appends `{"step": ..., **scalars}` lines to `WORKDIR/metrics.jsonl` and mirrors them to
-  TensorBoard. On resume, pass the restored step as `resume_step`: TensorBoard then drops the
-  events a killed run wrote after its last checkpoint."""
+  TensorBoard. `resume_step` is the step training starts from (0 for a fresh run): what a
+  killed run logged after it — lines in metrics.jsonl, a half-written last line, events in
+  TensorBoard — is dropped, so the files read as if the run had never stopped. With
+  `enabled=False` (every process but the first of a multi-host job) it writes nothing."""
 
-  def __init__(self, workdir: str, resume_step: int | None = None):
+  def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True):
+    self._enabled = enabled
+    if not enabled:
+      return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, METRICS_FILENAME), 'a', encoding='utf-8')
+    path = os.path.join(workdir, METRICS_FILENAME)
+    _drop_lines_after(path, resume_step)
+    self._jsonl = open(path, 'a', encoding='utf-8')
     self._tensorboard = tensorboardX.SummaryWriter(
-        logdir=os.path.join(workdir, 'tensorboard'), purge_step=resume_step, flush_secs=30)
+        logdir=os.path.join(workdir, 'tensorboard'), purge_step=resume_step or None, flush_secs=30)
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if not self._enabled:
+      return
     scalars = {name: float(value) for name, value in scalars.items()}
     self._jsonl.write(json.dumps({'step': int(step), **scalars}) + '\n')
     self._jsonl.flush()
@@ -37,17 +46,25 @@ class MetricWriter:
 
   def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
     """Images are uint8 `[H, W, C]` arrays."""
+    if not self._enabled:
+      return
     for name, image in images.items():
       self._tensorboard.add_image(name, image, global_step=step, dataformats='HWC')
 
   def write_text(self, step: int, name: str, text: str) -> None:
+    if not self._enabled:
+      return
     self._tensorboard.add_text(name, text, global_step=step)
 
   def flush(self) -> None:
+    if not self._enabled:
+      return
     self._jsonl.flush()
     self._tensorboard.flush()
 
   def close(self) -> None:
+    if not self._enabled:
+      return
     self._jsonl.close()
     self._tensorboard.close()
 
@@ -56,6 +73,32 @@ class MetricWriter:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+def _drop_lines_after(path: str, step: int) -> None:
+  """Rewrites `path` (atomically) without lines for steps after `step` or cut short by a kill."""
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    lines = f.readlines()
+  kept = [line for line in lines if _complete_line_at_or_before(line, step)]
+  if len(kept) == len(lines):
+    return
+  logging.info('%s: dropping %d line(s) written after step %d by an interrupted run.', path,
+               len(lines) - len(kept), step)
+  temporary = path + '.tmp'
+  with open(temporary, 'w', encoding='utf-8') as f:
+    f.writelines(kept)
+  os.replace(temporary, path)
+
+
+def _complete_line_at_or_before(line: str, step: int) -> bool:
+  if not line.endswith('\n'):
+    return False
+  try:
+    return json.loads(line)['step'] <= step
+  except (ValueError, KeyError):
+    return False
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -293,13 +293,13 @@ def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, 
   """The model `model_config` describes, for data of shape `data_shape` (e.g. (28, 28, 1)):
   a `DiscreteVAE` for categorical latents; for Gaussian latents a `VAE`, or a
   `HierarchicalVAE` when `upper_layers.latent_dims` is not empty."""
-  init = model_config.kernel_init
+  init, dtype = model_config.kernel_init, model_config.compute_dtype
   likelihood = build_likelihood(model_config.likelihood, data_shape)
   decoder = Decoder(build_decoder_net(model_config.decoder, data_shape,
-                                      likelihood.params_per_channel, init), likelihood)
+                                      likelihood.params_per_channel, init, dtype), likelihood)
   if model_config.latent_kind == 'categorical':
     return build_discrete_vae(model_config, data_shape, decoder)
-  encoder = build_encoder(model_config.encoder, model_config.latent_dim, data_shape, init)
+  encoder = build_encoder(model_config.encoder, model_config.latent_dim, data_shape, init, dtype)
   upper = model_config.upper_layers
   if not upper.latent_dims:
     return VAE(encoder, decoder, build_prior(model_config.prior, model_config.latent_dim,
@@ -307,7 +307,7 @@ def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, 
   dims = (model_config.latent_dim, *upper.latent_dims)
 
   def conditional_gaussian(latent_dim):
-    torso = networks.MLP(upper.hidden_sizes, upper.activation, kernel_init=init)
+    torso = networks.MLP(upper.hidden_sizes, upper.activation, kernel_init=init, dtype=dtype)
     return encoders.GaussianEncoder(torso, latent_dim, min_scale=model_config.encoder.min_scale,
                                     kernel_init=init)
 
@@ -319,7 +319,8 @@ def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, 
 
 
 def build_discrete_vae(model_config, data_shape, decoder: nn.Module) -> DiscreteVAE:
-  torso = build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init)
+  torso = build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init,
+                              model_config.compute_dtype)
   num_variables, num_categories = model_config.latent_dim, model_config.num_categories
   if model_config.prior.kind not in CATEGORICAL_PRIOR_KINDS:
     raise ValueError(f'Unknown prior kind {model_config.prior.kind!r} for categorical latents; '
@@ -334,33 +335,33 @@ def build_discrete_vae(model_config, data_shape, decoder: nn.Module) -> Discrete
       max_enumeration=model_config.max_enumeration)
 
 
-def build_encoder_torso(config, data_shape, kernel_init: str) -> nn.Module:
+def build_encoder_torso(config, data_shape, kernel_init: str, dtype: str = 'float32') -> nn.Module:
   if config.kind == 'mlp':
     return networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape),
-                        kernel_init=kernel_init)
+                        kernel_init=kernel_init, dtype=dtype)
   if config.kind == 'conv':
     return networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation,
-                                     kernel_init=kernel_init)
+                                     kernel_init=kernel_init, dtype=dtype)
   raise ValueError(f'Unknown encoder kind {config.kind!r}; choose one of {ENCODER_KINDS}.')
 
 
-def build_encoder(config, latent_dim: int, data_shape,
-                  kernel_init: str = 'lecun_normal') -> encoders.GaussianEncoder:
-  torso = build_encoder_torso(config, data_shape, kernel_init)
+def build_encoder(config, latent_dim: int, data_shape, kernel_init: str = 'lecun_normal',
+                  dtype: str = 'float32') -> encoders.GaussianEncoder:
+  torso = build_encoder_torso(config, data_shape, kernel_init, dtype)
   return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
                                   kernel_init=kernel_init)
 
 
 def build_decoder_net(config, data_shape, params_per_channel: int,
-                      kernel_init: str = 'lecun_normal') -> nn.Module:
+                      kernel_init: str = 'lecun_normal', dtype: str = 'float32') -> nn.Module:
   *spatial_shape, channels = data_shape
   output_shape = (*spatial_shape, channels * params_per_channel)
   if config.kind == 'mlp':
     return networks.MLPDecoderNet(output_shape, config.hidden_sizes, config.activation,
-                                  kernel_init=kernel_init)
+                                  kernel_init=kernel_init, dtype=dtype)
   if config.kind == 'conv':
     return networks.ConvDecoderNet(output_shape, config.conv_channels, config.hidden_sizes,
-                                   config.activation, kernel_init=kernel_init)
+                                   config.activation, kernel_init=kernel_init, dtype=dtype)
   raise ValueError(f'Unknown decoder kind {config.kind!r}; choose one of {DECODER_KINDS}.')
 
 

@@ -27,6 +27,7 @@ ACTIVATIONS = {
 # 'gated': a layer of 2n units whose halves a, g give a·sigmoid(g) (a gated linear unit, the
 # GatedDense layer of Tomczak & Welling's VampPrior code).
 ACTIVATION_CHOICES = (*ACTIVATIONS, 'gated')
+COMPUTE_DTYPES = {'float32': jax.numpy.float32, 'bfloat16': jax.numpy.bfloat16}
 KERNEL_INITS = {
     'lecun_normal': nn.initializers.lecun_normal(),  # Flax's default
     'glorot_uniform': nn.initializers.glorot_uniform(),  # Burda et al. 2015
@@ -60,13 +61,14 @@ class MLP(nn.Module):
   activation: str = 'tanh'
   flatten_ndims: int = 1  # trailing input axes that form one example (3 for an image)
   kernel_init: str = 'lecun_normal'
+  dtype: str = 'float32'  # computation dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[:x.ndim - self.flatten_ndims] + (-1,))
     for i, size in enumerate(self.hidden_sizes):
       dense = lambda n, i=i: nn.Dense(n, kernel_init=get_kernel_init(self.kernel_init),
-                                      name=f'dense_{i}')
+                                      dtype=COMPUTE_DTYPES[self.dtype], name=f'dense_{i}')
       x = activated_layer(dense, size, self.activation, x)
     return x
 
@@ -78,15 +80,17 @@ class ConvEncoderTorso(nn.Module):
   hidden_sizes: Sequence[int] = ()
   activation: str = 'relu'
   kernel_init: str = 'lecun_normal'
+  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, channels in enumerate(self.channels):
       conv = lambda n, i=i: nn.Conv(n, (3, 3), strides=(2, 2),
-                                    kernel_init=get_kernel_init(self.kernel_init), name=f'conv_{i}')
+                                    kernel_init=get_kernel_init(self.kernel_init),
+                                    dtype=COMPUTE_DTYPES[self.dtype], name=f'conv_{i}')
       x = activated_layer(conv, channels, self.activation, x)
     return MLP(self.hidden_sizes, self.activation, flatten_ndims=3, kernel_init=self.kernel_init,
-               name='mlp')(x)
+               dtype=self.dtype, name='mlp')(x)
 
 
 class MLPDecoderNet(nn.Module):
@@ -96,13 +100,16 @@ class MLPDecoderNet(nn.Module):
   hidden_sizes: Sequence[int]
   activation: str = 'tanh'
   kernel_init: str = 'lecun_normal'
+  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, name='mlp')(z)
+    h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, dtype=self.dtype,
+            name='mlp')(z)
     raw = nn.Dense(math.prod(self.output_shape), kernel_init=get_kernel_init(self.kernel_init),
-                   name='output')(h)
-    return raw.reshape(raw.shape[:-1] + tuple(self.output_shape))
+                   dtype=COMPUTE_DTYPES[self.dtype], name='output')(h)
+    # Likelihoods are evaluated in float32 whatever the computation dtype.
+    return raw.reshape(raw.shape[:-1] + tuple(self.output_shape)).astype(jax.numpy.float32)
 
 
 class ConvDecoderNet(nn.Module):
@@ -117,19 +124,22 @@ class ConvDecoderNet(nn.Module):
   hidden_sizes: Sequence[int] = ()
   activation: str = 'relu'
   kernel_init: str = 'lecun_normal'
+  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    init = get_kernel_init(self.kernel_init)
+    init, dtype = get_kernel_init(self.kernel_init), COMPUTE_DTYPES[self.dtype]
     height, width, out_channels = self.output_shape
     factor = 2 ** len(self.channels)
     coarse_shape = (height // factor, width // factor, self.channels[0])
-    h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, name='mlp')(z)
-    to_map = lambda n: nn.Dense(n, kernel_init=init, name='to_feature_map')
+    h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, dtype=self.dtype,
+            name='mlp')(z)
+    to_map = lambda n: nn.Dense(n, kernel_init=init, dtype=dtype, name='to_feature_map')
     h = activated_layer(to_map, math.prod(coarse_shape), self.activation, h)
     h = h.reshape(h.shape[:-1] + coarse_shape)
     for i, channels in enumerate(self.channels):
       deconv = lambda n, i=i: nn.ConvTranspose(n, (3, 3), strides=(2, 2), kernel_init=init,
-                                               name=f'deconv_{i}')
+                                               dtype=dtype, name=f'deconv_{i}')
       h = activated_layer(deconv, channels, self.activation, h)
-    return nn.Conv(out_channels, (3, 3), kernel_init=init, name='output')(h)
+    raw = nn.Conv(out_channels, (3, 3), kernel_init=init, dtype=dtype, name='output')(h)
+    return raw.astype(jax.numpy.float32)  # likelihoods are evaluated in float32

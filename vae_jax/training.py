@@ -1,229 +1,353 @@
-"""Training: the pure, jitted train step and the loop `train_and_evaluate(config, workdir)`.
+"""The training loop: `train_and_evaluate(config, workdir)` and its vectorised form
+`train_and_evaluate_group(configs, workdirs)`.
 
-Randomness is a function of (seed, step) only: step `s` uses the key `fold_in(train_key, s)`
-and epoch `e` visits the training set in the order `permutation(fold_in(data_key, e))`. A run
-resumed from a checkpoint at step `s` therefore continues exactly as an uninterrupted run would.
+One loop serves three execution paths (the steps themselves are in `vae_jax.steps`):
+  host     (`input_pipeline='host'`) the host gathers each batch and feeds one step at a time;
+  device   (`input_pipeline='device'`, the default) the training split is put on the device
+           once and up to `steps_per_call` steps run inside one compiled `lax.scan`;
+  group    runs that differ only in values (seed, optimizer numbers, β, ...) are stacked and
+           trained together with `vmap`, each with its own workdir, metrics and checkpoints.
+With several devices, each batch is sharded over a 'batch' mesh axis and parameters are
+replicated: the same code runs on 1 or N devices (and N hosts, see `experiments.train`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
+import signal
+import threading
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 from absl import logging
-from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec
 
 from vae_jax import (checkpointing, config_checks, data, evaluation, images, metric_writers,
-                     models, objectives, optimizers)
+                     models, objectives, optimizers, steps)
+
+INPUT_PIPELINES = ('device', 'host')
 
 
-@struct.dataclass
-class TrainState:
-  step: jax.Array  # int32 scalar: number of updates applied so far
-  params: Any
-  opt_state: Any
+class TrainingInterrupted(Exception):
+  """SIGTERM or SIGINT arrived; every run was checkpointed at `step` first."""
+
+  def __init__(self, step: int, signal_number: int):
+    super().__init__(f'Interrupted by {signal.Signals(signal_number).name} at step {step}; every '
+                     'run was checkpointed there. Rerun the same command to resume.')
+    self.step, self.signal_number = step, signal_number
 
 
-@struct.dataclass
-class RunKeys:
-  """Independent PRNG streams derived from the config's seed."""
-
-  init: jax.Array
-  data_order: jax.Array
-  train: jax.Array
-  eval: jax.Array
-  images: jax.Array
-
-  @classmethod
-  def from_seed(cls, seed: int) -> RunKeys:
-    return cls(*jax.random.split(jax.random.key(seed), 5))
+class NonFiniteTrainingError(FloatingPointError):
+  """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-def create_train_state(model, optimizer: optax.GradientTransformation,
-                       data_shape: tuple[int, ...], rng: jax.Array) -> TrainState:
-  params = model.init(rng, jnp.zeros((1, *data_shape), jnp.float32))
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-
-
-@dataclasses.dataclass(frozen=True)
-class StepSettings:
-  """What the train step computes, from the config (hashable: part of the compiled step)."""
-
-  objective: str  # 'elbo' | 'iwae'
-  num_samples: int
-  beta: float
-  kl_warmup_steps: int  # β rises linearly from 0 over this many steps; 0: constant β
-  analytic_kl: bool
-  dynamic_binarization: bool
-  gradient_estimator: str = 'reparameterized'  # resolved: never 'auto'
-  temperature: tuple[float, float, float] = (1.0, 0.5, 0.0)  # initial, minimum, anneal_rate
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, steps_per_epoch: int,
-                  model) -> StepSettings:
-    objective = config.objective
-    return cls(objective=objective.kind, num_samples=objective.num_samples,
-               beta=objective.beta, kl_warmup_steps=objective.kl_warmup_epochs * steps_per_epoch,
-               analytic_kl=objective.analytic_kl,
-               dynamic_binarization=config.data.binarization == 'dynamic',
-               gradient_estimator=objectives.resolve_gradient_estimator(
-                   objective.gradient_estimator, model),
-               temperature=(objective.temperature.initial, objective.temperature.minimum,
-                            objective.temperature.anneal_rate))
-
-  def beta_at(self, step: jax.Array) -> jax.Array:
-    if not self.kl_warmup_steps:
-      return jnp.asarray(self.beta, jnp.float32)
-    return self.beta * jnp.minimum(1.0, step / self.kl_warmup_steps)
-
-  def temperature_at(self, step: jax.Array) -> jax.Array:
-    """The Gumbel-softmax temperature `max(minimum, initial · exp(−anneal_rate · step))`."""
-    initial, minimum, anneal_rate = self.temperature
-    return jnp.maximum(minimum, initial * jnp.exp(-anneal_rate * step))
-
-
-def train_step(state: TrainState, images: jax.Array, train_key: jax.Array, *, model,
-               optimizer: optax.GradientTransformation,
-               settings: StepSettings) -> tuple[TrainState, dict]:
-  """One optimizer update on the objective of a batch of images `[B, *data_shape]`."""
-  binarize_key, sample_key = jax.random.split(jax.random.fold_in(train_key, state.step))
-  x = data.binarize(binarize_key, images) if settings.dynamic_binarization else images
-  beta, temperature = settings.beta_at(state.step), settings.temperature_at(state.step)
-
-  def loss_fn(params):
-    return objectives.training_loss(model, params, x, sample_key, objective=settings.objective,
-                                    num_samples=settings.num_samples, beta=beta,
-                                    analytic_kl=settings.analytic_kl,
-                                    estimator=settings.gradient_estimator,
-                                    temperature=temperature)
-
-  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {name: jnp.mean(value) for name, value in terms.items()}
-  metrics.update(loss=loss, grad_norm=optax.global_norm(grads), beta=beta)
-  if settings.gradient_estimator in ('gumbel_softmax', 'straight_through'):
-    metrics['temperature'] = temperature
-  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-
-def make_train_step(model, optimizer, settings: StepSettings):
-  """The train step, jitted, with the state's buffers donated to the update."""
-  step_fn = functools.partial(train_step, model=model, optimizer=optimizer, settings=settings)
-  return jax.jit(step_fn, donate_argnums=0)
-
-
-def epoch_order(data_order_key: jax.Array, epoch: int, num_examples: int) -> np.ndarray:
-  """The order in which epoch `epoch` visits the training set; each epoch is cut into
-  `num_examples // batch_size` batches in this order, and the remainder is dropped."""
-  return np.asarray(jax.random.permutation(jax.random.fold_in(data_order_key, epoch), num_examples))
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False) -> steps.TrainState:
   """Trains the model `config` describes, writing checkpoints, metrics and images to `workdir`.
 
-  Resumes from the latest checkpoint in `workdir` if there is one. Returns the final state.
+  Resumes from the latest readable checkpoint in `workdir` if there is one (see
+  `checkpointing.save_or_check_config` for which config changes a resume accepts). Returns the
+  final state. Raises `TrainingInterrupted` after checkpointing on SIGTERM/SIGINT, and
+  `NonFiniteTrainingError` after `max_consecutive_nonfinite_steps` skipped updates in a row.
   """
-  config_checks.validate_config(config)
+  return train_and_evaluate_group([config], [workdir],
+                                  allow_config_change=allow_config_change)[0]
+
+
+def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs: list[str], *,
+                             allow_config_change: bool = False) -> list[steps.TrainState]:
+  """Trains several runs together, vmapped over their stacked states; each run reads and writes
+  only its own workdir, exactly as if trained alone. The configs may differ only in values
+  that keep the computation's shapes (`config_checks.SWEEPABLE_KEYS`). Returns the final states.
+  """
+  if len(configs) != len(workdirs) or not configs:
+    raise ValueError('Give one workdir per config (and at least one of each).')
+  for config in configs:
+    config_checks.validate_config(config)
+  config_checks.check_same_group(configs)
+  config = configs[0]
   dataset = data.load_dataset(config.data)
   config_checks.validate_config_for_data(config, dataset)
-  os.makedirs(workdir, exist_ok=True)
-  checkpointing.save_or_check_config(config, workdir)
-  logging.info('Data %s: train %d, validation %d, test %d examples of shape %s.', dataset.name,
-               len(dataset.train), len(dataset.validation or ()), len(dataset.test),
-               dataset.data_shape)
-
-  steps_per_epoch = len(dataset.train) // config.batch_size
-  num_train_steps = config.num_epochs * steps_per_epoch
-  eval_every_steps = config.eval_every_epochs * steps_per_epoch
-  keys = RunKeys.from_seed(config.seed)
+  schedule = _Schedule(config, len(dataset.train))
   model = models.build_model(config.model, dataset.data_shape)
-  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps)
-  state = create_train_state(model, optimizer, dataset.data_shape, keys.init)
-  checkpoints = checkpointing.create_checkpoint_manager(workdir, config.checkpoints_to_keep)
-  if checkpoints.latest_step() is not None:
-    state = checkpoints.restore(checkpoints.latest_step(), args=ocp.args.StandardRestore(state))
-    logging.info('Resumed from the checkpoint at step %d.', int(state.step))
-  initial_step = int(state.step)
-  logging.info('%d parameters; %d steps (%d epochs of %d steps).',
-               sum(x.size for x in jax.tree.leaves(state.params)), num_train_steps,
-               config.num_epochs, steps_per_epoch)
+  settings = steps.StepSettings.from_config(config, model)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))
+  runs = [_Run.create(run_config, workdir, dataset, model, schedule, mesh, allow_config_change)
+          for run_config, workdir in zip(configs, workdirs)]
+  logging.info('Data %s: train %d, validation %d, test %d examples of shape %s. %d run(s) of '
+               '%d parameters; %d steps (%d epochs of %d steps) on %d device(s), %s-fed.',
+               dataset.name, len(dataset.train), len(dataset.validation or ()),
+               len(dataset.test), dataset.data_shape, len(runs),
+               sum(x.size for x in jax.tree.leaves(runs[0].state.params)),
+               schedule.num_train_steps, config.num_epochs, schedule.steps_per_epoch,
+               mesh.size, config.input_pipeline)
+  initial_steps = {int(run.state.step) for run in runs}
+  if len(initial_steps) > 1:
+    raise ValueError(f'The runs were checkpointed at different steps {sorted(initial_steps)}; '
+                     'resume them one by one with experiments.train.')
+  loop = _Loop(config, runs, dataset, model, settings, schedule, mesh)
+  try:
+    with _StopRequests() as stop_requests:
+      loop.run(initial_steps.pop(), stop_requests)
+  finally:
+    for run in runs:
+      run.close()
+  return [run.state for run in runs]
 
-  train_step_fn = make_train_step(model, optimizer,
-                                  StepSettings.from_config(config, steps_per_epoch, model))
-  elbo_fn = evaluation.make_elbo_fn(model, num_samples=config.eval_num_samples,
-                                    analytic_kl=config.objective.analytic_kl)
-  posterior_statistics_fn = evaluation.make_posterior_statistics_fn(model)
-  exact_fn = (evaluation.make_exact_fn(model) if evaluation.supports_exact_evaluation(model)
-              else None)
-  num_dims = int(np.prod(dataset.data_shape))
 
-  def run_evaluation(step: int, params, writer: metric_writers.MetricWriter) -> None:
-    for split_name, split in dataset.eval_splits().items():
-      terms = evaluation.evaluate_elbo(elbo_fn, params, split.images,
-                                       batch_size=config.eval_batch_size, rng=keys.eval)
+class _Schedule:
+  """Steps per epoch, the number of training steps, and when to log, evaluate and save."""
+
+  def __init__(self, config, num_train_examples: int):
+    self.steps_per_epoch = num_train_examples // config.batch_size
+    self.num_train_steps = config.num_epochs * self.steps_per_epoch
+    self.log_every = config.log_every_steps
+    self.eval_every = config.eval_every_epochs * self.steps_per_epoch
+    self.checkpoint_every = config.checkpoint_every_steps
+
+  def next_stop(self, step: int) -> int:
+    """The first step after `step` at which the loop must regain control: an epoch's end (a
+    device-resident call stays in one epoch), a log, evaluation or checkpoint, or the end."""
+    periods = (self.steps_per_epoch, self.log_every, self.eval_every, self.checkpoint_every)
+    return min(self.num_train_steps, *((step // period + 1) * period for period in periods))
+
+  def is_log(self, step: int) -> bool:
+    return step % self.log_every == 0 or step == self.num_train_steps
+
+  def is_eval(self, step: int) -> bool:
+    return step % self.eval_every == 0 or step == self.num_train_steps
+
+  def is_checkpoint(self, step: int) -> bool:
+    return step % self.checkpoint_every == 0 or self.is_eval(step)
+
+
+class _Run:
+  """One run's own pieces: config, workdir, keys, hyperparameters, checkpoints, writer, state."""
+
+  def __init__(self, config, workdir, keys, hyperparams, checkpoints, state):
+    self.config, self.workdir, self.keys = config, workdir, keys
+    self.hyperparams, self.checkpoints, self.state = hyperparams, checkpoints, state
+    self.writer = metric_writers.MetricWriter(workdir, resume_step=int(state.step),
+                                              enabled=jax.process_index() == 0)
+    if not int(state.step):
+      self.writer.write_text(0, 'config', f'```\n{config}\n```')
+
+  @classmethod
+  def create(cls, config, workdir, dataset, model, schedule, mesh, allow_config_change) -> _Run:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      checkpointing.save_or_check_config(config, workdir, allow_changes=allow_config_change)
+    keys = steps.RunKeys.from_seed(config.seed)
+    optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
+    state = steps.create_train_state(model, optimizer, dataset.data_shape, keys.init)
+    checkpoints = checkpointing.create_checkpoint_manager(workdir, config.checkpoints_to_keep)
+    restored = checkpointing.restore_latest_readable(checkpoints, state, workdir)
+    if restored is not None:
+      state = restored
+      logging.info('%s: resumed from the checkpoint at step %d.', workdir, int(state.step))
+    state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+    hyperparams = steps.LossHyperparams.from_config(config, schedule.steps_per_epoch)
+    return cls(config, workdir, keys, hyperparams, checkpoints, state)
+
+  def save(self, step: int) -> None:
+    self.checkpoints.save(step, args=ocp.args.StandardSave(self.state))
+
+  def close(self) -> None:
+    self.checkpoints.wait_until_finished()
+    self.checkpoints.close()
+    self.writer.close()
+
+
+class _Loop:
+  """Steps, logs, evaluates and checkpoints a group of runs (vmapped when there are several)."""
+
+  def __init__(self, config, runs, dataset, model, settings, schedule, mesh):
+    self.config, self.runs, self.dataset, self.model = config, runs, dataset, model
+    self.schedule, self.mesh = schedule, mesh
+    self.vectorised = len(runs) > 1
+    optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
+    step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                settings=settings)
+    batch_axis = PartitionSpec(None, 'batch') if self.vectorised else PartitionSpec('batch')
+    self.batch_sharding = NamedSharding(mesh, batch_axis)
+    if config.input_pipeline == 'device':
+      self.train_images = jax.device_put(dataset.train.images,
+                                         NamedSharding(mesh, PartitionSpec()))
+      run_fn = functools.partial(steps.run_steps, step_fn=step_fn,
+                                 steps_per_epoch=schedule.steps_per_epoch,
+                                 batch_size=config.batch_size,
+                                 batch_sharding=NamedSharding(mesh, PartitionSpec('batch')))
+      if self.vectorised:
+        run_fn = _vmap_with_static(run_fn, in_axes=(0, None, 0, 0, 0))
+      self.run_fn = jax.jit(run_fn, static_argnames='num_steps', donate_argnums=0)
+    else:
+      self.host_batches = [steps.HostBatches(dataset.train.images, run.keys.data_order,
+                                             steps_per_epoch=schedule.steps_per_epoch,
+                                             batch_size=config.batch_size) for run in runs]
+      self.step_fn = jax.jit(jax.vmap(step_fn) if self.vectorised else step_fn,
+                             donate_argnums=0)
+    self.elbo_fn = evaluation.make_elbo_fn(model, num_samples=config.eval_num_samples,
+                                           analytic_kl=config.objective.analytic_kl)
+    self.statistics_fn = evaluation.make_posterior_statistics_fn(model)
+    self.exact_fn = (evaluation.make_exact_fn(model)
+                     if evaluation.supports_exact_evaluation(model) else None)
+
+  def _stacked(self, values):
+    if not self.vectorised:
+      return values[0]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
+
+  def run(self, initial_step: int, stop_requests: _StopRequests) -> None:
+    schedule, runs = self.schedule, self.runs
+    state = self._stacked([run.state for run in runs])
+    data_order_keys = self._stacked([run.keys.data_order for run in runs])
+    train_keys = self._stacked([run.keys.train for run in runs])
+    hyperparams = self._stacked([run.hyperparams for run in runs])
+    progress = ProgressReporter(schedule.num_train_steps, initial_step)
+    pending_metrics, step = [], initial_step
+    if step == schedule.num_train_steps:
+      logging.info('Nothing to train: the checkpoint is at the final step %d.', step)
+    while step < schedule.num_train_steps:
+      stop = schedule.next_stop(step)
+      if self.config.input_pipeline == 'device':
+        num_steps = min(self.config.steps_per_call, stop - step)
+        state, metrics = self.run_fn(state, self.train_images, data_order_keys, train_keys,
+                                     hyperparams, num_steps=num_steps)
+      else:
+        num_steps = 1
+        batch = self._stacked([batches(step) for batches in self.host_batches])
+        batch = jax.make_array_from_process_local_data(self.batch_sharding,
+                                                       _process_rows(batch, self.vectorised))
+        state, metrics = self.step_fn(state, batch, train_keys, hyperparams)
+        metrics = jax.tree.map(lambda value: value[..., None], metrics)  # a steps axis of 1
+      pending_metrics.append(metrics)
+      step += num_steps
+      self._check_finite(state, metrics, step)
+      interrupted = stop_requests.signal_number is not None
+      if not (schedule.is_log(step) or schedule.is_checkpoint(step) or interrupted):
+        continue
+      for index, run in enumerate(runs):  # hand each run its own state
+        run.state = jax.tree.map(lambda x, i=index: x[i], state) if self.vectorised else state
+      if interrupted:
+        for run in runs:
+          run.save(step)
+        raise TrainingInterrupted(step, stop_requests.signal_number)
+      if schedule.is_log(step):
+        self._write_train_metrics(step, pending_metrics, progress)
+        pending_metrics = []
+      if schedule.is_eval(step):
+        for run in runs:
+          self._evaluate(run, step)
+      if schedule.is_checkpoint(step):
+        for run in runs:
+          run.save(step)
+
+  def _check_finite(self, state, metrics, step: int) -> None:
+    """Raises once `max_consecutive_nonfinite_steps` updates in a row were skipped (checked
+    after every compiled call, i.e. every `steps_per_call` steps at most). Skipped updates leave
+    the parameters as they were, so the last checkpoint holds the last good state."""
+    limit = self.config.max_consecutive_nonfinite_steps
+    streaks = np.atleast_1d(np.asarray(state.consecutive_skipped_steps))
+    if streaks.max() < limit:
+      return
+    run = int(streaks.argmax())
+    loss_is_finite = np.asarray(metrics['loss_is_finite']).reshape(len(streaks), -1)[run]
+    quantity = 'gradient' if loss_is_finite[-1] else 'loss'
+    latest = self.runs[run].checkpoints.latest_step()
+    raise NonFiniteTrainingError(
+        f'{self.runs[run].workdir}: training stopped at step {step}: the last {streaks[run]} '
+        f'steps (from step {step - streaks[run] + 1}) had a non-finite {quantity}, and their '
+        f'updates were skipped (max_consecutive_nonfinite_steps={limit}). The checkpoint at step '
+        f'{latest} holds the last good state. Lower optimizer.learning_rate, set '
+        'optimizer.grad_clip_norm, or check the data.')
+
+  def _write_train_metrics(self, step, pending_metrics, progress) -> None:
+    # Each leaf is [steps] (one run) or [runs, steps]: the mean over the steps since the last log.
+    means = jax.device_get(jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=-1).mean(-1),
+                                        *pending_metrics))
+    timing = progress.report(step, examples_per_step=self.config.batch_size * len(self.runs))
+    for index, run in enumerate(self.runs):
+      summary = {f'train/{name}': float(value[index] if self.vectorised else value)
+                 for name, value in means.items()}
+      summary.update(timing, epoch=step / self.schedule.steps_per_epoch)
+      run.writer.write_scalars(step, summary)
+
+  def _evaluate(self, run: _Run, step: int) -> None:
+    config, params = run.config, run.state.params
+    num_dims = int(np.prod(self.dataset.data_shape))
+    for split_name, split in self.dataset.eval_splits().items():
+      terms = evaluation.evaluate_elbo(self.elbo_fn, params, split.images,
+                                       batch_size=config.eval_batch_size, rng=run.keys.eval)
       terms['bits_per_dim'] = float(objectives.bits_per_dim(terms['elbo'], num_dims))
-      statistics = evaluation.map_examples(posterior_statistics_fn, params, split.images,
-                                           batch_size=config.eval_batch_size, rng=keys.eval)
+      statistics = evaluation.map_examples(self.statistics_fn, params, split.images,
+                                           batch_size=config.eval_batch_size, rng=run.keys.eval)
       for layer, count in evaluation.posterior_summary(statistics)['active_units'].items():
         terms[f'active_units/{layer}'] = count
-      if exact_fn is not None:
+      if self.exact_fn is not None:
         exact = evaluation.exact_summary(evaluation.map_examples(
-            exact_fn, params, split.images, batch_size=config.eval_batch_size, rng=keys.eval))
+            self.exact_fn, params, split.images, batch_size=config.eval_batch_size,
+            rng=run.keys.eval))
         terms.update({f'exact/{name}': value for name, value in exact.items()})
-      writer.write_scalars(step, {f'{split_name}/{name}': value for name, value in terms.items()})
+      run.writer.write_scalars(step, {f'{split_name}/{name}': value
+                                      for name, value in terms.items()})
     if config.num_image_samples:
-      _write_image_grids(workdir, writer, step, model, params, dataset.test.images,
-                         config.num_image_samples, keys.images)
-
-  with metric_writers.MetricWriter(workdir, resume_step=initial_step or None) as writer:
-    if initial_step == 0:
-      writer.write_text(0, 'config', f'```\n{config}\n```')
-    progress = ProgressReporter(num_train_steps, initial_step)
-    train_metrics = []
-    for step in range(initial_step, num_train_steps):
-      epoch, batch_index = divmod(step, steps_per_epoch)
-      if batch_index == 0 or step == initial_step:
-        order = epoch_order(keys.data_order, epoch, len(dataset.train))
-      batch = dataset.train.images[order[batch_index * config.batch_size:
-                                         (batch_index + 1) * config.batch_size]]
-      state, metrics = train_step_fn(state, batch, keys.train)
-      train_metrics.append(metrics)
-      done = step + 1
-      if done % config.log_every_steps == 0 or done == num_train_steps:
-        summary = {f'train/{k}': float(v) for k, v in
-                   jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)),
-                                               *train_metrics)).items()}
-        summary.update(progress.report(done, examples_per_step=config.batch_size))
-        summary['epoch'] = done / steps_per_epoch
-        writer.write_scalars(done, summary)
-        train_metrics = []
-      if done % eval_every_steps == 0 or done == num_train_steps:
-        run_evaluation(done, state.params, writer)
-      if (done % config.checkpoint_every_steps == 0 or done % eval_every_steps == 0
-          or done == num_train_steps):
-        checkpoints.save(done, args=ocp.args.StandardSave(state))
-    if initial_step == num_train_steps:
-      logging.info('Nothing to train: the checkpoint is at the final step %d.', num_train_steps)
-  checkpoints.wait_until_finished()
-  checkpoints.close()
-  return state
+      _write_image_grids(run, step, self.model, self.dataset.test.images)
 
 
-def _write_image_grids(workdir, writer, step, model, params, test_images, count, images_key):
-  """Writes samples from the prior and reconstructions of the first test images, as PNG files
-  under `WORKDIR/images/` and as TensorBoard images. The same key every time, so successive
-  sample grids show how the decoding of fixed z changes during training."""
-  samples = evaluation.prior_samples(model, params, images_key, num_samples=count)
+class _StopRequests:
+  """Records SIGTERM and SIGINT instead of dying at once, so that the loop can checkpoint
+  first (a preempted job then resumes where it stopped). Installed only in the main thread."""
+
+  def __init__(self):
+    self.signal_number, self._previous = None, {}
+
+  def __enter__(self) -> _StopRequests:
+    if threading.current_thread() is threading.main_thread():
+      for signal_number in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signal_number] = signal.signal(signal_number, self._record)
+    return self
+
+  def _record(self, signal_number, frame) -> None:
+    del frame
+    logging.warning('Received %s: checkpointing after the current steps, then stopping.',
+                    signal.Signals(signal_number).name)
+    self.signal_number = signal_number
+
+  def __exit__(self, *exc_info) -> None:
+    for signal_number, handler in self._previous.items():
+      signal.signal(signal_number, handler)
+
+
+def _process_rows(batch: np.ndarray, vectorised: bool) -> np.ndarray:
+  """This process's share of a global batch (all of it on one host): each host feeds its own
+  rows, in process order, of the batch every host computes identically."""
+  count, index = jax.process_count(), jax.process_index()
+  axis = 1 if vectorised else 0
+  rows = batch.shape[axis] // count
+  return np.take(batch, np.arange(index * rows, (index + 1) * rows), axis=axis)
+
+
+def _vmap_with_static(fn, in_axes):
+  """`jax.vmap(fn)` that passes keyword arguments (the static ones) through unmapped."""
+
+  def mapped(*args, **static_kwargs):
+    return jax.vmap(functools.partial(fn, **static_kwargs), in_axes=in_axes)(*args)
+
+  return mapped
+
+
+def _write_image_grids(run: _Run, step: int, model, test_images: np.ndarray) -> None:
+  """Writes samples from the prior and reconstructions of the first test images (and, for a
+  single categorical latent, the image of each of its values) as PNG files under
+  `WORKDIR/images/` and as TensorBoard images. The same key every time, so successive sample
+  grids show how the decoding of fixed z changes during training."""
+  count, params = run.config.num_image_samples, run.state.params
+  samples = evaluation.prior_samples(model, params, run.keys.images, num_samples=count)
   inputs = test_images[:count]
   recons = evaluation.reconstructions(model, params, inputs)
   columns = int(np.ceil(np.sqrt(count)))
@@ -232,13 +356,14 @@ def _write_image_grids(workdir, writer, step, model, params, test_images, count,
       'reconstructions': images.make_grid(
           images.interleave_rows(inputs, np.asarray(recons), columns), columns, min_tile_size=28),
   }
-  if getattr(model, 'num_variables', None) == 1:  # a single categorical latent: each value
+  if getattr(model, 'num_variables', None) == 1:
     means = np.asarray(evaluation.category_means(model, params))
     grids['categories'] = images.make_grid(means, int(np.ceil(np.sqrt(len(means)))),
                                            min_tile_size=28)
-  for name, grid in grids.items():
-    images.save_png(os.path.join(workdir, 'images', f'{name}_{step:08d}.png'), grid)
-  writer.write_images(step, grids)
+  if jax.process_index() == 0:
+    for name, grid in grids.items():
+      images.save_png(os.path.join(run.workdir, 'images', f'{name}_{step:08d}.png'), grid)
+  run.writer.write_images(step, grids)
 
 
 class ProgressReporter:

@@ -1,0 +1,100 @@
+r"""Writes PNG figures of what a trained model learned.
+
+  python -m experiments.visualize --workdir=/tmp/mnist [--step=N] [--projection=pca|tsne]
+
+Reads the workdir's config and latest (or --step) checkpoint and writes to WORKDIR/figures/:
+  samples.png          decoder means at draws from the prior
+  reconstructions.png  test images (odd rows) above their reconstructions
+  traversals.png       Gaussian latents: one row per most-varying unit, swept over the prior's
+                       5%-95% quantiles, the others fixed at a test image's posterior mean
+  interpolations.png   Gaussian latents: decodings along straight lines between the posterior
+                       means of pairs of test images (the images at the ends of each row)
+  manifold.png         2-D Gaussian latents: decodings of a grid of prior quantiles (Kingma &
+                       Welling 2013, Figure 4)
+  categories.png       one categorical latent: the decoding of each of its values
+  latent_space.png     test posterior means coloured by label (2-D, else PCA or t-SNE)
+  training_curves.png  ELBO, log-likelihood, KL and active units against epochs
+"""
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from scipy import stats
+
+from configs import default
+from experiments import launch
+from vae_jax import (checkpointing, data, evaluation, figures, images, metric_writers, models,
+                     optimizers, steps)
+
+def define_flags() -> None:
+  """The command line (defined only when run as a program, so tests can import this module)."""
+  flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+  flags.DEFINE_enum('projection', 'pca', ['pca', 'tsne'],
+                    'How latents of more than 2 dimensions are drawn in 2-D.')
+  flags.DEFINE_integer('num_points', 5000, 'Test images in the latent-space plot.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the samples.')
+
+
+def write_figures(workdir: str, *, step: int | None = None, projection: str = 'pca',
+                  num_points: int = 5000, seed: int = 0) -> dict[str, str]:
+  """Writes every figure that applies to the model; returns {name: path}."""
+  config = checkpointing.load_config(workdir, defaults=default.get_config())
+  dataset = data.load_dataset(config.data)
+  model = models.build_model(config.model, dataset.data_shape)
+  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
+  target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
+  state = checkpointing.restore_state(workdir, target, step)
+  params, test = state.params, dataset.test
+  key = jax.random.key(seed)
+  arrays = {
+      'samples': images.make_grid(np.asarray(evaluation.prior_samples(
+          model, params, key, num_samples=64)), 8, min_tile_size=figures.TILE),
+      'reconstructions': images.make_grid(images.interleave_rows(
+          test.images[:64], np.asarray(evaluation.reconstructions(model, params,
+                                                                  test.images[:64])), 8), 8,
+                                          min_tile_size=figures.TILE),
+  }
+  gaussian = config.model.latent_kind == 'gaussian'
+  if gaussian:
+    units = figures.most_informative_units(model, params, test.images[:1000], count=10)
+    arrays['traversals'] = figures.traversals(model, params, test.images[0], units,
+                                              stats.norm.ppf(np.linspace(0.05, 0.95, 11)))
+    arrays['interpolations'] = figures.interpolations(model, params, test.images[0:8],
+                                                      test.images[8:16])
+    if config.model.latent_dim == 2 and not config.model.upper_layers.latent_dims:
+      arrays['manifold'] = figures.manifold(model, params)
+  elif config.model.latent_dim == 1:
+    categories = np.asarray(evaluation.category_means(model, params))
+    arrays['categories'] = images.make_grid(categories, min(len(categories), 10),
+                                            min_tile_size=figures.TILE)
+  statistics = evaluation.map_examples(evaluation.make_posterior_statistics_fn(model), params,
+                                       test.images[:num_points], batch_size=500, rng=key)
+  means = next(value for name, value in statistics.items() if name.startswith('means/'))
+  labels = None if test.labels is None else test.labels[:num_points]
+  arrays['latent_space'] = figures.latent_scatter(means, labels, projection)
+  arrays['training_curves'] = figures.training_curves(metric_writers.read_metrics(workdir))
+  paths = {}
+  for name, array in arrays.items():
+    paths[name] = os.path.join(workdir, 'figures', f'{name}.png')
+    images.save_png(paths[name], array)
+  return paths
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  launch.quiet_orbax_info_logs()
+  options = flags.FLAGS
+  paths = write_figures(options.workdir, step=options.step, projection=options.projection,
+                        num_points=options.num_points, seed=options.seed)
+  for name, path in paths.items():
+    logging.info('%s: %s', name, path)
+    print(path)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,212 @@
+r"""Training and evaluation throughput, against the machine's own matmul rate.
+
+  python scripts/benchmark.py                  # one thread pinned to one core (repeatable)
+  python scripts/benchmark.py --threads=0      # all cores; on an accelerator, the accelerator
+
+Prints one JSON line per measurement. The model is the 784-400-20 MLP VAE (tanh, Bernoulli
+logits, closed-form KL, Adam) at batch 128 on MNIST-sized random images, binarised dynamically
+inside the step:
+  matmul_rate          the best of a few float32 matmuls at this model's layer shapes (FLOP/s)
+  train_flops          the model's matmul FLOPs per training example (forward, and backward
+                       to weights and to every activation but the input), and XLA's count
+  host_loop            one jitted step per batch fed from the host (input_pipeline='host')
+  device_scan          steps in a compiled lax.scan on device-resident data ('device')
+  sweep_N              N models vmapped in one program (examples/s summed over the models)
+  iwae_eval            importance-sampled log p(x) with k = 5000, images per second
+Each throughput is also given as `fraction_of_matmul_bound`: examples/s × FLOPs per example /
+matmul FLOP/s. Medians over --repeats; compile times are reported separately.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+ARGS = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+ARGS.add_argument('--threads', type=int, default=1,
+                  help='Pin to this many cores with one XLA thread each (0: no pinning).')
+ARGS.add_argument('--repeats', type=int, default=5, help='Timed repetitions per measurement.')
+ARGS.add_argument('--steps', type=int, default=200, help='Training steps per timed repetition.')
+ARGS.add_argument('--sweep_sizes', default='1,4,16', help='Vectorised sweep sizes.')
+ARGS.add_argument('--eval_images', type=int, default=20, help='Images in the IWAE evaluation.')
+ARGS.add_argument('--only', default='', help='Comma-separated measurements to run (default all).')
+FLAGS = ARGS.parse_args()
+
+if FLAGS.threads:  # must precede importing jax
+  os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:FLAGS.threads]))
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen=false'
+                             f' intra_op_parallelism_threads={FLAGS.threads}')
+  for variable in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+    os.environ[variable] = str(FLAGS.threads)
+
+# pylint: disable=wrong-import-position
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import default
+from vae_jax import evaluation, models, optimizers, steps
+
+BATCH_SIZE, DATA_SHAPE, HIDDEN, LATENT = 128, (28, 28, 1), 400, 20
+
+
+def emit(name: str, **values) -> None:
+  print(json.dumps({'benchmark': name, **values, 'device': jax.devices()[0].device_kind,
+                    'threads': FLAGS.threads or os.cpu_count()}), flush=True)
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+  """(seconds of the first call, median seconds of the next `repeats` calls)."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return first, float(np.median(times))
+
+
+def matmul_rate() -> float:
+  """The best FLOP/s of float32 matmuls shaped like this model's layers (and a square one)."""
+  best = 0.0
+  for m, k, n in ((BATCH_SIZE, 784, HIDDEN), (BATCH_SIZE, HIDDEN, 784), (HIDDEN, BATCH_SIZE, 784),
+                  (1024, 1024, 1024)):
+    a = jax.random.normal(jax.random.key(0), (m, k))
+    b = jax.random.normal(jax.random.key(1), (k, n))
+    repeat = max(1, int(2e9 // (2 * m * k * n)))  # about 2 GFLOP per timed call
+
+    @jax.jit
+    def many(a, b, repeat=repeat):
+      return jax.lax.fori_loop(0, repeat, lambda i, acc: acc + (a + i) @ b,
+                               jnp.zeros((m, n), a.dtype))
+
+    _, seconds = timed(lambda: many(a, b), FLAGS.repeats)
+    rate = 2 * m * k * n * repeat / seconds
+    emit('matmul', shape=[m, k, n], flops_per_sec=rate)
+    best = max(best, rate)
+  return best
+
+
+def model_config():
+  config = default.get_config()
+  config.model.latent_dim = LATENT
+  for part in (config.model.encoder, config.model.decoder):
+    part.update(kind='mlp', hidden_sizes=(HIDDEN,), activation='tanh')
+  config.batch_size = BATCH_SIZE
+  return config
+
+
+def matmul_flops_per_example() -> int:
+  """Training matmul FLOPs per example: forward (all layers), backward to the weights (all
+  layers) and to the activations (all layers but the first, whose input needs no gradient)."""
+  layers = [784 * HIDDEN, HIDDEN * 2 * LATENT, LATENT * HIDDEN, HIDDEN * 784]  # MACs
+  return 2 * (2 * sum(layers) + sum(layers[1:]))
+
+
+def main() -> None:
+  only = set(filter(None, FLAGS.only.split(',')))
+  wanted = lambda name: not only or name in only
+  config = model_config()
+  model = models.build_model(config.model, DATA_SHAPE)
+  optimizer = optimizers.create_optimizer(config.optimizer, 10**6)
+  settings = steps.StepSettings.from_config(config, model)
+  hyperparams = steps.LossHyperparams.from_config(config, 1)
+  step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                              settings=settings)
+  keys = steps.RunKeys.from_seed(0)
+  state = steps.create_train_state(model, optimizer, DATA_SHAPE, keys.init)
+  images = np.random.default_rng(0).uniform(size=(60_000, *DATA_SHAPE)).astype(np.float32)
+  steps_per_epoch = len(images) // BATCH_SIZE
+
+  rate = matmul_rate()
+  flops = matmul_flops_per_example()
+  jitted_step = jax.jit(step_fn, donate_argnums=0)
+  xla_flops = jitted_step.lower(state, images[:BATCH_SIZE], keys.train,
+                                hyperparams).compile().cost_analysis()
+  xla_flops = (xla_flops[0] if isinstance(xla_flops, list) else xla_flops).get('flops', 0.0)
+  emit('train_flops', matmul_flops_per_example=flops,
+       xla_flops_per_example=xla_flops / BATCH_SIZE, matmul_rate_flops_per_sec=rate,
+       matmul_bound_examples_per_sec=rate / flops)
+
+  def report(name, seconds, compile_seconds, examples, **extra):
+    examples_per_sec = examples / seconds
+    emit(name, examples_per_sec=examples_per_sec, compile_seconds=compile_seconds,
+         fraction_of_matmul_bound=examples_per_sec * flops / rate, **extra)
+
+  if wanted('host_loop'):
+    batches = steps.HostBatches(images, keys.data_order, steps_per_epoch=steps_per_epoch,
+                                batch_size=BATCH_SIZE)
+    holder = {'state': steps.create_train_state(model, optimizer, DATA_SHAPE, keys.init)}
+
+    def host_loop():
+      state = holder['state']
+      for step in range(int(state.step), int(state.step) + FLAGS.steps):
+        state, metrics = jitted_step(state, batches(step), keys.train, hyperparams)
+      holder['state'] = state
+      return metrics
+
+    first, seconds = timed(host_loop, FLAGS.repeats)
+    report('host_loop', seconds, first - seconds, FLAGS.steps * BATCH_SIZE)
+
+  device_images = jax.device_put(images)
+  run_fn = jax.jit(functools.partial(steps.run_steps, step_fn=step_fn,
+                                     steps_per_epoch=steps_per_epoch, batch_size=BATCH_SIZE),
+                   static_argnames='num_steps', donate_argnums=0)
+  if wanted('device_scan'):
+    holder = {'state': steps.create_train_state(model, optimizer, DATA_SHAPE, keys.init)}
+
+    def device_scan():
+      holder['state'], metrics = run_fn(holder['state'], device_images, keys.data_order,
+                                        keys.train, hyperparams, num_steps=FLAGS.steps)
+      return metrics
+
+    first, seconds = timed(device_scan, FLAGS.repeats)
+    report('device_scan', seconds, first - seconds, FLAGS.steps * BATCH_SIZE,
+           steps_per_call=FLAGS.steps)
+
+  if wanted('sweep'):
+    for size in map(int, FLAGS.sweep_sizes.split(',')):
+      run_keys = jax.vmap(steps.RunKeys.from_seed)(jnp.arange(size))
+      stack = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * size), tree)
+      sweep_fn = jax.jit(jax.vmap(functools.partial(
+          steps.run_steps, step_fn=step_fn, steps_per_epoch=steps_per_epoch,
+          batch_size=BATCH_SIZE, num_steps=FLAGS.steps), in_axes=(0, None, 0, 0, 0)),
+                         donate_argnums=0)
+      holder = {'state': jax.vmap(lambda key: steps.create_train_state(
+          model, optimizer, DATA_SHAPE, key))(run_keys.init)}
+
+      def sweep():
+        holder['state'], metrics = sweep_fn(holder['state'], device_images, run_keys.data_order,
+                                            run_keys.train, stack(hyperparams))
+        return metrics
+
+      first, seconds = timed(sweep, FLAGS.repeats)
+      report(f'sweep_{size}', seconds, first - seconds, size * FLAGS.steps * BATCH_SIZE,
+             models=size)
+
+  if wanted('iwae_eval'):
+    fn = evaluation.make_importance_sampling_fn(model, num_samples=5000, chunk_size=100)
+    eval_images = (images[:FLAGS.eval_images] > 0.5).astype(np.float32)
+    first, seconds = timed(lambda: evaluation.map_examples(
+        fn, state.params, eval_images, batch_size=FLAGS.eval_images, rng=keys.eval),
+                           max(1, FLAGS.repeats // 2))
+    emit('iwae_eval', images_per_sec=FLAGS.eval_images / seconds, importance_samples=5000,
+         compile_seconds=first - seconds,
+         seconds_for_10000_images=10_000 * seconds / FLAGS.eval_images)
+
+  memory = {'peak_host_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    memory['peak_device_mb'] = stats['peak_bytes_in_use'] / 2**20
+  emit('memory', **memory)
+
+
+if __name__ == '__main__':
+  main()

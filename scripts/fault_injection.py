@@ -1,0 +1,147 @@
+r"""Kills a training job at random moments, resumes it each time, and checks that it ends
+exactly where an uninterrupted run of the same command ends.
+
+  python scripts/fault_injection.py --kills=20 --root=/tmp/faults
+
+Runs `experiments.train` on the bundled digits (a small model, a checkpoint every few steps)
+once without interruption, then again under a killer: each time the job has made progress (a
+new checkpoint or metrics line) it waits a random moment and sends SIGKILL (or --signal; a
+SIGTERM or SIGINT must make the job checkpoint and exit with 128 + the signal), then
+relaunches the same command. When the job finally completes, it compares the final
+parameters, optimizer state and step of both runs bit for bit, and their evaluation metrics.
+Prints one JSON line; exits 1 if the results differ.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+ARGS = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+ARGS.add_argument('--kills', type=int, default=20, help='Interruptions before letting it finish.')
+ARGS.add_argument('--root', required=True, help='Folder for the two workdirs.')
+ARGS.add_argument('--epochs', type=int, default=300, help='Epochs of 30 steps to train.')
+ARGS.add_argument('--max_delay', type=float, default=1.5,
+                  help='Longest wait, in seconds, between seeing progress and killing.')
+ARGS.add_argument('--signal', default='SIGKILL', choices=['SIGKILL', 'SIGTERM', 'SIGINT', 'mixed'],
+                  help="'mixed': SIGKILL and SIGTERM in turn.")
+ARGS.add_argument('--seed', type=int, default=0, help='Seed of the kill moments.')
+
+
+def train_command(workdir: str, epochs: int) -> list[str]:
+  return [sys.executable, '-m', 'experiments.train', '--config=configs/quickstart.py',
+          f'--workdir={workdir}', f'--config.num_epochs={epochs}', '--config.model.latent_dim=2',
+          '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',
+          '--config.checkpoint_every_steps=10', '--config.log_every_steps=10',
+          '--config.steps_per_call=5', '--config.eval_every_epochs=50',
+          '--config.num_image_samples=0']
+
+
+def progress_marker(workdir: str) -> tuple[int, int]:
+  """(number of checkpoint folders, size of metrics.jsonl): changes as the job progresses."""
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  steps = [name for name in os.listdir(checkpoints) if name.isdigit()] if os.path.isdir(
+      checkpoints) else []
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  return max(map(int, steps), default=-1), os.path.getsize(metrics) if os.path.exists(metrics) else 0
+
+
+def run_with_kills(workdir: str, epochs: int, kills: int, max_delay: float,
+                   signals: list[signal.Signals], rng: random.Random) -> tuple[int, int]:
+  """Runs the job to completion, interrupting it `kills` times with `signals` in turn.
+  Returns (kills, launches)."""
+  done, launches = 0, 0
+  while True:
+    signal_number = signals[done % len(signals)]
+    launches += 1
+    before = progress_marker(workdir)
+    process = subprocess.Popen(train_command(workdir, epochs), cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if done >= kills:
+      if process.wait() != 0:
+        raise RuntimeError(f'The final, uninterrupted launch failed (exit {process.returncode}).')
+      return done, launches
+    while process.poll() is None and progress_marker(workdir) == before:
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, max_delay))
+    if process.poll() is not None:  # finished before the kill: nothing left to interrupt
+      if process.returncode != 0:
+        raise RuntimeError(f'Launch {launches} failed on its own (exit {process.returncode}).')
+      return done, launches
+    process.send_signal(signal_number)
+    exit_code = process.wait()
+    # SIGTERM and SIGINT are caught: the job checkpoints and exits with 128 + the signal.
+    if signal_number != signal.SIGKILL and exit_code != 128 + signal_number:
+      raise RuntimeError(f'Launch {launches} exited {exit_code} on {signal_number.name}, not '
+                         f'{128 + signal_number} (a clean stop after checkpointing).')
+    done += 1
+
+
+def final_state(workdir: str) -> dict:
+  """The latest checkpoint's arrays, by path, read without building the model."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from vae_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  manager = checkpointing.create_checkpoint_manager(workdir, max_to_keep=1_000_000)
+  step = manager.latest_step()
+  tree = manager.restore(step, args=ocp.args.StandardRestore())
+  manager.close()
+  leaves = {}
+
+  def collect(prefix, node):
+    if isinstance(node, dict):
+      for key, value in node.items():
+        collect(f'{prefix}/{key}', value)
+    elif isinstance(node, (list, tuple)):
+      for index, value in enumerate(node):
+        collect(f'{prefix}/{index}', value)
+    else:
+      leaves[prefix] = np.asarray(node)
+
+  collect('', tree)
+  return leaves
+
+
+def evaluations(workdir: str) -> list[dict]:
+  from vae_jax import metric_writers  # pylint: disable=import-outside-toplevel
+  return [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m]
+
+
+def main() -> None:
+  flags = ARGS.parse_args()
+  straight, interrupted = (os.path.join(flags.root, name) for name in ('uninterrupted',
+                                                                      'interrupted'))
+  for workdir in (straight, interrupted):
+    if os.path.exists(workdir):
+      raise SystemExit(f'{workdir} exists; give a new --root (nothing is overwritten).')
+  start = time.perf_counter()
+  subprocess.run(train_command(straight, flags.epochs), cwd=REPO_ROOT, check=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  signals = ([signal.SIGKILL, signal.SIGTERM] if flags.signal == 'mixed'
+             else [signal.Signals[flags.signal]])
+  kills, launches = run_with_kills(interrupted, flags.epochs, flags.kills, flags.max_delay,
+                                   signals, random.Random(flags.seed))
+  expected, actual = final_state(straight), final_state(interrupted)
+  mismatched = sorted(path for path in expected
+                      if path not in actual or not np.array_equal(expected[path], actual[path]))
+  metrics_match = evaluations(straight) == evaluations(interrupted)
+  result = {'kills_survived': kills, 'launches': launches, 'signal': flags.signal,
+            'arrays_compared': len(expected), 'arrays_differing': mismatched,
+            'bitwise_equal': not mismatched and len(expected) == len(actual),
+            'evaluation_metrics_equal': metrics_match,
+            'seconds': round(time.perf_counter() - start, 1)}
+  print(json.dumps(result))
+  if not (result['bitwise_equal'] and metrics_match):
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,34 @@
+"""The documentation matches the code."""
+
+import os
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def test_configuration_reference_is_up_to_date():
+  generated = subprocess.run([sys.executable, 'scripts/config_reference.py'], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+  with open(os.path.join(REPO_ROOT, 'docs', 'configuration.md'), encoding='utf-8') as f:
+    assert f.read() == generated, ('docs/configuration.md is stale: run '
+                                   '`python scripts/config_reference.py > docs/configuration.md`')
+
+
+def test_every_figure_and_file_the_docs_link_to_exists():
+  for document in ('README.md', 'docs/tutorial.md', 'docs/extending.md'):
+    with open(os.path.join(REPO_ROOT, document), encoding='utf-8') as f:
+      text = f.read()
+    folder = os.path.dirname(os.path.join(REPO_ROOT, document))
+    for target in re.findall(r'\]\(([^)#\s]+)\)', text):
+      if target.startswith('http'):
+        continue
+      assert os.path.exists(os.path.join(folder, target)), f'{document} links to missing {target}'
+
+
+def test_config_files_the_docs_name_exist():
+  for document in ('README.md', 'docs/tutorial.md', 'docs/extending.md'):
+    with open(os.path.join(REPO_ROOT, document), encoding='utf-8') as f:
+      for path in set(re.findall(r'configs/\w+\.py', f.read())):
+        assert os.path.exists(os.path.join(REPO_ROOT, path)), f'{document} names missing {path}'

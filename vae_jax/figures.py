@@ -1,0 +1,140 @@
+"""Figures of what a model learned, as uint8 image arrays `[H, W, C]` (save with
+`images.save_png`). Model outputs are computed here; files are written by the launcher
+(`experiments.visualize`).
+"""
+
+from __future__ import annotations
+
+import io
+
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from scipy import stats
+
+from vae_jax import distributions, images
+
+matplotlib.use('Agg')  # no display: figures are rendered to arrays
+from matplotlib import pyplot  # pylint: disable=wrong-import-position
+
+TILE = 28  # smaller images are enlarged to at least this many pixels
+
+
+def _decode_mean(model, params, z) -> np.ndarray:
+  return np.asarray(model.apply(params, jnp.asarray(z), method='decode').mean)
+
+
+def _posterior_mean(model, params, x) -> np.ndarray:
+  """E_q[z|x] of the latent the decoder reads (h1 for a hierarchy)."""
+  return np.asarray(model.apply(params, jnp.asarray(x), method='encode').mean)
+
+
+def traversals(model, params, image: np.ndarray, dims: list[int],
+               values: np.ndarray) -> np.ndarray:
+  """One row per latent unit in `dims`: the decoding of `image`'s posterior mean with that unit
+  set to each of `values` and the others fixed."""
+  z = _posterior_mean(model, params, image[None])[0]
+  rows = np.repeat(z[None, None], len(dims), 0).repeat(len(values), 1)  # [dims, values, D]
+  for row, dim in enumerate(dims):
+    rows[row, :, dim] = values
+  decoded = _decode_mean(model, params, rows.reshape(-1, z.shape[-1]))
+  return images.make_grid(decoded, len(values), min_tile_size=TILE)
+
+
+def interpolations(model, params, starts: np.ndarray, ends: np.ndarray,
+                   num_steps: int = 10) -> np.ndarray:
+  """One row per pair (start, end): the decodings along the straight line between their
+  posterior means, with the two images themselves at the ends of the row."""
+  z_start, z_end = _posterior_mean(model, params, starts), _posterior_mean(model, params, ends)
+  weights = np.linspace(0.0, 1.0, num_steps)[None, :, None]
+  path = (1 - weights) * z_start[:, None] + weights * z_end[:, None]  # [pairs, steps, D]
+  decoded = _decode_mean(model, params, path.reshape(-1, path.shape[-1]))
+  decoded = decoded.reshape(len(starts), num_steps, *starts.shape[1:])
+  rows = np.concatenate([starts[:, None], decoded, ends[:, None]], axis=1)
+  return images.make_grid(rows.reshape(-1, *starts.shape[1:]), num_steps + 2, min_tile_size=TILE)
+
+
+def manifold(model, params, num_per_axis: int = 20) -> np.ndarray:
+  """For a 2-D Gaussian latent (Kingma & Welling 2013, Figure 4): the decodings of a grid of
+  the prior's quantiles, from 5% to 95% along each axis."""
+  prior = model.apply(params, method='prior_distribution')
+  if not isinstance(prior, distributions.DiagonalGaussian) or prior.mean.shape[-1] != 2:
+    raise ValueError('The manifold figure needs a 2-D latent with a Gaussian prior.')
+  quantiles = stats.norm.ppf(np.linspace(0.05, 0.95, num_per_axis))
+  grid = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)
+  z = np.asarray(prior.mean) + np.asarray(prior.scale) * grid
+  return images.make_grid(_decode_mean(model, params, z), num_per_axis, padding=0,
+                          min_tile_size=TILE)
+
+
+def project_2d(means: np.ndarray, method: str = 'pca', seed: int = 0) -> tuple[np.ndarray, str]:
+  """2-D coordinates of the posterior means: themselves when 2-D, else PCA or t-SNE."""
+  if means.shape[1] == 2:
+    return means, 'posterior mean'
+  if method == 'pca':
+    centred = means - means.mean(0)
+    _, singular_values, basis = np.linalg.svd(centred, full_matrices=False)
+    explained = singular_values[:2]**2 / np.sum(singular_values**2)
+    return centred @ basis[:2].T, f'PCA of posterior means ({100 * explained.sum():.0f}% of variance)'
+  if method == 'tsne':
+    from sklearn import manifold as sk_manifold  # pylint: disable=import-outside-toplevel
+    return (sk_manifold.TSNE(2, init='pca', random_state=seed).fit_transform(means),
+            't-SNE of posterior means')
+  raise ValueError(f'Unknown projection {method!r}; choose pca or tsne.')
+
+
+def latent_scatter(means: np.ndarray, labels: np.ndarray | None, method: str = 'pca') -> np.ndarray:
+  """The test set's posterior means in 2-D, coloured by label."""
+  points, title = project_2d(means, method)
+  figure, axes = pyplot.subplots(figsize=(6, 6), dpi=100)
+  scatter = axes.scatter(points[:, 0], points[:, 1], c=labels if labels is not None else 'C0',
+                         cmap='tab10', s=3, alpha=0.7)
+  if labels is not None:
+    figure.colorbar(scatter, ax=axes, ticks=np.unique(labels))
+  axes.set_title(title)
+  return figure_to_array(figure)
+
+
+def training_curves(metrics: list[dict]) -> np.ndarray:
+  """ELBO, its log-likelihood and KL terms, and active units against epochs, for the training
+  batches (logged means) and the evaluated splits."""
+  epochs = {}
+  for line in metrics:
+    if 'epoch' in line:
+      epochs[line['step']] = line['epoch']
+  steps_per_epoch = next((step / epoch for step, epoch in epochs.items() if epoch), 1.0)
+  panels = [('elbo', 'ELBO (nats)'), ('log_likelihood', 'E_q log p(x|z) (nats)'),
+            ('kl', 'KL(q ‖ p) (nats)'), ('active_units', 'active units')]
+  figure, axes = pyplot.subplots(1, 4, figsize=(18, 4), dpi=90)
+  for axis, (term, title) in zip(axes, panels):
+    for split in ('train', 'validation', 'test'):
+      points = sorted((line['step'] / steps_per_epoch, value) for line in metrics
+                      for name, value in line.items()
+                      if name.startswith(f'{split}/{term}') and np.isfinite(value))
+      if points:
+        axis.plot(*zip(*points), label=split, marker='.' if split != 'train' else None)
+    axis.set_title(title)
+    axis.set_xlabel('epoch')
+    axis.grid(alpha=0.3)
+    if axis.has_data():
+      axis.legend()
+  figure.tight_layout()
+  return figure_to_array(figure)
+
+
+def figure_to_array(figure) -> np.ndarray:
+  """Renders a matplotlib figure to a uint8 RGB array and closes it."""
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format='png')
+  pyplot.close(figure)
+  buffer.seek(0)
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  return np.asarray(Image.open(buffer).convert('RGB'))
+
+
+def most_informative_units(model, params, x: np.ndarray, count: int) -> list[int]:
+  """The `count` latent units with the largest variance of the posterior mean across `x`
+  (the active units first)."""
+  variances = np.var(_posterior_mean(model, params, x), axis=0)
+  return [int(unit) for unit in np.argsort(-variances)[:count]]
+
