@@ -1,5 +1,6 @@
 """scripts/: the results table, the reproduction driver's commands, the run summary."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -45,3 +46,15 @@ def test_summarize_run_prints_one_row_per_evaluation(trained_workdir):
   table = _run('scripts/summarize_run.py', f'--workdir={trained_workdir}').strip().splitlines()
   assert table[0].startswith('| step | epoch | test ELBO')
   assert [line.split('|')[1].strip() for line in table[2:]] == ['15', '30']
+
+
+def test_benchmark_prints_json_lines_for_each_measurement():
+  # A smoke run: tiny numbers of steps; the timings themselves are not asserted.
+  output = _run('scripts/benchmark.py', '--threads=1', '--repeats=1', '--steps=2',
+                '--sweep_sizes=2', '--eval_images=1', '--only=device_scan,sweep')
+  lines = [json.loads(line) for line in output.strip().splitlines()]
+  names = [line['benchmark'] for line in lines]
+  assert names[:4] == ['matmul'] * 4 and 'train_flops' in names
+  assert {'device_scan', 'sweep_2', 'memory'} <= set(names) and 'host_loop' not in names
+  scan = next(line for line in lines if line['benchmark'] == 'device_scan')
+  assert scan['examples_per_sec'] > 0 and 0 < scan['fraction_of_matmul_bound']

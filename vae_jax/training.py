@@ -70,6 +70,10 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   for config in configs:
     config_checks.validate_config(config)
   config_checks.check_same_group(configs)
+  for config, workdir in zip(configs, workdirs):  # refuse a mismatched workdir before any work
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      checkpointing.save_or_check_config(config, workdir, allow_changes=allow_config_change)
   config = configs[0]
   dataset = data.load_dataset(config.data)
   config_checks.validate_config_for_data(config, dataset)
@@ -77,7 +81,7 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   model = models.build_model(config.model, dataset.data_shape)
   settings = steps.StepSettings.from_config(config, model)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))
-  runs = [_Run.create(run_config, workdir, dataset, model, schedule, mesh, allow_config_change)
+  runs = [_Run.create(run_config, workdir, dataset, model, schedule, mesh)
           for run_config, workdir in zip(configs, workdirs)]
   logging.info('Data %s: train %d, validation %d, test %d examples of shape %s. %d run(s) of '
                '%d parameters; %d steps (%d epochs of %d steps) on %d device(s), %s-fed.',
@@ -138,10 +142,7 @@ class _Run:
       self.writer.write_text(0, 'config', f'```\n{config}\n```')
 
   @classmethod
-  def create(cls, config, workdir, dataset, model, schedule, mesh, allow_config_change) -> _Run:
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      checkpointing.save_or_check_config(config, workdir, allow_changes=allow_config_change)
+  def create(cls, config, workdir, dataset, model, schedule, mesh) -> _Run:
     keys = steps.RunKeys.from_seed(config.seed)
     optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
     state = steps.create_train_state(model, optimizer, dataset.data_shape, keys.init)
