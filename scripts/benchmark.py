@@ -162,9 +162,11 @@ def main() -> None:
   if wanted('device_scan'):
     holder = {'state': steps.create_train_state(model, optimizer, DATA_SHAPE, keys.init)}
 
+    order = steps.epoch_order(keys.data_order, 0, len(images))
+
     def device_scan():
-      holder['state'], metrics = run_fn(holder['state'], device_images, keys.data_order,
-                                        keys.train, hyperparams, num_steps=FLAGS.steps)
+      holder['state'], metrics = run_fn(holder['state'], device_images, order, keys.train,
+                                        hyperparams, num_steps=FLAGS.steps)
       return metrics
 
     first, seconds = timed(device_scan, FLAGS.repeats)
@@ -181,9 +183,11 @@ def main() -> None:
                          donate_argnums=0)
       holder = {'state': jax.vmap(lambda key: steps.create_train_state(
           model, optimizer, DATA_SHAPE, key))(run_keys.init)}
+      orders = jax.vmap(steps.epoch_order, in_axes=(0, None, None))(run_keys.data_order, 0,
+                                                                   len(images))
 
       def sweep():
-        holder['state'], metrics = sweep_fn(holder['state'], device_images, run_keys.data_order,
+        holder['state'], metrics = sweep_fn(holder['state'], device_images, orders,
                                             run_keys.train, stack(hyperparams))
         return metrics
 

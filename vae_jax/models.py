@@ -3,7 +3,8 @@
 Both models expose the same methods, so objectives and evaluation work with either through
 `model.apply(params, ..., method=...)`:
 
-  sample_log_weight_terms(x, key)  one z ~ q(z|x): log p(x|z), log p(z), log q(z|x), each [B]
+  sample_log_weight_terms(x, key)  one z ~ q(z|x): log p(x|z), log p(z), log q(z|x), each [B],
+                                   and KL(q(z|x) ‖ p(z)) in closed form when there is one
   analytic_kl(x)                   KL(q(z|x) ‖ p(z)) in closed form [B], or None
   kl_per_dimension(x)              the closed-form KL of each latent unit [B, D], or None
   posterior_means(x)               {layer name: E_q[z|x] [B, D]}
@@ -49,13 +50,17 @@ class VAE(nn.Module):
     return self.prior(self.encoder)
 
   def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    posterior = self.encoder(x)
+    # One pass through the encoder serves every term (XLA does not merge two applies).
+    posterior, prior = self.encoder(x), self.prior_distribution()
     z = posterior.sample(key)
-    return {
+    terms = {
         'log_likelihood': self.decoder(z).log_prob(x),
-        'log_prior': self.prior_distribution().log_prob(z),
+        'log_prior': prior.log_prob(z),
         'log_posterior': posterior.log_prob(z),
     }
+    if distributions.has_analytic_kl(posterior, prior):
+      terms['analytic_kl'] = distributions.kl_divergence(posterior, prior)
+    return terms
 
   def analytic_kl(self, x: jax.Array) -> jax.Array | None:
     posterior, prior = self.encoder(x), self.prior_distribution()
@@ -194,10 +199,11 @@ class DiscreteVAE(nn.Module):
     return self.prior()
 
   def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    posterior = self.encoder(x)
+    posterior, prior = self.encoder(x), self.prior()
     z = posterior.sample(key)
-    return {'log_likelihood': self.decode(z).log_prob(x),
-            'log_prior': self.prior().log_prob(z), 'log_posterior': posterior.log_prob(z)}
+    return {'log_likelihood': self.decode(z).log_prob(x), 'log_prior': prior.log_prob(z),
+            'log_posterior': posterior.log_prob(z),
+            'analytic_kl': distributions.kl_divergence(posterior, prior)}
 
   def analytic_kl(self, x: jax.Array) -> jax.Array:
     return distributions.kl_divergence(self.encoder(x), self.prior())

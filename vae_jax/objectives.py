@@ -18,13 +18,16 @@ GRADIENT_ESTIMATORS = ('auto', 'reparameterized', 'exact', 'gumbel_softmax', 'st
 
 def log_weight_terms(model, params, x: jax.Array, rng: jax.Array,
                      num_samples: int) -> dict[str, jax.Array]:
-  """`log p(x|z)`, `log p(z)` and `log q(z|x)` for `num_samples` draws `z ~ q(z|x)`, vmapped
-  over the draws: each `[num_samples, B]`."""
+  """`log p(x|z)`, `log p(z)` and `log q(z|x)` (and the closed-form KL, if any) for
+  `num_samples` draws `z ~ q(z|x)`, vmapped over the draws: each `[num_samples, B]`."""
 
   def single_sample(key):
     return model.apply(params, x, key, method='sample_log_weight_terms')
 
-  return jax.vmap(single_sample)(jax.random.split(rng, num_samples))
+  keys = jax.random.split(rng, num_samples)
+  if num_samples == 1:  # the same draw without vmap: XLA:CPU runs unbatched matmuls faster
+    return jax.tree.map(lambda value: value[None], single_sample(keys[0]))
+  return jax.vmap(single_sample)(keys)
 
 
 def log_weights(terms: dict[str, jax.Array], beta: float | jax.Array = 1.0) -> jax.Array:
@@ -53,8 +56,9 @@ def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int 
   """
   terms = log_weight_terms(model, params, x, rng, num_samples)
   log_likelihood = terms['log_likelihood'].mean(axis=0)
-  kl = model.apply(params, x, method='analytic_kl') if analytic_kl else None
-  if kl is None:
+  if analytic_kl and 'analytic_kl' in terms:
+    kl = terms['analytic_kl'][0]  # the same for every draw
+  else:
     kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
   return {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
 
@@ -139,7 +143,7 @@ def _score_function_loss(model, params, x, rng, *, num_samples: int, beta, analy
     raise ValueError('The score-function estimator needs objective.num_samples >= 2 for its '
                      'leave-one-out baseline.')
   terms = log_weight_terms(model, params, x, rng, num_samples)  # each [k, B]
-  closed_form_kl = model.apply(params, x, method='analytic_kl') if analytic_kl else None
+  closed_form_kl = terms['analytic_kl'][0] if analytic_kl and 'analytic_kl' in terms else None
   f = terms['log_likelihood'] if closed_form_kl is not None else log_weights(terms, beta)
   baseline = (jnp.sum(f, axis=0, keepdims=True) - f) / (num_samples - 1)
   log_q = terms['log_posterior']

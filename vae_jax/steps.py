@@ -127,20 +127,24 @@ def train_step(state: TrainState, images: jax.Array, train_key: jax.Array,
                                     temperature=temperature)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
   grad_norm = optax.global_norm(grads)
   loss_is_finite = jnp.isfinite(loss)
   finite = loss_is_finite & jnp.isfinite(grad_norm)  # a NaN or inf anywhere makes the norm so
-  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+  def update(_):
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return optax.apply_updates(state.params, updates), opt_state
+
+  # A conditional, not a select: the common, finite case pays nothing for the check.
+  params, opt_state = jax.lax.cond(finite, update, lambda _: (state.params, state.opt_state),
+                                   None)
   metrics = {name: jnp.mean(value) for name, value in terms.items()}
   metrics.update(loss=loss, grad_norm=grad_norm, beta=beta, skipped=~finite,
                  loss_is_finite=loss_is_finite)
   if settings.gradient_estimator in ('gumbel_softmax', 'straight_through'):
     metrics['temperature'] = temperature
   skipped = (~finite).astype(jnp.int32)
-  return TrainState(step=state.step + 1, params=keep(params, state.params),
-                    opt_state=keep(opt_state, state.opt_state),
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                     skipped_steps=state.skipped_steps + skipped,
                     consecutive_skipped_steps=(state.consecutive_skipped_steps + 1) * skipped), metrics
 
@@ -155,18 +159,17 @@ def batch_from_order(order: jax.Array, batch_index, batch_size: int) -> jax.Arra
   return jax.lax.dynamic_slice_in_dim(order, batch_index * batch_size, batch_size)
 
 
-def run_steps(state: TrainState, train_images: jax.Array, data_order_key: jax.Array,
+def run_steps(state: TrainState, train_images: jax.Array, order: jax.Array,
               train_key: jax.Array, hyperparams: LossHyperparams, *, num_steps: int,
               steps_per_epoch: int, batch_size: int, step_fn,
               batch_sharding=None) -> tuple[TrainState, dict]:
   """`num_steps` updates inside one `lax.scan`, on a training split held on the device.
 
-  The steps must lie in one epoch: its permutation is drawn once, and each step gathers its
+  The steps must lie in one epoch, whose `epoch_order` is given (drawn once per epoch by the
+  caller: the sort behind a permutation costs as much as several steps); each step gathers its
   batch's rows by index (no permuted copy of the split). Returns the final state and each
   step's metrics stacked `[num_steps]`. `batch_sharding` shards each batch over devices.
   """
-  epoch = state.step // steps_per_epoch
-  order = epoch_order(data_order_key, epoch, train_images.shape[0])
 
   def one_step(state, _):
     indices = batch_from_order(order, state.step % steps_per_epoch, batch_size)

@@ -183,9 +183,12 @@ class _Loop:
                                  steps_per_epoch=schedule.steps_per_epoch,
                                  batch_size=config.batch_size,
                                  batch_sharding=NamedSharding(mesh, PartitionSpec('batch')))
+      order_fn = functools.partial(steps.epoch_order, num_examples=len(dataset.train))
       if self.vectorised:
         run_fn = _vmap_with_static(run_fn, in_axes=(0, None, 0, 0, 0))
+        order_fn = jax.vmap(order_fn, in_axes=(0, None))
       self.run_fn = jax.jit(run_fn, static_argnames='num_steps', donate_argnums=0)
+      self.order_fn = jax.jit(order_fn)
     else:
       self.host_batches = [steps.HostBatches(dataset.train.images, run.keys.data_order,
                                              steps_per_epoch=schedule.steps_per_epoch,
@@ -210,15 +213,18 @@ class _Loop:
     train_keys = self._stacked([run.keys.train for run in runs])
     hyperparams = self._stacked([run.hyperparams for run in runs])
     progress = ProgressReporter(schedule.num_train_steps, initial_step)
-    pending_metrics, step = [], initial_step
+    pending_metrics, step, order_epoch = [], initial_step, None
     if step == schedule.num_train_steps:
       logging.info('Nothing to train: the checkpoint is at the final step %d.', step)
     while step < schedule.num_train_steps:
       stop = schedule.next_stop(step)
       if self.config.input_pipeline == 'device':
+        epoch = step // schedule.steps_per_epoch
+        if epoch != order_epoch:  # one permutation per epoch, shared by its calls
+          order, order_epoch = self.order_fn(data_order_keys, epoch), epoch
         num_steps = min(self.config.steps_per_call, stop - step)
-        state, metrics = self.run_fn(state, self.train_images, data_order_keys, train_keys,
-                                     hyperparams, num_steps=num_steps)
+        state, metrics = self.run_fn(state, self.train_images, order, train_keys, hyperparams,
+                                     num_steps=num_steps)
       else:
         num_steps = 1
         batch = self._stacked([batches(step) for batches in self.host_batches])
