@@ -188,3 +188,44 @@ def test_discrete_model_trains_and_evaluates_exactly_end_to_end(tiny_config, tmp
   assert report['importance_sampled']['log_likelihood'] <= exact['log_marginal'] + 0.05
   assert 0.1 < report['clusters']['accuracy'] <= report['clusters']['purity'] <= 1.0
   assert 'clusters' in evaluate.format_report(report)
+
+
+def test_marginal_objective_is_maximum_likelihood_for_the_decoder_and_fits_q_to_the_posterior():
+  model, params = _tiny_model()
+  x = jnp.asarray(X)
+
+  def loss(params):
+    return objectives.training_loss(model, params, x, jax.random.key(0), objective='marginal',
+                                    num_samples=1, beta=1.0, analytic_kl=True,
+                                    estimator='exact')[0]
+
+  def brute_force_negative_log_marginal(params):  # an explicit loop over the 9 values of z
+    prior = jax.nn.log_softmax(params['params']['prior']['logits'])
+    log_joint = []
+    for values in itertools.product(range(NUM_CATEGORIES), repeat=NUM_VARIABLES):
+      z = jnp.eye(NUM_CATEGORIES)[jnp.asarray(values)][None]
+      logits = model.apply(params, z, method='decode').logits[0]
+      log_joint.append(jnp.sum(x * logits - jax.nn.softplus(logits), -1)
+                       + sum(prior[d, v] for d, v in enumerate(values)))
+    return -jnp.mean(jax.scipy.special.logsumexp(jnp.stack(log_joint, -1), -1))
+
+  def cross_entropy_to_fixed_posterior(params):
+    posterior = jax.lax.stop_gradient(model.apply(params, x, method='exact_terms')['posterior'])
+    z = model.apply(params, method='all_latent_values')
+    log_q = jnp.einsum('zdk,bdk->bz', z, model.apply(params, x, method='encode').log_probs)
+    return -jnp.mean(jnp.sum(posterior * log_q, -1))
+
+  grads = jax.grad(loss)(params)['params']
+  decoder_and_prior = jax.grad(brute_force_negative_log_marginal)(params)['params']
+  encoder = jax.grad(cross_entropy_to_fixed_posterior)(params)['params']
+  for part, expected in (('decoder', decoder_and_prior), ('prior', decoder_and_prior),
+                         ('encoder', encoder)):
+    for a, b in zip(jax.tree.leaves(grads[part]), jax.tree.leaves(expected[part])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_marginal_objective_needs_an_enumerable_categorical_latent():
+  config = default.get_config()
+  config.objective.kind = 'marginal'
+  with pytest.raises(config_checks.ConfigError, match='objective.kind=marginal trains the exact'):
+    config_checks.validate_config(config)

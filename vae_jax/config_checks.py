@@ -203,6 +203,10 @@ def _consistency_problems(config):
 def _gradient_estimator_problems(config):
   model, objective = config.model, config.objective
   estimator = objective.gradient_estimator
+  if objective.kind == 'marginal' and (model.latent_kind != 'categorical' or
+                                       estimator not in ('exact', 'auto')):
+    yield ('objective.kind=marginal trains the exact log p(x): it needs '
+           'model.latent_kind=categorical and objective.gradient_estimator=exact.')
   if model.latent_kind == 'gaussian':
     if estimator not in ('auto', 'reparameterized'):
       yield (f'objective.gradient_estimator={estimator} is for categorical latents; Gaussian '
@@ -221,11 +225,13 @@ def _gradient_estimator_problems(config):
            f'= {num_values} latent values, more than model.max_enumeration='
            f'{model.max_enumeration}. Raise the limit, shrink the latent space, or use '
            'gumbel_softmax, straight_through or score_function.')
-  if estimator not in ('auto', 'reparameterized') and objective.kind != 'elbo':
-    yield (f'objective.kind={objective.kind} is trained with reparameterised Gaussian latents '
-           f'only; with objective.gradient_estimator={estimator} use objective.kind=elbo.')
-  if estimator == 'auto' and objective.kind != 'elbo':
-    yield 'objective.kind=iwae needs Gaussian latents; categorical latents train the ELBO.'
+  if objective.kind == 'marginal' and num_values > model.max_enumeration:
+    yield (f'objective.kind=marginal sums over {num_values} latent values, more than '
+           f'model.max_enumeration={model.max_enumeration}.')
+  if objective.kind == 'iwae':
+    yield ('objective.kind=iwae trains reparameterised Gaussian latents; categorical latents '
+           'train the ELBO (objective.kind=elbo) or, when enumerable, the exact log p(x) '
+           '(objective.kind=marginal).')
   if estimator == 'score_function' and objective.num_samples < 2:
     yield (f'objective.gradient_estimator=score_function needs objective.num_samples >= 2 for its '
            f'leave-one-out baseline (got {objective.num_samples}).')

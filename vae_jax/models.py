@@ -242,7 +242,10 @@ class DiscreteVAE(nn.Module):
       kl               KL(q(z|x) ‖ p(z)) in closed form
       elbo             log_likelihood − kl, with no sampling
       kl_to_posterior  KL(q(z|x) ‖ p(z|x)) = Σ_z q (log q − log p(z|x)), computed on its own
-      posterior_entropy, posterior_entropy of q: H[p(z|x)], H[q(z|x)]
+      posterior_entropy, q_entropy: H[p(z|x)], H[q(z|x)]
+      encoder_fit      Σ_z p(z|x) log q(z|x) with p(z|x) held fixed: −KL(p(z|x) ‖ q) up to a
+                       constant; its gradient (p − q in the logits) moves only q, towards the
+                       exact posterior, and does not vanish when q is confidently wrong
     """
     z = self.all_latent_values()  # [Z, D, K]
     posterior_q = self.encoder(x)  # logits [B, D, K]
@@ -265,6 +268,7 @@ class DiscreteVAE(nn.Module):
         'kl_to_posterior': jnp.sum(q * (log_q - log_posterior), axis=-1),
         'posterior_entropy': -jnp.sum(posterior * log_posterior, axis=-1),
         'q_entropy': posterior_q.entropy(),
+        'encoder_fit': jnp.sum(jax.lax.stop_gradient(posterior) * log_q, axis=-1),
     }
 
   def relaxed_terms(self, x: jax.Array, key: jax.Array, temperature: jax.Array,
