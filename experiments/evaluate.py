@@ -87,7 +87,7 @@ def _linear_probe(model, params, dataset, images, labels, num_train, batch_size,
   def features(split_images):
     statistics = evaluation.map_examples(statistics_fn, params, split_images,
                                          batch_size=batch_size, rng=jax.random.key(0))
-    return next(value for name, value in statistics.items() if name.startswith('means/'))
+    return evaluation.posterior_features(statistics)
 
   train = dataset.train.take(slice(0, num_train))
   train_images = (np.asarray(data.binarize(jax.random.key(0), train.images)) if binarize

@@ -72,7 +72,7 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
                                             min_tile_size=figures.TILE)
   statistics = evaluation.map_examples(evaluation.make_posterior_statistics_fn(model), params,
                                        test.images[:num_points], batch_size=500, rng=key)
-  means = next(value for name, value in statistics.items() if name.startswith('means/'))
+  means = evaluation.posterior_features(statistics)
   labels = None if test.labels is None else test.labels[:num_points]
   arrays['latent_space'] = figures.latent_scatter(means, labels, projection)
   arrays['training_curves'] = figures.training_curves(metric_writers.read_metrics(workdir))

@@ -133,14 +133,24 @@ def make_posterior_statistics_fn(model):
   return statistics_fn
 
 
+def posterior_features(statistics: dict[str, np.ndarray]) -> np.ndarray:
+  """The first layer's posterior means as a `[B, features]` matrix (probes, projections)."""
+  means = next(value for name, value in statistics.items() if name.startswith('means/'))
+  return means.reshape(len(means), -1)
+
+
 def posterior_summary(statistics: dict[str, np.ndarray]) -> dict:
   """Active units per layer (Burda et al.: `Cov_x(E_q[u|x]) > 0.01`), the per-unit variances
-  they are decided on, and the mean closed-form KL of each unit where there is one."""
+  they are decided on, and the mean closed-form KL of each unit where there is one.
+
+  A unit whose mean is a vector (a categorical variable's one-hot probabilities, `[B, D, K]`)
+  is scored by the trace of that vector's covariance across the data.
+  """
   summary = {'active_units': {}, 'posterior_mean_variance': {}}
   for name, means in statistics.items():
     if name.startswith('means/'):
       layer = name.removeprefix('means/')
-      variances = np.var(means, axis=0)
+      variances = np.var(means, axis=0).reshape(means.shape[1], -1).sum(axis=-1)
       summary['active_units'][layer] = int(np.sum(variances > ACTIVE_UNIT_THRESHOLD))
       summary['posterior_mean_variance'][layer] = variances.tolist()
   if 'kl_per_dimension' in statistics:

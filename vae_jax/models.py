@@ -7,7 +7,7 @@ Both models expose the same methods, so objectives and evaluation work with eith
                                    and KL(q(z|x) ‖ p(z)) in closed form when there is one
   analytic_kl(x)                   KL(q(z|x) ‖ p(z)) in closed form [B], or None
   kl_per_dimension(x)              the closed-form KL of each latent unit [B, D], or None
-  posterior_means(x)               {layer name: E_q[z|x] [B, D]}
+  posterior_means(x)               {layer name: E_q[z|x] [B, D]} ([B, D, K] for categorical z)
   reconstruct(x)                   mean of p(x|z) at the posterior mean
   generate(key, num_samples)       mean of p(x|z) for z ~ p(z)
 """
@@ -213,9 +213,8 @@ class DiscreteVAE(nn.Module):
     return distributions.elementwise_kl_divergence(self.encoder(x), self.prior())
 
   def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
-    """`E_q[z|x]`, the one-hot probabilities `[B, D·K]`."""
-    probs = self.encoder(x).probs
-    return {'z': probs.reshape(probs.shape[:-2] + (-1,))}
+    """`E_q[z|x]`, the one-hot probabilities `[B, D, K]`: one K-vector per variable."""
+    return {'z': self.encoder(x).probs}
 
   def reconstruct(self, x: jax.Array) -> jax.Array:
     return self.decode(self.encoder(x).mode).mean

@@ -105,8 +105,8 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
   objective 'marginal' (enumerable discrete latents, estimator 'exact'): the exact
     `−mean(log p(x))` for the decoder and prior — maximum likelihood, the gradient of EM —
     and, for the encoder, the cross-entropy from the exact posterior `−Σ_z p(z|x) log q(z|x)`
-    (held fixed), which fits q to p(z|x). On MNIST, training the ELBO instead collapses a
-    categorical model onto one value of z (README, "Discrete latent variables").
+    (held fixed), which fits q to p(z|x). On MNIST, training the ELBO instead leaves a
+    categorical model stuck with a one-hot q(z|x) (README, "Discrete latent variables").
   """
   if estimator == 'reparameterized':
     if objective == 'elbo':
