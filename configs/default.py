@@ -69,7 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   config.objective = ml_collections.ConfigDict(dict(
-      kind='elbo',  # 'elbo' (k-sample VAE objective) | 'iwae' (k-sample importance-weighted)
+      # 'elbo' (k-sample VAE objective) | 'iwae' (k-sample importance-weighted) | 'marginal'
+      # (exact log p(x), an enumerable discrete z; encoder fitted to the exact posterior)
+      kind='elbo',
       num_samples=1,  # k: samples of z per example in the training objective
       beta=1.0,  # weight of the KL term in the training loss (the reported ELBO is unweighted)
       kl_warmup_epochs=0,  # beta rises linearly from 0 over this many epochs (0: off)

@@ -15,6 +15,8 @@ Variants (encoder 784-512-256 and mirrored decoder, relu, Bernoulli p(x|z), unif
       30 categoricals of 10 values (10^30 values, too many to sum; Jang et al. 2017's setup):
       Gumbel-softmax (temperature annealed from 1 to 0.5), its straight-through variant, or
       REINFORCE with a leave-one-out baseline over 5 samples.
+  gaussian_d30    the continuous model to compare with: 30 Gaussian latents, N(0, I) prior, the
+      same networks, the reparameterised ELBO.
 
   python -m experiments.train --config=configs/mnist_discrete.py:categorical_k10 --workdir=/tmp/k10
   python -m experiments.evaluate --workdir=/tmp/k10   # exact log p(x), posterior, clusters
@@ -29,7 +31,8 @@ from configs import default
 
 VARIANTS = ('categorical_k10', 'categorical_k20', 'categorical_k50', 'categorical_k10_elbo',
             'binary_d10',
-            'gumbel_softmax_d30_k10', 'straight_through_d30_k10', 'score_function_d30_k10')
+            'gumbel_softmax_d30_k10', 'straight_through_d30_k10', 'score_function_d30_k10',
+            'gaussian_d30')
 
 
 def get_config(variant: str = 'categorical_k10') -> 'ml_collections.ConfigDict':
@@ -48,6 +51,9 @@ def get_config(variant: str = 'categorical_k10') -> 'ml_collections.ConfigDict':
     config.model.latent_dim, config.model.num_categories = 1, num_categories
     config.objective.update(gradient_estimator='exact',
                             kind='elbo' if variant.endswith('_elbo') else 'marginal')
+  elif variant == 'gaussian_d30':
+    config.model.update(latent_kind='gaussian', latent_dim=30)
+    config.model.prior.kind = 'standard_normal'
   elif variant == 'binary_d10':
     config.model.latent_dim, config.model.num_categories = 10, 2
     config.objective.update(gradient_estimator='exact', kind='marginal')

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import frey_face, iwae, kingma_welling, mnist, quickstart, vampprior
+from configs import frey_face, iwae, kingma_welling, mnist, mnist_discrete, quickstart, vampprior
 from vae_jax import config_checks, data
 
 BAD_CONFIGS = [
@@ -53,14 +53,16 @@ def test_every_problem_is_reported_at_once():
 SHIPPED = [('mnist', ''), ('mnist', 'conv'), ('frey_face', ''), ('frey_face', 'latent2'),
            ('quickstart', '')]
 SHIPPED += [(name, variant) for name, module in (('iwae', iwae), ('vampprior', vampprior),
-                                                 ('kingma_welling', kingma_welling))
+                                                 ('kingma_welling', kingma_welling),
+                                                 ('mnist_discrete', mnist_discrete))
             for variant in module.VARIANTS]
 
 
 @pytest.mark.parametrize('name,variant', SHIPPED)
 def test_shipped_configs_are_valid(name, variant):
   module = {'mnist': mnist, 'frey_face': frey_face, 'quickstart': quickstart, 'iwae': iwae,
-            'vampprior': vampprior, 'kingma_welling': kingma_welling}[name]
+            'vampprior': vampprior, 'kingma_welling': kingma_welling,
+            'mnist_discrete': mnist_discrete}[name]
   config = module.get_config(variant) if variant else module.get_config()
   config_checks.validate_config(config)
 
