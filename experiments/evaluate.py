@@ -140,9 +140,11 @@ def format_report(report: dict) -> str:
     kls = sorted(report['kl_per_dimension'], reverse=True)
     lines.append('  KL per unit   ' + ' '.join(f'{kl:.2f}' for kl in kls))
   paper = report['paper']
-  if paper.get('source'):
+  if paper.get('test_log_likelihood') is not None:
     lines.append(f"  paper         {paper['test_log_likelihood']} nats, {paper['active_units']} "
                  f"active units ({paper['source']})")
+  elif paper.get('source'):
+    lines.append(f"  paper         no published number recorded ({paper['source']})")
   lines.append(f"  written to    {report['path']}")
   return '\n'.join(lines)
 

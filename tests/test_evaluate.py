@@ -31,6 +31,10 @@ def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_
   summary = evaluate.format_report(report)
   assert 'log p(x)' in summary and 'k = 20' in summary and 'h1 ' in summary
   assert 'A made-up paper' in summary
+  without_number = {**report, 'paper': {'source': 'A paper', 'test_log_likelihood': None,
+                                         'active_units': None}}
+  assert 'no published number recorded (A paper)' in evaluate.format_report(without_number)
+  assert 'None' not in evaluate.format_report(without_number)
 
 
 def test_bad_requests_are_named(trained_workdir, tmp_path):
