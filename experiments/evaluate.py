@@ -15,10 +15,8 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from configs import default
 from experiments import launch
-from vae_jax import (checkpointing, config_checks, data, evaluation, models, optimizers,
-                     steps)
+from vae_jax import data, evaluation
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
@@ -45,14 +43,8 @@ def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importan
   for name, value in (('chunk_size', chunk_size), ('batch_size', batch_size)):
     if value < 1:
       raise ValueError(f'--{name}={value} must be at least 1.')
-  config = checkpointing.load_config(workdir, defaults=default.get_config())
-  dataset = data.load_dataset(config.data)
-  config_checks.validate_config_for_data(config, dataset)
+  config, dataset, model, state = launch.load_trained(workdir, step)
   images, labels = _split_arrays(dataset, split)
-  model = models.build_model(config.model, dataset.data_shape)
-  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
-  target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
-  state = checkpointing.restore_state(workdir, target, step)
   step = int(state.step)
   logging.info('Evaluating %s at step %d on %d %s examples, k = %d.', workdir, step, len(images),
                split, num_importance_samples)
@@ -150,9 +142,7 @@ def format_report(report: dict) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  launch.quiet_orbax_info_logs()
+  launch.start(argv)
   options = flags.FLAGS
   report = evaluate_workdir(options.workdir, step=options.step, split=options.split,
                             num_importance_samples=options.num_importance_samples,

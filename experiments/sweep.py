@@ -96,9 +96,7 @@ def train_command(config_spec: str, workdir: str, overrides: dict,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  launch.quiet_orbax_info_logs()
+  launch.start(argv)
   options = flags.FLAGS
   config_spec = config_flags.get_config_filename(options['config'])  # path[:variant]
   sweep = load_sweep(config_spec, options.sweep)

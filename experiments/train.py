@@ -28,9 +28,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  launch.quiet_orbax_info_logs()
+  launch.start(argv)
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   logging.info('Config:\n%s', _CONFIG.value)

@@ -23,10 +23,8 @@ import numpy as np
 from absl import app, flags, logging
 from scipy import stats
 
-from configs import default
 from experiments import launch
-from vae_jax import (checkpointing, data, evaluation, figures, images, metric_writers, models,
-                     optimizers, steps)
+from vae_jax import evaluation, figures, images, metric_writers
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
@@ -41,12 +39,7 @@ def define_flags() -> None:
 def write_figures(workdir: str, *, step: int | None = None, projection: str = 'pca',
                   num_points: int = 5000, seed: int = 0) -> dict[str, str]:
   """Writes every figure that applies to the model; returns {name: path}."""
-  config = checkpointing.load_config(workdir, defaults=default.get_config())
-  dataset = data.load_dataset(config.data)
-  model = models.build_model(config.model, dataset.data_shape)
-  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
-  target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
-  state = checkpointing.restore_state(workdir, target, step)
+  config, dataset, model, state = launch.load_trained(workdir, step)
   params, test = state.params, dataset.test
   key = jax.random.key(seed)
   arrays = {
@@ -84,9 +77,7 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  launch.quiet_orbax_info_logs()
+  launch.start(argv)
   options = flags.FLAGS
   paths = write_figures(options.workdir, step=options.step, projection=options.projection,
                         num_points=options.num_points, seed=options.seed)

@@ -82,7 +82,7 @@ class LossHyperparams:
 class StepSettings:
   """What the train step computes (hashable: part of the compiled program)."""
 
-  objective: str  # 'elbo' | 'iwae'
+  objective: str  # 'elbo' | 'iwae' | 'marginal'
   num_samples: int
   analytic_kl: bool
   dynamic_binarization: bool
