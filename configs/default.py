@@ -115,6 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Updates with a non-finite loss or gradient are skipped and counted; this many in a row stop
   # the run with an error (the last checkpoint stays the last good state).
   config.max_consecutive_nonfinite_steps = 20
+  # The run stops with an error (before checkpointing) once its mean training loss since the
+  # last log, or its negative test ELBO, exceeds the loss at step 0, L0, by this many times
+  # max(|L0|, 1): a diverged run is reported, not finished with exit code 0. 0: never.
+  config.divergence_factor = 10.0
   config.num_image_samples = 64  # images in the sample and reconstruction grids (0: none)
 
   # The published result this config reproduces, shown beside ours by scripts/results_table.py.

@@ -3,7 +3,8 @@ active units.
 
   python -m experiments.evaluate --workdir=/tmp/mnist [--num_importance_samples=5000]
 
-Reads the config saved in the workdir and its latest (or `--step`) checkpoint; writes
+Reads the config saved in the workdir (with the data location it was trained on; `--data_dir`
+or `--data_path` point elsewhere) and its latest readable (or `--step`) checkpoint; writes
 `WORKDIR/evaluation/step_<step>_<split>_k<K>.json` and prints a summary. Deterministic given
 `--seed`: rerunning gives the same numbers whatever `--batch_size`.
 """
@@ -35,15 +36,17 @@ def define_flags() -> None:
 
 def evaluate_workdir(workdir: str, *, step: int | None, split: str, num_importance_samples: int,
                      chunk_size: int, batch_size: int, seed: int,
-                     probe_train_examples: int = 10_000) -> dict:
+                     probe_train_examples: int = 10_000, data_dir: str | None = None,
+                     data_path: str | None = None) -> dict:
   """Evaluates the checkpoint and returns the report that is also written to the workdir."""
   for name, value in (('num_importance_samples', num_importance_samples),):
     if value < 0:
-      raise ValueError(f'--{name}={value} must be non-negative.')
+      raise app.UsageError(f'--{name}={value} must be non-negative.')
   for name, value in (('chunk_size', chunk_size), ('batch_size', batch_size)):
     if value < 1:
-      raise ValueError(f'--{name}={value} must be at least 1.')
-  config, dataset, model, state = launch.load_trained(workdir, step)
+      raise app.UsageError(f'--{name}={value} must be at least 1.')
+  config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
+                                                      data_path=data_path)
   images, labels = _split_arrays(dataset, split)
   step = int(state.step)
   logging.info('Evaluating %s at step %d on %d %s examples, k = %d.', workdir, step, len(images),
@@ -90,7 +93,7 @@ def _linear_probe(model, params, dataset, images, labels, num_train, batch_size,
 def _split_arrays(dataset: data.Dataset, split: str):
   """The images and labels (None for unlabelled data) of a split."""
   if split == 'validation' and dataset.validation is None:
-    raise ValueError('This run has no validation split (data.validation_size=0).')
+    raise app.UsageError('This run has no validation split (data.validation_size=0).')
   chosen = getattr(dataset, split)
   return chosen.images, chosen.labels
 
@@ -142,16 +145,17 @@ def format_report(report: dict) -> str:
 
 
 def main(argv):
-  launch.start(argv)
+  del argv
   options = flags.FLAGS
   report = evaluate_workdir(options.workdir, step=options.step, split=options.split,
                             num_importance_samples=options.num_importance_samples,
                             chunk_size=options.chunk_size, batch_size=options.batch_size,
                             seed=options.seed,
-                            probe_train_examples=options.probe_train_examples)
+                            probe_train_examples=options.probe_train_examples,
+                            data_dir=options.data_dir, data_path=options.data_path)
   print(format_report(report))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  launch.run(main)

@@ -1,19 +1,81 @@
-"""What every launcher does before its work."""
+"""What every launcher shares: readable errors, the data-location flags, the default workdir,
+and the loading of a trained workdir.
 
+Every launcher runs `launch.run(main)`. A mistake the user can fix (a `vae_jax.errors.UserError`:
+a config value, missing data, a busy or mismatched workdir, a diverged run; or a bad command
+line) ends with one short message on stderr, `error: ...`, and exit status 1 (2 for the command
+line); `--traceback` shows the full traceback instead. Any other exception is a bug and keeps
+its traceback.
+"""
+
+import functools
 import logging as python_logging
+import os
+import re
+import sys
 
 import jax
-from absl import app, logging
+from absl import app, flags, logging
 
 from configs import default
 from vae_jax import checkpointing, config_checks, data, models, optimizers, steps
+from vae_jax.errors import UserError
+
+TRACEBACK = flags.DEFINE_bool('traceback', False,
+                               'On a known error, show the full traceback, not just the message.')
+DATA_DIR = flags.DEFINE_string(
+    'data_dir', None, 'The TFDS data dir to read the dataset from (overrides the config and '
+    '$TFDS_DATA_DIR; a trained workdir records the one it used).')
+DATA_PATH = flags.DEFINE_string(
+    'data_path', None, 'The data file, for datasets read from one (Frey Face: frey_rawface.mat).')
+
+USAGE_EXIT_CODE = 2
+ERROR_EXIT_CODE = 1
 
 
-def start(argv: list[str]) -> None:
-  """Refuses stray positional arguments (a flag missing its `--`, say) and quiets orbax."""
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def run(main) -> None:
+  """`app.run(main)` with short messages for the user's mistakes (see the module docstring)."""
+  app.run(functools.partial(_main_with_readable_errors, main), flags_parser=_parse_flags)
+
+
+def _main_with_readable_errors(main, argv) -> None:
+  if len(argv) > 1:  # a flag missing its `--`, say
+    _exit(f'unexpected arguments {argv[1:]}: every argument is a --flag.', USAGE_EXIT_CODE)
   quiet_orbax_info_logs()
+  try:
+    main(argv)
+  except (UserError, app.UsageError) as error:
+    if TRACEBACK.value:
+      raise
+    _exit(str(error), USAGE_EXIT_CODE if isinstance(error, app.UsageError) else ERROR_EXIT_CODE)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a config override that names no key (`--config.optimzer.x=1`)
+  or an unparsable value reported in one line instead of chained tracebacks."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _exit(f'{error} (--helpfull lists every flag).', USAGE_EXIT_CODE)
+  except (KeyError, AttributeError, TypeError, ValueError) as error:
+    if '--traceback' in argv:
+      raise
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    overrides = [arg for arg in argv[1:] if arg.startswith('--config.')]
+    missing_key = re.match(r"'([^']+)'", str(message))
+    if missing_key:  # name the override that holds the unknown key
+      overrides = [arg for arg in overrides if missing_key.group(1) in
+                   arg.split('=', 1)[0].split('.')] or overrides
+    _exit(f'a config override cannot be applied ({" ".join(overrides)}): '
+          f'{" ".join(str(message).split()).rstrip(".")} (docs/configuration.md lists every key '
+          'and its type).', USAGE_EXIT_CODE)
+  return []  # not reached
+
+
+def _exit(message: str, code: int) -> None:
+  sys.stderr.write(f'error: {message}\n')
+  sys.stderr.flush()
+  sys.exit(code)
 
 
 def quiet_orbax_info_logs() -> None:
@@ -22,10 +84,29 @@ def quiet_orbax_info_logs() -> None:
       lambda record: record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname)
 
 
-def load_trained(workdir: str, step: int | None = None):
-  """A trained workdir's config (with defaults for keys added since), its data, its model and
-  the train state of checkpoint `step` (default: the latest)."""
+def set_data_location(data_config, data_dir: str | None, data_path: str | None) -> None:
+  """Sets the `data` block's TFDS data dir and data file, where given (--data_dir, --data_path)."""
+  if data_dir:
+    data_config.tfds_data_dir = data_dir
+  if data_path:
+    data_config.path = data_path
+
+
+def default_workdir(config_spec: str, *suffixes: str) -> str:
+  """`runs/<config>[-<variant>][-<suffix>...]` below the current directory, e.g.
+  'runs/mnist' for configs/mnist.py and 'runs/iwae-vae_k1_l1' for configs/iwae.py:vae_k1_l1."""
+  path, _, variant = config_spec.partition(':')
+  parts = [os.path.splitext(os.path.basename(path))[0], variant, *suffixes]
+  return os.path.join('runs', '-'.join(part for part in parts if part))
+
+
+def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None = None,
+                 data_path: str | None = None):
+  """A trained workdir's config (with defaults for keys added since; its data location replaced
+  by `data_dir` / `data_path` where given), its data, its model and the train state of
+  checkpoint `step` (default: the latest readable one)."""
   config = checkpointing.load_config(workdir, defaults=default.get_config())
+  set_data_location(config.data, data_dir, data_path)
   dataset = data.load_dataset(config.data)
   config_checks.validate_config_for_data(config, dataset)
   model = models.build_model(config.model, dataset.data_shape)

@@ -4,6 +4,9 @@ r"""Trains a sweep: many runs of one config, each with its own overrides and wor
   python -m experiments.sweep --config=configs/mnist.py --sweep=lr_beta --workdir=/tmp/sweep \
       --print_commands   # one experiments.train command per run, for SLURM arrays or xmanager
 
+The default --workdir is runs/<config>[-<variant>]-<sweep>. Log lines carry each run's name;
+the sweep ends with a table of every run's final evaluation.
+
 A sweep is a function `get_sweep(name)` in the config file that returns a list of override
 dicts with dotted keys, e.g. `[{'seed': 0, 'optimizer.learning_rate': 1e-3}, ...]`. Runs whose
 overrides change only values that keep the computation's shapes (seeds, optimizer numbers, β,
@@ -25,7 +28,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import launch
-from vae_jax import config_checks, training
+from vae_jax import config_checks, data, metric_writers, training
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
@@ -33,10 +36,11 @@ def define_flags() -> None:
       'config', None, 'Path to a config file (optionally :variant) that defines get_sweep(name).',
       lock_config=True)
   flags.DEFINE_string('sweep', None, 'Name passed to get_sweep() in the config file.')
-  flags.DEFINE_string('workdir', None, 'Root folder: one workdir per run below it.')
+  flags.DEFINE_string('workdir', None, 'Root folder: one workdir per run below it (default: '
+                      'runs/<config>[-<variant>]-<sweep>).')
   flags.DEFINE_bool('print_commands', False,
                     'Print one experiments.train command per run; train nothing.')
-  flags.mark_flags_as_required(['config', 'workdir'])
+  flags.mark_flags_as_required(['config'])
 
 
 def load_sweep(config_spec: str, name: str | None) -> list[dict]:
@@ -87,32 +91,60 @@ def group_runs(configs: list) -> list[list[int]]:
 
 
 def train_command(config_spec: str, workdir: str, overrides: dict,
-                  command_line_overrides: list[str]) -> str:
-  """The experiments.train command of one run: the sweep's own --config.* flags, then the run's."""
+                  command_line_overrides: list[str], data_config=None) -> str:
+  """The experiments.train command of one run: the sweep's own --config.* flags, then the run's,
+  then the data location of `data_config` (the `data` block) made absolute, so that the command
+  finds the data from any directory, shell or cluster node."""
   arguments = ['python', '-m', 'experiments.train', f'--config={config_spec}',
                f'--workdir={workdir}', *command_line_overrides]
   arguments += [f'--config.{key}={value}' for key, value in sorted(overrides.items())]
+  if data_config is not None:
+    resolved = data.with_resolved_location(data_config)
+    if resolved.name not in data.LOCAL_DATASETS:
+      arguments.append(f'--data_dir={resolved.tfds_data_dir}')
+    if resolved.path:
+      arguments.append(f'--data_path={resolved.path}')
   return shlex.join(arguments)
 
 
+def summary_table(workdirs: list[str]) -> str:
+  """A markdown table of each run's last evaluation during training."""
+  lines = ['| run | step | epoch | test ELBO | test bits/dim |', '|---|---|---|---|---|']
+  for workdir in workdirs:
+    metrics = metric_writers.read_metrics(workdir)
+    last = next((m for m in reversed(metrics) if 'test/elbo' in m), None)
+    if last is None:
+      lines.append(f'| {os.path.basename(workdir)} | — | — | not evaluated | — |')
+      continue
+    epoch = next((m['epoch'] for m in reversed(metrics) if 'epoch' in m), float('nan'))
+    lines.append(f"| {os.path.basename(workdir)} | {last['step']} | {epoch:g} | "
+                 f"{last['test/elbo']:.3f} | {last['test/bits_per_dim']:.4f} |")
+  return '\n'.join(lines)
+
+
 def main(argv):
-  launch.start(argv)
+  del argv
   options = flags.FLAGS
   config_spec = config_flags.get_config_filename(options['config'])  # path[:variant]
+  launch.set_data_location(options.config.data, options.data_dir, options.data_path)
   sweep = load_sweep(config_spec, options.sweep)
-  workdirs = [os.path.join(options.workdir, run_name(overrides)) for overrides in sweep]
+  root = options.workdir or launch.default_workdir(config_spec, options.sweep or 'sweep')
+  workdirs = [os.path.join(root, run_name(overrides)) for overrides in sweep]
   if options.print_commands:
     command_line_overrides = [arg for arg in sys.argv[1:] if arg.startswith('--config.')]
     for workdir, overrides in zip(workdirs, sweep):
-      print(train_command(config_spec, workdir, overrides, command_line_overrides))
+      print(train_command(config_spec, workdir, overrides, command_line_overrides,
+                          options.config.data))
     return
   configs = [apply_overrides(options.config, overrides) for overrides in sweep]
   groups = group_runs(configs)
-  logging.info('Sweep of %d runs in %d vectorised group(s): %s', len(sweep), len(groups), groups)
+  logging.info('Sweep of %d runs in %d vectorised group(s) under %s: %s', len(sweep),
+               len(groups), root, groups)
   for group in groups:
     training.train_and_evaluate_group([configs[i] for i in group], [workdirs[i] for i in group])
+  print(summary_table(workdirs))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  launch.run(main)

@@ -2,7 +2,8 @@ r"""Writes PNG figures of what a trained model learned.
 
   python -m experiments.visualize --workdir=/tmp/mnist [--step=N] [--projection=pca|tsne]
 
-Reads the workdir's config and latest (or --step) checkpoint and writes to WORKDIR/figures/:
+Reads the workdir's config (its data from where it was trained, or --data_dir / --data_path)
+and latest readable (or --step) checkpoint and writes to WORKDIR/figures/:
   samples.png          decoder means at draws from the prior
   reconstructions.png  test images (odd rows) above their reconstructions
   traversals.png       Gaussian latents: one row per most-varying unit, swept over the prior's
@@ -20,7 +21,7 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from scipy import stats
 
 from experiments import launch
@@ -37,9 +38,11 @@ def define_flags() -> None:
 
 
 def write_figures(workdir: str, *, step: int | None = None, projection: str = 'pca',
-                  num_points: int = 5000, seed: int = 0) -> dict[str, str]:
+                  num_points: int = 5000, seed: int = 0, data_dir: str | None = None,
+                  data_path: str | None = None) -> dict[str, str]:
   """Writes every figure that applies to the model; returns {name: path}."""
-  config, dataset, model, state = launch.load_trained(workdir, step)
+  config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
+                                                      data_path=data_path)
   params, test = state.params, dataset.test
   key = jax.random.key(seed)
   arrays = {
@@ -77,10 +80,11 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
 
 
 def main(argv):
-  launch.start(argv)
+  del argv
   options = flags.FLAGS
   paths = write_figures(options.workdir, step=options.step, projection=options.projection,
-                        num_points=options.num_points, seed=options.seed)
+                        num_points=options.num_points, seed=options.seed,
+                        data_dir=options.data_dir, data_path=options.data_path)
   for name, path in paths.items():
     logging.info('%s: %s', name, path)
     print(path)
@@ -88,4 +92,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  launch.run(main)

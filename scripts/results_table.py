@@ -4,7 +4,8 @@ r"""Collects the evaluations of several workdirs into a markdown table, beside t
   python scripts/results_table.py --workdirs=/tmp/a,/tmp/b
 
 For each workdir: its latest evaluation (`experiments.evaluate` JSON; the most importance
-samples at the latest step), the epochs trained, the training wall time (summed from
+samples at the latest step; a workdir never evaluated so, a sweep's say, shows the last test
+evaluation made during training, without log p(x)), the epochs trained, the training wall time (summed from
 metrics.jsonl, evaluations during training included), and the paper's value from the config's
 `paper` block. log p(x) is in nats (higher is better; papers print the NLL, its negative).
 """
@@ -70,8 +71,24 @@ def log_likelihood_cell(report: dict) -> str:
           f"(k={sampled['num_samples']})")
 
 
+def training_evaluation(workdir: str) -> dict | None:
+  """The last test evaluation written during training, shaped like an evaluate report."""
+  try:
+    metrics = metric_writers.read_metrics(workdir)
+  except FileNotFoundError:
+    return None
+  last = next((m for m in reversed(metrics) if 'test/elbo' in m), None)
+  if last is None:
+    return None
+  epoch = next((m['epoch'] for m in reversed(metrics) if 'epoch' in m), float('nan'))
+  active = {name.split('/')[-1]: int(value) for name, value in last.items()
+            if name.startswith('test/active_units/')}
+  return {'step': last['step'], 'epoch': epoch, 'elbo': {'elbo': last['test/elbo']},
+          'active_units': active}
+
+
 def table_row(workdir: str) -> dict | None:
-  report = latest_evaluation(workdir)
+  report = latest_evaluation(workdir) or training_evaluation(workdir)
   if report is None:
     return None
   config = checkpointing.load_config(workdir, defaults=default.get_config())

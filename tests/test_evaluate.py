@@ -5,8 +5,10 @@ import os
 
 import numpy as np
 import pytest
+from absl import app
 
 from experiments import evaluate
+from vae_jax import checkpointing
 
 
 def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_workdir):
@@ -39,13 +41,14 @@ def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_
 
 def test_bad_requests_are_named(trained_workdir, tmp_path):
   kwargs = dict(split='test', num_importance_samples=5, chunk_size=5, batch_size=10, seed=0)
-  with pytest.raises(ValueError, match=r'No checkpoint at step 7 .*available: \[.*30\]'):
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'No checkpoint at step 7 .*available steps: \[.*30\]'):
     evaluate.evaluate_workdir(trained_workdir, step=7, **kwargs)
   with pytest.raises(FileNotFoundError, match='not a vae_jax workdir'):
     evaluate.evaluate_workdir(str(tmp_path), step=None, **kwargs)
-  with pytest.raises(ValueError, match='no validation split'):
+  with pytest.raises(app.UsageError, match='no validation split'):
     evaluate.evaluate_workdir(trained_workdir, step=None, **{**kwargs, 'split': 'validation'})
-  with pytest.raises(ValueError, match='--chunk_size=0 must be at least 1'):
+  with pytest.raises(app.UsageError, match='--chunk_size=0 must be at least 1'):
     evaluate.evaluate_workdir(trained_workdir, step=None, **{**kwargs, 'chunk_size': 0})
 
 

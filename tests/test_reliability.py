@@ -133,5 +133,5 @@ def test_data_outside_the_likelihoods_support_is_refused(mock_tfds):
 
 def test_an_unreadable_workdir_config_is_named(tmp_path):
   (tmp_path / 'config.json').write_text('{not json')
-  with pytest.raises(ValueError, match='config.json cannot be read as a vae_jax config'):
+  with pytest.raises(checkpointing.NotAWorkdirError, match='config.json cannot be read as a vae_jax config'):
     checkpointing.load_config(str(tmp_path))

@@ -14,26 +14,33 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
+from vae_jax.errors import UserError
+
 CONFIG_FILENAME = 'config.json'
 CHECKPOINT_DIRNAME = 'checkpoints'
+UNREADABLE_DIRNAME = 'checkpoints_unreadable'  # unreadable checkpoints are moved here, never deleted
 
 # Keys that change neither what is trained nor its result: a resumed run may change them.
 OPERATIONAL_KEYS = frozenset({
     'eval_every_epochs', 'eval_batch_size', 'log_every_steps', 'checkpoint_every_steps',
     'checkpoints_to_keep', 'num_image_samples', 'input_pipeline', 'steps_per_call',
-    'max_consecutive_nonfinite_steps', 'data.tfds_data_dir', 'data.download', 'data.path',
+    'max_consecutive_nonfinite_steps', 'divergence_factor', 'data.tfds_data_dir', 'data.download', 'data.path',
     'paper.source', 'paper.test_log_likelihood', 'paper.active_units',
 })
 # Keys that change the shapes or structure of the checkpointed state: never resumable.
 SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm')
 
 
-class WorkdirConfigMismatchError(ValueError):
+class WorkdirConfigMismatchError(UserError, ValueError):
   """The workdir holds a run trained with a config that differs in what is trained."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """No checkpoint of the workdir can be read."""
+
+
+class NotAWorkdirError(UserError, FileNotFoundError):
+  """The folder holds no readable vae_jax config."""
 
 
 def config_differences(saved: dict, new: dict, prefix: str = '') -> list[tuple[str, object, object]]:
@@ -51,39 +58,65 @@ def config_differences(saved: dict, new: dict, prefix: str = '') -> list[tuple[s
 
 def save_or_check_config(config: ml_collections.ConfigDict, workdir: str, *,
                          allow_changes: bool = False) -> None:
-  """Saves the config into the workdir. If one is there already (a run to resume):
+  """`check_config`, then saves the config into the workdir (atomically)."""
+  check_config(config, workdir, allow_changes=allow_changes)
+  save_config(config, workdir)
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: str, *,
+                 allow_changes: bool = False, warn: bool = True) -> None:
+  """Reads nothing but the workdir's saved config, writes nothing. If one is there already (a
+  run to resume), compares it with `config`:
 
   * differences in operational keys (`OPERATIONAL_KEYS`: how often to log, where the data is)
     are accepted with a warning;
   * differences in keys that shape the checkpointed state (the model, the dataset, the
     optimizer's kind) are refused, always;
   * other differences (the number of epochs, a learning rate, a seed) are refused unless
-    `allow_changes` (`--allow_config_change`), then accepted with a warning.
-  A refusal lists every difference and leaves the saved config untouched.
+    `allow_changes` (`--allow_config_change`), then accepted with a warning (if `warn`).
+  A refusal (`WorkdirConfigMismatchError`) lists every difference.
   """
   path = os.path.join(workdir, CONFIG_FILENAME)
-  new = json.loads(config.to_json())
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-    differences = config_differences(saved, new)
-    shape = [d for d in differences if d[0].startswith(SHAPE_KEY_PREFIXES)]
-    other = [d for d in differences if d not in shape and d[0] not in OPERATIONAL_KEYS]
-    refused = shape + ([] if allow_changes else other)
-    if refused:
-      listing = '\n  '.join(f'{key}: {old!r} (saved) -> {value!r} (now)'
-                            for key, old, value in refused)
-      advice = ('These change the shapes of the saved state: use a new --workdir.' if shape else
-                'To resume with these values anyway, pass --allow_config_change '
-                '(allow_changes=True).')
-      raise WorkdirConfigMismatchError(
-          f'{workdir} holds a run with a different config:\n  {listing}\n{advice} Or restore '
-          'the saved values to resume as it was.')
-    if not differences:
-      return
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    saved = json.load(f)
+  differences = config_differences(saved, json.loads(config.to_json()))
+  shape = [d for d in differences if d[0].startswith(SHAPE_KEY_PREFIXES)]
+  other = [d for d in differences if d not in shape and d[0] not in OPERATIONAL_KEYS]
+  refused = shape + ([] if allow_changes else other)
+  if refused:
+    listing = [f'{key}: {old!r} (saved) -> {value!r} (now)' for key, old, value in refused]
+    listing = listing[0] if len(listing) == 1 else '\n  ' + '\n  '.join(listing)
+    advice = ('These change the shapes of the saved state: use a new --workdir.' if shape else
+              'To resume with these values anyway, pass --allow_config_change '
+              '(allow_changes=True).')
+    raise WorkdirConfigMismatchError(
+        f'{workdir} holds a run with a different config: {listing}\n{advice} Or restore '
+        'the saved values to resume as it was.')
+  if differences and warn:
     logging.warning('Resuming %s with changed settings: %s', workdir,
                     ', '.join(f'{k}: {o!r} -> {v!r}' for k, o, v in differences))
-  _write_atomically(path, json.dumps(new, indent=2, sort_keys=True) + '\n')
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  _write_atomically(os.path.join(workdir, CONFIG_FILENAME),
+                    json.dumps(json.loads(config.to_json()), indent=2, sort_keys=True) + '\n')
+
+
+def holds_trained_state(workdir: str) -> bool:
+  """Whether the workdir has a checkpoint, readable or set aside as unreadable: only then does
+  its saved config describe something trained (a launch that failed before its first
+  checkpoint leaves a config that nothing depends on)."""
+  return any(_step_folders(os.path.join(workdir, folder))
+             for folder in (CHECKPOINT_DIRNAME, UNREADABLE_DIRNAME))
+
+
+def _step_folders(folder: str) -> list[int]:
+  """The finished checkpoints in a folder (orbax writes into a temporary name, then renames)."""
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
 
 
 def load_config(workdir: str,
@@ -92,13 +125,13 @@ def load_config(workdir: str,
   (a workdir from before they existed) take their default values, with a warning."""
   path = os.path.join(workdir, CONFIG_FILENAME)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path} not found: {workdir} is not a vae_jax workdir (train one with '
-                            '`python -m experiments.train --workdir=...`).')
+    raise NotAWorkdirError(f'{path} not found: {workdir} is not a vae_jax workdir (train one with '
+                           '`python -m experiments.train --workdir=...`).')
   try:
     with open(path, encoding='utf-8') as f:
       saved = _lists_to_tuples(json.load(f))
   except (OSError, ValueError) as error:
-    raise ValueError(f'{path} cannot be read as a vae_jax config ({error}).') from error
+    raise NotAWorkdirError(f'{path} cannot be read as a vae_jax config ({error}).') from error
   if defaults is not None:
     default_values = _lists_to_tuples(json.loads(defaults.to_json()))
     missing = [key for key, old, _ in config_differences(saved, default_values) if old == '<absent>']
@@ -133,43 +166,72 @@ def create_checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointM
 
 
 def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str):
-  """The latest checkpoint that can be read, shaped like `target`; None when there is none.
+  """The latest checkpoint that can be read, shaped like `target`; None for a new run.
 
   A checkpoint that cannot be read (truncated, corrupted) is moved to
   WORKDIR/checkpoints_unreadable/<step> — kept, never deleted — with a warning, and the one
-  before it is tried. If none can be read, raises `CheckpointError` rather than starting over.
+  before it is tried. If none can be read, raises `CheckpointError` rather than starting over,
+  and keeps raising at every later launch while checkpoints_unreadable/ holds checkpoints and
+  checkpoints/ none: only the user decides that this run starts again from step 0.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   for step in steps:
     try:
       return manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as error:  # pylint: disable=broad-except
-      destination = os.path.join(workdir, 'checkpoints_unreadable', str(step))
+      destination = os.path.join(workdir, UNREADABLE_DIRNAME, str(step))
       logging.warning('Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying '
                       'the previous one.', step, workdir, type(error).__name__, error, destination)
       os.makedirs(os.path.dirname(destination), exist_ok=True)
       os.replace(os.path.join(workdir, CHECKPOINT_DIRNAME, str(step)), destination)
       manager.reload()
-  if steps:
-    raise CheckpointError(f'None of the checkpoints {steps} in {workdir} can be read; they are '
-                          f'in {os.path.join(workdir, "checkpoints_unreadable")}. Nothing was '
-                          'overwritten; use a new --workdir to start again.')
+  unreadable = _step_folders(os.path.join(workdir, UNREADABLE_DIRNAME))
+  if unreadable:
+    folder = os.path.join(workdir, UNREADABLE_DIRNAME)
+    raise CheckpointError(
+        f'No checkpoint in {workdir} can be read: the unreadable ones (steps {unreadable}) are in '
+        f'{folder}. Nothing was overwritten. To train this run again from step 0 in this '
+        f'workdir, move or delete {folder}; or pass a new --workdir.')
   return None
 
 
 def restore_state(workdir: str, target, step: int | None = None):
-  """The checkpointed state at `step` (default: the latest), shaped like `target`."""
+  """Reads the checkpointed state at `step`, shaped like `target`, moving nothing (for
+  evaluation). Without `step`, the latest readable one: an unreadable later one is skipped
+  with a warning that names it."""
   manager = create_checkpoint_manager(workdir, max_to_keep=1_000_000)  # never deletes here
   try:
-    available = manager.all_steps()
+    available = sorted(manager.all_steps(), reverse=True)
     if not available:
-      raise FileNotFoundError(f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIRNAME)}.')
-    step = manager.latest_step() if step is None else step
-    if step not in available:
-      raise ValueError(f'No checkpoint at step {step} in {workdir}; available: {sorted(available)}.')
-    return manager.restore(step, args=ocp.args.StandardRestore(target))
+      raise CheckpointError(f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIRNAME)}: '
+                            'train this workdir first (python -m experiments.train).')
+    if step is not None and step not in available:
+      raise CheckpointError(f'No checkpoint at step {step} in {workdir}; available steps: '
+                            f'{sorted(available)} (pass one with --step).')
+    failures = []
+    for candidate in ([step] if step is not None else available):
+      try:
+        state = manager.restore(candidate, args=ocp.args.StandardRestore(target))
+      except Exception as error:  # pylint: disable=broad-except
+        failures.append(f'step {candidate} ({type(error).__name__}: {_first_line(error)})')
+        logging.warning('The checkpoint at step %d in %s cannot be read (%s); trying the one '
+                        'before it.', candidate, workdir, failures[-1])
+        continue
+      if failures:
+        logging.warning('Using the checkpoint at step %d: the later %s cannot be read. Pass '
+                        '--step to choose another.', candidate, ', '.join(failures))
+      return state
+    others = [s for s in available if s != step]
+    choice = (f' Other steps: {sorted(others)} (pass one with --step).' if others and step
+              is not None else '')
+    raise CheckpointError(f'Cannot read the checkpoint{"s" if len(failures) > 1 else ""} in '
+                          f'{workdir}: {"; ".join(failures)}.{choice}')
   finally:
     manager.close()
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [''])[0][:200]
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -13,9 +13,10 @@ import ml_collections
 import numpy as np
 
 from vae_jax import checkpointing, data, likelihoods, models, networks, objectives, optimizers
+from vae_jax.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """The config cannot describe a valid run; the message lists every problem."""
 
 
@@ -48,10 +49,17 @@ def check_same_group(configs: list[ml_collections.ConfigDict]) -> None:
         f'which change the computation; only {sorted(SWEEPABLE_KEYS)} may differ.')
 
 
+def listing(heading: str, problems: list[str]) -> str:
+  """'heading: problem' on one line for one problem; a heading and one line each for more."""
+  if len(problems) == 1:
+    return f'{heading}: {problems[0]}'
+  return f'{heading} ({len(problems)} problems):\n  ' + '\n  '.join(problems)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   problems = [*_choice_problems(config), *_range_problems(config), *_consistency_problems(config)]
   if problems:
-    raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
+    raise ConfigError(listing('Invalid config', problems))
 
 
 def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
@@ -73,7 +81,7 @@ def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Da
           f'images (H, W, C) with H and W divisible by {factor}; {dataset.name} is {shape}. '
           f'Use fewer model.{part}.conv_channels or kind=mlp.')
   if problems:
-    raise ConfigError('Invalid config for this dataset:\n  ' + '\n  '.join(problems))
+    raise ConfigError(listing('Invalid config for this dataset', problems))
 
 
 def _support_problems(config, dataset: data.Dataset):
@@ -148,6 +156,7 @@ def _range_problems(config):
   non_negative = {
       'num_epochs': config.num_epochs,
       'num_image_samples': config.num_image_samples,
+      'divergence_factor': config.divergence_factor,
       'objective.beta': config.objective.beta,
       'objective.kl_warmup_epochs': config.objective.kl_warmup_epochs,
       'optimizer.weight_decay': config.optimizer.weight_decay,

@@ -16,7 +16,9 @@ Binarisation (`config.binarization`):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import importlib.util
 import os
 import socket
@@ -25,12 +27,14 @@ import jax
 import ml_collections
 import numpy as np
 
+from vae_jax.errors import UserError
+
 BINARIZATIONS = ('dynamic', 'static', 'none')
 LOCAL_DATASETS = ('digits', 'frey_face')
 FREY_FACE_URL = 'https://cs.nyu.edu/~roweis/data/frey_rawface.mat'
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError, RuntimeError):
   """The dataset is not on disk and cannot be fetched; the message says how to get it."""
 
 
@@ -124,13 +128,25 @@ def _load_frey_face(path: str | None) -> np.ndarray:
   if not path:
     raise DataUnavailableError(
         'Frey Face is not bundled with vae_jax. Download frey_rawface.mat from '
-        f'{FREY_FACE_URL} and pass its path: --config.data.path=/path/to/frey_rawface.mat')
+        f'{FREY_FACE_URL} and pass its path: --data_path=/path/to/frey_rawface.mat')
   if not os.path.isfile(path):
     raise DataUnavailableError(f'data.path={path!r} is not a file. Download frey_rawface.mat '
-                               f'from {FREY_FACE_URL} and pass its path in --config.data.path.')
+                               f'from {FREY_FACE_URL} and pass its path with --data_path.')
   from scipy import io  # pylint: disable=import-outside-toplevel
   faces = io.loadmat(path)['ff'].T.reshape(-1, 28, 20, 1)  # uint8, rows of 20 pixels
   return (faces / 255.0).astype(np.float32)
+
+
+def with_resolved_location(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of the `data` block whose data location is absolute: the TFDS data dir chosen now
+  (the config's, else $TFDS_DATA_DIR, else the default) and the data file. Saved with a run, it
+  lets evaluation find the data from any directory and any shell."""
+  resolved = copy.deepcopy(config)
+  if config.name not in LOCAL_DATASETS:
+    resolved.tfds_data_dir = os.path.abspath(tfds_data_dir(config))
+  if config.path:
+    resolved.path = os.path.abspath(os.path.expanduser(config.path))
+  return resolved
 
 
 def tfds_data_dir(config) -> str:
@@ -162,6 +178,8 @@ def _open_tfds_source(tfds, name: str, split: str, data_dir: str, download: bool
   """`tfds.data_source` for one split, preparing the dataset first only when that can work."""
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataUnavailableError(_unknown_dataset_message(tfds, name)) from None
   except Exception as error:  # pylint: disable=broad-except
     builder = tfds.builder(name, data_dir=data_dir)
     if builder.is_prepared():
@@ -177,6 +195,15 @@ def _open_tfds_source(tfds, name: str, split: str, data_dir: str, download: bool
   _check_can_prepare(name, data_dir)
   builder.download_and_prepare(file_format='array_record')
   return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+
+
+def _unknown_dataset_message(tfds, name: str) -> str:
+  """One line, instead of TFDS's list of every dataset it knows."""
+  known = [*tfds.list_builders(with_community_datasets=False), *LOCAL_DATASETS]
+  close = difflib.get_close_matches(name, known, n=3)
+  hint = f' Did you mean {" or ".join(map(repr, close))}?' if close else ''
+  return (f'data.name={name!r} is neither a TFDS dataset nor one of {list(LOCAL_DATASETS)}.'
+          f'{hint} (`tfds.list_builders()` lists the TFDS ones.)')
 
 
 def _check_can_prepare(name: str, data_dir: str) -> None:
@@ -195,6 +222,6 @@ def _check_can_prepare(name: str, data_dir: str) -> None:
 def _not_prepared_message(name: str, data_dir: str, reason: str) -> str:
   return (
       f'TFDS dataset {name!r} is not prepared in {data_dir}, and it cannot be fetched now: '
-      f'{reason}.\nEither point vae_jax at a prepared data dir (--config.data.tfds_data_dir=DIR '
-      'or TFDS_DATA_DIR=DIR), or prepare one on a machine with internet access:\n'
+      f'{reason}.\nEither point vae_jax at a prepared data dir (--data_dir=DIR, or '
+      'TFDS_DATA_DIR=DIR), or prepare one on a machine with internet access:\n'
       f"  pip install '.[prepare]' && tfds build {name} --data_dir=DIR --file_format=array_record")

@@ -21,10 +21,13 @@ class MetricWriter:
   TensorBoard. `resume_step` is the step training starts from (0 for a fresh run): what a
   killed run logged after it — lines in metrics.jsonl, a half-written last line, events in
   TensorBoard — is dropped, so the files read as if the run had never stopped. With
-  `enabled=False` (every process but the first of a multi-host job) it writes nothing."""
+  `enabled=False` (every process but the first of a multi-host job) it writes nothing. `name`
+  (a sweep's run name) starts each logged line, so that interleaved runs can be told apart."""
 
-  def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True):
+  def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True,
+               name: str | None = None):
     self._enabled = enabled
+    self._log_prefix = f'{name} ' if name else ''
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -42,7 +45,8 @@ class MetricWriter:
     self._jsonl.flush()
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, global_step=step)
-    logging.info('[%d] %s', step, ', '.join(f'{k}={v:.4g}' for k, v in scalars.items()))
+    logging.info('%s[%d] %s', self._log_prefix, step,
+                 ', '.join(f'{k}={v:.4g}' for k, v in scalars.items()))
 
   def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
     """Images are uint8 `[H, W, C]` arrays."""
@@ -99,6 +103,13 @@ def _complete_line_at_or_before(line: str, step: int) -> bool:
     return json.loads(line)['step'] <= step
   except (ValueError, KeyError):
     return False
+
+
+def first_value(workdir: str, name: str) -> float | None:
+  """The first logged value of metric `name` in the workdir, None if there is none."""
+  if not os.path.exists(os.path.join(workdir, METRICS_FILENAME)):
+    return None
+  return next((m[name] for m in read_metrics(workdir) if name in m), None)
 
 
 def read_metrics(workdir: str) -> list[dict]:

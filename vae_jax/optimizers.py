@@ -7,6 +7,8 @@ update, and a vectorised sweep trains them together with `vmap` over stacked sta
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -16,6 +18,7 @@ SCHEDULES = ('constant', 'iwae')
 IWAE_NUM_STAGES = 8  # stages i = 0..7 of 3^i epochs: 3,280 epochs in all
 # Optimizer keys that live in the optimizer state as arrays (sweepable without recompiling).
 INJECTED_HYPERPARAMETERS = ('learning_rate', 'b1', 'b2', 'eps', 'weight_decay')
+_INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
@@ -44,6 +47,22 @@ def create_optimizer(config: ml_collections.ConfigDict,
   if config.grad_clip_norm:
     optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
   return optimizer
+
+
+def with_config_hyperparams(opt_state, config: ml_collections.ConfigDict):
+  """`opt_state` with its injected hyperparameters set to the config's (`config`: the
+  `optimizer` block). A restored state carries the values it was saved with; a resume that
+  changes them (`--allow_config_change`) must train with the new ones, not the saved ones."""
+
+  def reset(node):
+    if not isinstance(node, _INJECTED_STATES):
+      return node
+    hyperparams = {name: jnp.asarray(config[name], dtype=jnp.asarray(value).dtype)
+                   for name, value in node.hyperparams.items()}
+    return node._replace(hyperparams=hyperparams)
+
+  return jax.tree.map(reset, opt_state,
+                      is_leaf=lambda node: isinstance(node, _INJECTED_STATES))
 
 
 def learning_rate_multiplier(schedule: str, num_train_steps: int):

@@ -13,6 +13,7 @@ replicated: the same code runs on 1 or N devices (and N hosts, see `experiments.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import signal
@@ -28,7 +29,8 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vae_jax import (checkpointing, config_checks, data, evaluation, images, metric_writers,
-                     models, objectives, optimizers, steps)
+                     models, objectives, optimizers, steps, workdir_lock)
+from vae_jax.errors import UserError
 
 INPUT_PIPELINES = ('device', 'host')
 
@@ -42,8 +44,12 @@ class TrainingInterrupted(Exception):
     self.step, self.signal_number = step, signal_number
 
 
-class NonFiniteTrainingError(FloatingPointError):
+class NonFiniteTrainingError(UserError, FloatingPointError):
   """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+class DivergenceError(UserError, FloatingPointError):
+  """The loss rose far above its first logged value (`divergence_factor`)."""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -51,9 +57,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """Trains the model `config` describes, writing checkpoints, metrics and images to `workdir`.
 
   Resumes from the latest readable checkpoint in `workdir` if there is one (see
-  `checkpointing.save_or_check_config` for which config changes a resume accepts). Returns the
-  final state. Raises `TrainingInterrupted` after checkpointing on SIGTERM/SIGINT, and
-  `NonFiniteTrainingError` after `max_consecutive_nonfinite_steps` skipped updates in a row.
+  `checkpointing.check_config` for which config changes a resume accepts). Everything (config,
+  data, shapes) is checked before anything is written to the workdir, which is locked while
+  the run trains. Returns the final state. Raises `TrainingInterrupted` after checkpointing on
+  SIGTERM/SIGINT, `NonFiniteTrainingError` after `max_consecutive_nonfinite_steps` skipped
+  updates in a row, and `DivergenceError` when the loss runs away (`divergence_factor`).
   """
   return train_and_evaluate_group([config], [workdir],
                                   allow_config_change=allow_config_change)[0]
@@ -67,22 +75,54 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   """
   if len(configs) != len(workdirs) or not configs:
     raise ValueError('Give one workdir per config (and at least one of each).')
+  configs = [_with_resolved_data_location(config) for config in configs]
   for config in configs:
     config_checks.validate_config(config)
   config_checks.check_same_group(configs)
-  for config, workdir in zip(configs, workdirs):  # refuse a mismatched workdir before any work
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      checkpointing.save_or_check_config(config, workdir, allow_changes=allow_config_change)
+  main_process = jax.process_index() == 0
+  if main_process:  # refuse a mismatched workdir before reading any data
+    _check_workdir_configs(configs, workdirs, allow_config_change, announce=False)
   config = configs[0]
   dataset = data.load_dataset(config.data)
   config_checks.validate_config_for_data(config, dataset)
   schedule = _Schedule(config, len(dataset.train))
   model = models.build_model(config.model, dataset.data_shape)
   settings = steps.StepSettings.from_config(config, model)
+  jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *dataset.data_shape)))  # shapes
+  with workdir_lock.hold(workdirs if main_process else []):
+    if main_process:  # checked again: the workdir may have changed before it was locked
+      _check_workdir_configs(configs, workdirs, allow_config_change, announce=True)
+      for run_config, workdir in zip(configs, workdirs):
+        checkpointing.save_config(run_config, workdir)
+    return _train_group(configs, workdirs, dataset, model, settings, schedule)
+
+
+def _with_resolved_data_location(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  resolved = copy.deepcopy(config)
+  resolved.data = data.with_resolved_location(config.data)
+  return resolved
+
+
+def _check_workdir_configs(configs, workdirs, allow_config_change: bool, *,
+                           announce: bool) -> None:
+  """Refuses to resume a workdir with a config that differs in what was trained. A workdir
+  whose config nothing depends on yet (no checkpoint: an earlier launch failed or was stopped
+  before its first one) is a new run, whatever its saved config says."""
+  for config, workdir in zip(configs, workdirs):
+    if checkpointing.holds_trained_state(workdir):
+      checkpointing.check_config(config, workdir, allow_changes=allow_config_change,
+                                 warn=announce)
+    elif announce and os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILENAME)):
+      logging.info('%s holds a config but no checkpoint: starting it as a new run.', workdir)
+
+
+def _train_group(configs, workdirs, dataset, model, settings, schedule) -> list[steps.TrainState]:
+  config = configs[0]
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))
-  runs = [_Run.create(run_config, workdir, dataset, model, schedule, mesh)
-          for run_config, workdir in zip(configs, workdirs)]
+  log_names = ([os.path.basename(os.path.normpath(w)) for w in workdirs] if len(workdirs) > 1
+               else [None])
+  runs = [_Run.create(run_config, workdir, dataset, model, schedule, mesh, log_name)
+          for run_config, workdir, log_name in zip(configs, workdirs, log_names)]
   logging.info('Data %s: train %d, validation %d, test %d examples of shape %s. %d run(s) of '
                '%d parameters; %d steps (%d epochs of %d steps) on %d device(s), %s-fed.',
                dataset.name, len(dataset.train), len(dataset.validation or ()),
@@ -133,27 +173,36 @@ class _Schedule:
 class _Run:
   """One run's own pieces: config, workdir, keys, hyperparameters, checkpoints, writer, state."""
 
-  def __init__(self, config, workdir, keys, hyperparams, checkpoints, state):
+  def __init__(self, config, workdir, keys, hyperparams, checkpoints, state, log_name=None):
     self.config, self.workdir, self.keys = config, workdir, keys
     self.hyperparams, self.checkpoints, self.state = hyperparams, checkpoints, state
     self.writer = metric_writers.MetricWriter(workdir, resume_step=int(state.step),
-                                              enabled=jax.process_index() == 0)
+                                              enabled=jax.process_index() == 0, name=log_name)
     if not int(state.step):
       self.writer.write_text(0, 'config', f'```\n{config}\n```')
+    # The divergence check's reference: the loss at step 0, logged once as train/initial_loss
+    # (None until then; workdirs from before it existed fall back on their first logged loss).
+    self.initial_loss = None
+    if int(state.step):
+      self.initial_loss = next((value for value in (
+          metric_writers.first_value(workdir, name) for name in ('train/initial_loss', 'train/loss'))
+          if value is not None), None)
 
   @classmethod
-  def create(cls, config, workdir, dataset, model, schedule, mesh) -> _Run:
+  def create(cls, config, workdir, dataset, model, schedule, mesh, log_name=None) -> _Run:
     keys = steps.RunKeys.from_seed(config.seed)
     optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
     state = steps.create_train_state(model, optimizer, dataset.data_shape, keys.init)
     checkpoints = checkpointing.create_checkpoint_manager(workdir, config.checkpoints_to_keep)
     restored = checkpointing.restore_latest_readable(checkpoints, state, workdir)
     if restored is not None:
-      state = restored
+      # The optimizer's numbers follow the config, not the checkpoint (--allow_config_change).
+      state = restored.replace(opt_state=optimizers.with_config_hyperparams(
+          restored.opt_state, config.optimizer))
       logging.info('%s: resumed from the checkpoint at step %d.', workdir, int(state.step))
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     hyperparams = steps.LossHyperparams.from_config(config, schedule.steps_per_epoch)
-    return cls(config, workdir, keys, hyperparams, checkpoints, state)
+    return cls(config, workdir, keys, hyperparams, checkpoints, state, log_name)
 
   def save(self, step: int) -> None:
     self.checkpoints.save(step, args=ocp.args.StandardSave(self.state))
@@ -265,24 +314,44 @@ class _Loop:
     run = int(streaks.argmax())
     loss_is_finite = np.asarray(metrics['loss_is_finite']).reshape(len(streaks), -1)[run]
     quantity = 'gradient' if loss_is_finite[-1] else 'loss'
-    latest = self.runs[run].checkpoints.latest_step()
     raise NonFiniteTrainingError(
         f'{self.runs[run].workdir}: training stopped at step {step}: the last {streaks[run]} '
         f'steps (from step {step - streaks[run] + 1}) had a non-finite {quantity}, and their '
-        f'updates were skipped (max_consecutive_nonfinite_steps={limit}). The checkpoint at step '
-        f'{latest} holds the last good state. Lower optimizer.learning_rate, set '
+        f'updates were skipped (max_consecutive_nonfinite_steps={limit}). '
+        f'{_last_checkpoint_sentence(self.runs[run], "holds the last good state")} Lower '
+        'optimizer.learning_rate, set '
         'optimizer.grad_clip_norm, or check the data.')
+
+  def _check_divergence(self, run: _Run, step: int, name: str, loss: float) -> None:
+    """Raises `DivergenceError` when `loss` (a training loss, or a negative ELBO) exceeds the
+    run's loss at step 0 by `divergence_factor` times its magnitude."""
+    factor = self.config.divergence_factor
+    if not factor or run.initial_loss is None or not np.isfinite([run.initial_loss, loss]).all():
+      return  # non-finite losses are the skipped-update counter's business
+    limit = run.initial_loss + factor * max(abs(run.initial_loss), 1.0)
+    if loss > limit:
+      raise DivergenceError(
+          f'{run.workdir}: the run diverged: {name} {loss:.4g} at step {step} exceeds the loss '
+          f'at step 0, {run.initial_loss:.4g}, by more than divergence_factor={factor:g} times '
+          f'its size. Training stopped there, without checkpointing. '
+          f'{_last_checkpoint_sentence(run, "is the last one saved")} Lower '
+          'optimizer.learning_rate or set '
+          'optimizer.grad_clip_norm (divergence_factor=0 disables this check).')
 
   def _write_train_metrics(self, step, pending_metrics, progress) -> None:
     # Each leaf is [steps] (one run) or [runs, steps]: the mean over the steps since the last log.
     means = jax.device_get(jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=-1).mean(-1),
                                         *pending_metrics))
+    first_losses = np.atleast_1d(jax.device_get(pending_metrics[0]['loss'][..., 0]))
     timing = progress.report(step, examples_per_step=self.config.batch_size * len(self.runs))
     for index, run in enumerate(self.runs):
       summary = {f'train/{name}': float(value[index] if self.vectorised else value)
                  for name, value in means.items()}
       summary.update(timing, epoch=step / self.schedule.steps_per_epoch)
+      if run.initial_loss is None:  # the first log of a new run: its first step is step 0
+        run.initial_loss = summary['train/initial_loss'] = float(first_losses[index])
       run.writer.write_scalars(step, summary)
+      self._check_divergence(run, step, 'the mean training loss', summary['train/loss'])
 
   def _evaluate(self, run: _Run, step: int) -> None:
     config, params = run.config, run.state.params
@@ -302,8 +371,16 @@ class _Loop:
         terms.update({f'exact/{name}': value for name, value in exact.items()})
       run.writer.write_scalars(step, {f'{split_name}/{name}': value
                                       for name, value in terms.items()})
+      self._check_divergence(run, step, f'the negative {split_name} ELBO', -terms['elbo'])
     if config.num_image_samples:
       _write_image_grids(run, step, self.model, self.dataset.test.images)
+
+
+def _last_checkpoint_sentence(run: _Run, what_it_is: str) -> str:
+  latest = run.checkpoints.latest_step()
+  if latest is None:
+    return 'No checkpoint was written before that.'
+  return f'The checkpoint at step {latest} {what_it_is}.'
 
 
 class _StopRequests:

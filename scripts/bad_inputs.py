@@ -1,0 +1,204 @@
+r"""Runs the launchers on a battery of bad inputs and prints, for each, the exit code and the
+first line of what the user is told.
+
+  python scripts/bad_inputs.py [--root=/tmp/bad_inputs] [--only=typo_in_a_config_key,...]
+
+Every case is a real command (`python -m experiments.train|evaluate ...`) run from the
+repository on the bundled digits with a tiny model, in its own workdir under --root; some
+first prepare their workdir (train it, corrupt it, hold it with a running job). A case passes
+when its exit code is the expected one and the first line of its message matches what is
+expected (for commands that must succeed, a warning line they must print). Prints one markdown
+table; exits 1 if any case fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
+        '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',
+        '--config.num_image_samples=0', '--config.num_epochs=1']
+
+
+@dataclasses.dataclass
+class Case:
+  name: str
+  what: str  # the bad input, in words
+  command: list[str]  # after `python -m`; {workdir} is replaced
+  exit_code: int
+  expected: str  # a regular expression the first message line must match
+  prepare: str = ''  # 'trained', 'all_checkpoints_corrupt', 'latest_metadata_missing', 'busy'
+  cwd: str = REPO_ROOT
+
+
+def train(*flags: str) -> list[str]:
+  return ['experiments.train', *TINY, '--workdir={workdir}', *flags]
+
+
+def cases() -> list[Case]:
+  return [
+      Case('bad_config_value', 'a value out of range', train('--config.batch_size=0'), 1,
+           r'^error: Invalid config: batch_size=0 must be at least 1'),
+      Case('typo_in_a_config_key', 'a misspelled config key',
+           train('--config.optimzer.learning_rate=0.1'), 2, r'^error: a config override .*'
+           r'Did you mean "optimizer"'),
+      Case('bad_value_type', 'a value of the wrong type', train('--config.batch_size=ten'), 2,
+           r'^error: .*batch_size'),
+      Case('unknown_dataset', 'a misspelled dataset name', train('--config.data.name=mnsit'), 1,
+           r"^error: data.name='mnsit' is neither .* Did you mean 'mnist'"),
+      Case('missing_data', 'a TFDS dataset that is not prepared in the data dir',
+           train('--config.data.name=mnist', '--data_dir={workdir}/no_data'), 1,
+           r"^error: TFDS dataset 'mnist' is not prepared in"),
+      Case('missing_data_file', 'Frey Face without its file',
+           ['experiments.train', '--config=configs/frey_face.py', '--workdir={workdir}'], 1,
+           r'^error: Frey Face is not bundled'),
+      Case('batch_larger_than_data', 'a batch larger than the training split',
+           train('--config.batch_size=5000'), 1,
+           r'^error: Invalid config for this dataset: batch_size=5000 exceeds'),
+      Case('corrected_after_failure', 'the corrected command after a failed launch in the '
+           'same workdir', train(), 0, r'^$', prepare='failed_launch'),
+      Case('stray_argument', 'a flag missing its --', train('num_epochs=3'), 2,
+           r'^error: unexpected arguments'),
+      Case('changed_config_on_resume', 'a resume with another learning rate, not allowed',
+           train('--config.optimizer.learning_rate=0.01'), 1,
+           r'^error: .* holds a run with a different config: optimizer.learning_rate',
+           prepare='trained'),
+      Case('changed_model_on_resume', 'a resume with another model, even when allowed',
+           train('--config.model.latent_dim=3', '--allow_config_change'), 1,
+           r'^error: .* holds a run with a different config: model.latent_dim',
+           prepare='trained'),
+      Case('all_checkpoints_corrupt', 'every checkpoint unreadable (first launch)', train(), 1,
+           r'^error: No checkpoint in .* can be read', prepare='all_checkpoints_corrupt'),
+      Case('all_checkpoints_corrupt_again', 'the same command once more', train(), 1,
+           r'^error: No checkpoint in .* can be read', prepare='all_checkpoints_corrupt_twice'),
+      Case('latest_checkpoint_metadata_missing', 'evaluate a workdir whose latest checkpoint '
+           'lost its metadata', ['experiments.evaluate', '--workdir={workdir}',
+                                  '--num_importance_samples=10', '--probe_train_examples=0'], 0,
+           r'Using the checkpoint at step \d+: the later step \d+ .* cannot be read',
+           prepare='latest_metadata_missing'),
+      Case('evaluate_unknown_step', 'evaluate a step that was never saved',
+           ['experiments.evaluate', '--workdir={workdir}', '--step=7'], 1,
+           r'^error: No checkpoint at step 7 in .*available steps', prepare='trained'),
+      Case('evaluate_not_a_workdir', 'evaluate a folder that holds no run',
+           ['experiments.evaluate', '--workdir={workdir}'], 1, r'^error: .* not a vae_jax workdir'),
+      Case('concurrent_launch', 'a second launch while the first one trains',
+           train('--config.num_epochs=100000'), 1, r'^error: .* is in use: process \d+ on',
+           prepare='busy'),
+      Case('divergence', 'a learning rate that makes the loss run away',
+           train('--config.optimizer.learning_rate=3', '--config.num_epochs=20',
+                 '--config.log_every_steps=10'), 1, r'^error: .*the run diverged',),
+  ]
+
+
+def run(command: list[str], workdir: str, cwd: str, timeout: float = 300):
+  arguments = [sys.executable, '-m', *(part.replace('{workdir}', workdir) for part in command)]
+  environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
+  return subprocess.run(arguments, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                        env=environment)
+
+
+def corrupt(workdir: str, step_filter) -> None:
+  """Truncates the data files (and with `step_filter` choosing, the metadata) of checkpoints."""
+  folder = os.path.join(workdir, 'checkpoints')
+  for step in sorted((int(name) for name in os.listdir(folder) if name.isdigit())):
+    action = step_filter(step, folder)
+    if action is None:
+      continue
+    for directory, _, files in os.walk(os.path.join(folder, str(step))):
+      for name in files:
+        path = os.path.join(directory, name)
+        if action == 'garbage':
+          with open(path, 'wb') as f:
+            f.write(b'garbage')
+        elif action == 'no_metadata' and name == '_METADATA':  # orbax's tree metadata
+          os.remove(path)
+
+
+def prepare(case: Case, workdir: str):
+  """Readies the workdir; returns a background process to stop afterwards, if any."""
+  if case.prepare == 'failed_launch':
+    run(train('--config.data.name=mnsit'), workdir, REPO_ROOT)
+  if case.prepare in ('trained', 'all_checkpoints_corrupt', 'all_checkpoints_corrupt_twice',
+                      'latest_metadata_missing'):
+    result = run(train('--config.num_epochs=2', '--config.checkpoint_every_steps=10'), workdir,
+                 REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    if case.command[0] == 'experiments.train':  # resume the 2-epoch run, not a 1-epoch one
+      case.command = [*case.command, '--config.num_epochs=2', '--config.checkpoint_every_steps=10']
+  if case.prepare.startswith('all_checkpoints_corrupt'):
+    corrupt(workdir, lambda step, folder: 'garbage')
+    if case.prepare.endswith('twice'):
+      run(case.command, workdir, REPO_ROOT)  # the first refusal moves them aside
+  if case.prepare == 'latest_metadata_missing':
+    latest = max(int(name) for name in os.listdir(os.path.join(workdir, 'checkpoints'))
+                 if name.isdigit())
+    corrupt(workdir, lambda step, folder: 'no_metadata' if step == latest else None)
+  if case.prepare == 'busy':
+    job = subprocess.Popen(
+        [sys.executable, '-m', *(p.replace('{workdir}', workdir) for p in train(
+            '--config.num_epochs=100000'))], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+      if time.time() > deadline or job.poll() is not None:
+        raise RuntimeError('the background job did not start training')
+      time.sleep(0.2)
+    return job
+  return None
+
+
+def first_message_line(result, expected: str) -> str:
+  """The first `error:` line; for a command that must succeed, the first line matching
+  `expected` (a warning it must give), or '' when nothing is expected."""
+  lines = result.stderr.splitlines()
+  errors = [line for line in lines if line.startswith('error:')]
+  if errors:
+    return errors[0]
+  if expected == '^$':
+    return '' if result.returncode == 0 else (lines[-1] if lines else '')
+  matching = [line for line in lines if re.search(expected, line)]
+  return matching[0].split('] ', 1)[-1] if matching else (lines[-1] if lines else '')
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--root', default=None, help='Folder for the workdirs (default: a '
+                      'temporary one, removed afterwards).')
+  parser.add_argument('--only', default='', help='Comma-separated case names.')
+  options = parser.parse_args()
+  root = os.path.abspath(options.root or tempfile.mkdtemp(prefix='bad_inputs_'))
+  chosen = [c for c in cases() if not options.only or c.name in options.only.split(',')]
+  print('| case | bad input | exit code | first line of the message | as expected |')
+  print('|---|---|---|---|---|')
+  failures = 0
+  for case in chosen:
+    workdir = os.path.join(root, case.name)
+    job = prepare(case, workdir)
+    try:
+      result = run(case.command, workdir, case.cwd)
+    finally:
+      if job is not None:
+        job.kill()
+        job.wait()
+    line = first_message_line(result, case.expected)
+    passed = result.returncode == case.exit_code and bool(re.search(case.expected, line))
+    failures += not passed
+    shown = line.replace(root, 'ROOT').replace('|', '\\|')
+    print(f'| {case.name} | {case.what} | {result.returncode} | {shown or "(none)"} | '
+          f'{"yes" if passed else "NO"} |', flush=True)
+  if not options.root:
+    shutil.rmtree(root, ignore_errors=True)
+  return 1 if failures else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

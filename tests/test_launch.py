@@ -1,0 +1,291 @@
+"""What a user of the launchers gets: changed settings that take effect on resume, data found
+from anywhere, workdirs that failed launches and concurrent launches cannot spoil, short error
+messages, a default workdir, and divergence reported."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from experiments import evaluate, launch, sweep
+from tests.conftest import REPO_ROOT, SHARED_FREY_FACE, make_tiny_config, require_file
+from vae_jax import (checkpointing, config_checks, data, metric_writers, models, optimizers,
+                     steps, training, workdir_lock)
+
+_TINY_FLAGS = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
+               '--config.model.encoder.hidden_sizes=(16,)',
+               '--config.model.decoder.hidden_sizes=(16,)', '--config.num_image_samples=0',
+               '--config.checkpoint_every_steps=1000']
+
+
+def _launch(*arguments, cwd=REPO_ROOT):
+  return subprocess.run([sys.executable, '-m', *arguments], cwd=cwd, capture_output=True,
+                        text=True, timeout=300, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+
+
+def _latest_state(workdir):
+  """The latest checkpoint as a pytree of numpy arrays (no target structure needed)."""
+  manager = checkpointing.create_checkpoint_manager(workdir, max_to_keep=10)
+  try:
+    return manager.restore(manager.latest_step())
+  finally:
+    manager.close()
+
+
+def _config(**overrides):
+  config = make_tiny_config()
+  config.num_image_samples = 0
+  config.num_epochs = 1
+  return sweep.apply_overrides(config, overrides)
+
+
+# 1. Optimizer settings changed on resume take effect.
+
+def test_a_learning_rate_changed_on_resume_sets_the_update_size_through_the_launcher(tmp_path):
+  # The design card's command, with no --workdir: the run goes to runs/<config> (item 6).
+  flags = [flag.replace('configs/', f'{REPO_ROOT}/configs/') for flag in _TINY_FLAGS]
+  first = _launch('experiments.train', *flags, '--config.num_epochs=1', cwd=tmp_path)
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert 'Workdir: runs/quickstart' in first.stdout
+  workdir = str(tmp_path / 'runs' / 'quickstart')
+  before = _latest_state(workdir)
+  resumed = _launch('experiments.train', *flags, '--config.num_epochs=2',
+                    '--config.optimizer.learning_rate=1e-30', '--allow_config_change',
+                    cwd=tmp_path)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  after = _latest_state(workdir)
+  assert int(after['step']) == 2 * int(before['step'])
+  # Adam's step is at most about the learning rate: 1e-30 moves no parameter visibly, where
+  # the saved 1e-3 would move them by about 1e-3 each step.
+  update = max(float(np.max(np.abs(a - b))) for a, b in
+               zip(jax.tree.leaves(after['params']), jax.tree.leaves(before['params'])))
+  assert update < 1e-20
+  assert after['opt_state']['hyperparams']['learning_rate'] == np.float32(1e-30)
+
+
+@pytest.fixture(scope='module')
+def one_epoch_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('one_epoch'))
+  training.train_and_evaluate(_config(), workdir)
+  return workdir
+
+
+def _reference_epoch(workdir: str, config) -> dict:
+  """Epoch 2 from the epoch-1 checkpoint, taken with plain optax built from `config` (no
+  injected hyperparameters) and host-gathered batches: the independent computation."""
+  dataset = data.load_dataset(config.data)
+  model = models.build_model(config.model, dataset.data_shape)
+  steps_per_epoch = len(dataset.train) // config.batch_size
+  injected = optimizers.create_optimizer(config.optimizer, 2 * steps_per_epoch)
+  target = steps.create_train_state(model, injected, dataset.data_shape, jax.random.key(0))
+  state = checkpointing.restore_state(workdir, target)
+  settings = optimizers.learning_rate_schedule(config.optimizer, 2 * steps_per_epoch)
+  opt = config.optimizer
+  plain = optax.chain(optax.add_decayed_weights(opt.weight_decay),
+                      optax.adam(settings, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+  state = state.replace(opt_state=state.opt_state.inner_state)  # the same moments and counts
+  keys = steps.RunKeys.from_seed(config.seed)
+  batches = steps.HostBatches(dataset.train.images, keys.data_order,
+                              steps_per_epoch=steps_per_epoch, batch_size=config.batch_size)
+  step_fn = jax.jit(lambda s, x: steps.train_step(
+      s, x, keys.train, steps.LossHyperparams.from_config(config, steps_per_epoch), model=model,
+      optimizer=plain, settings=steps.StepSettings.from_config(config, model)))
+  for step in range(steps_per_epoch, 2 * steps_per_epoch):
+    state, _ = step_fn(state, batches(step))
+  return state.params
+
+
+@pytest.mark.parametrize('key,value', [('learning_rate', 1e-2), ('b1', 0.5), ('b2', 0.9),
+                                       ('eps', 1e-1), ('weight_decay', 0.3),
+                                       ('schedule', 'iwae')])
+def test_every_optimizer_setting_a_resume_accepts_takes_effect(one_epoch_workdir, tmp_path, key,
+                                                               value):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(one_epoch_workdir, workdir)
+  changed = _config(num_epochs=2, **{f'optimizer.{key}': value})
+  resumed = training.train_and_evaluate(changed, workdir, allow_config_change=True)
+  reference = _reference_epoch(one_epoch_workdir, changed)
+  for ours, theirs in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(reference)):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+# 2. A trained workdir finds its data from anywhere.
+
+def test_the_workdir_records_an_absolute_data_location(tmp_path, monkeypatch, mock_tfds):
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setenv('TFDS_DATA_DIR', 'relative_tfds')
+  config = _config()
+  config.data.update(name='mnist', test_size=0)
+  config.batch_size = 20
+  with mock_tfds(num_examples=60):
+    training.train_and_evaluate(config, 'run')
+  saved = checkpointing.load_config(str(tmp_path / 'run'))
+  assert saved.data.tfds_data_dir == str(tmp_path / 'relative_tfds')
+  monkeypatch.delenv('TFDS_DATA_DIR')
+  with mock_tfds(num_examples=60):
+    evaluated, *_ = launch.load_trained(str(tmp_path / 'run'))
+    moved, *_ = launch.load_trained(str(tmp_path / 'run'), data_dir='/moved/tfds')
+  assert evaluated.data.tfds_data_dir == str(tmp_path / 'relative_tfds')
+  assert moved.data.tfds_data_dir == '/moved/tfds'
+
+
+def test_a_workdir_trained_on_a_relative_data_file_evaluates_from_another_directory(
+    tmp_path, monkeypatch):
+  require_file(SHARED_FREY_FACE, 'Frey Face (frey_rawface.mat)')
+  monkeypatch.chdir(os.path.dirname(SHARED_FREY_FACE))
+  config = _config()
+  config.data.update(name='frey_face', path='frey_rawface.mat', binarization='none',
+                     test_size=200)
+  config.model.likelihood.kind = 'gaussian'
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(config, workdir)
+  monkeypatch.chdir(tmp_path)
+  report = evaluate.evaluate_workdir(workdir, step=None, split='test', num_importance_samples=2,
+                                     chunk_size=2, batch_size=100, seed=0,
+                                     probe_train_examples=0)
+  assert report['num_examples'] == 200
+  with pytest.raises(data.DataUnavailableError, match='--data_path'):
+    evaluate.evaluate_workdir(workdir, step=None, split='test', num_importance_samples=2,
+                              chunk_size=2, batch_size=100, seed=0, probe_train_examples=0,
+                              data_path='moved/frey_rawface.mat')
+
+
+# 3. A failed launch leaves nothing that blocks the corrected command.
+
+def test_a_launch_that_fails_its_checks_writes_nothing(tmp_path):
+  workdir = tmp_path / 'run'
+  with pytest.raises(config_checks.ConfigError, match='batch_size=5000 exceeds'):
+    training.train_and_evaluate(_config(batch_size=5000), str(workdir))
+  assert not workdir.exists()
+  training.train_and_evaluate(_config(), str(workdir))  # the corrected command
+  assert checkpointing.holds_trained_state(str(workdir))
+
+
+def test_a_workdir_with_a_config_but_no_checkpoint_is_a_new_run(tmp_path):
+  workdir = str(tmp_path)
+  checkpointing.save_config(_config(**{'model.latent_dim': 3}), workdir)  # trained nothing
+  training.train_and_evaluate(_config(), workdir)
+  assert checkpointing.load_config(workdir).model.latent_dim == 2
+
+
+# 4. One launch per workdir; unreadable checkpoints keep being refused.
+
+def test_a_second_launch_on_a_busy_workdir_is_refused(tmp_path):
+  workdir = str(tmp_path)
+  with workdir_lock.hold([workdir]):
+    with pytest.raises(workdir_lock.WorkdirInUseError, match=rf'process {os.getpid()} on'):
+      training.train_and_evaluate(_config(), workdir)
+  assert not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILENAME))
+
+
+def test_the_lock_of_a_killed_process_does_not_block(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time\nfrom vae_jax import workdir_lock\n'
+       f'with workdir_lock.hold([{str(tmp_path)!r}]):\n  print("held", flush=True)\n'
+       '  time.sleep(600)'], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(workdir_lock.WorkdirInUseError, match=f'process {holder.pid}'):
+      with workdir_lock.hold([str(tmp_path)]):
+        pass
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  with workdir_lock.hold([str(tmp_path)]):  # the lock file stays, the lock does not
+    assert os.path.exists(tmp_path / workdir_lock.LOCK_FILENAME)
+
+
+def test_unreadable_checkpoints_are_refused_at_every_launch(tmp_path):
+  workdir = str(tmp_path)
+  training.train_and_evaluate(_config(checkpoints_to_keep=1), workdir)
+  for folder, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
+    for name in files:
+      with open(os.path.join(folder, name), 'wb') as f:
+        f.write(b'garbage')
+  for _ in range(2):  # the second launch used to start again from step 0
+    with pytest.raises(checkpointing.CheckpointError, match='move or delete'):
+      training.train_and_evaluate(_config(), workdir)
+
+
+# 5. Readable errors; evaluation skips an unreadable latest checkpoint; divergence is reported.
+
+def test_bad_command_lines_end_in_one_short_message():
+  result = subprocess.run(
+      [sys.executable, 'scripts/bad_inputs.py', '--only=typo_in_a_config_key,bad_value_type,'
+       'unknown_dataset,stray_argument,evaluate_not_a_workdir'], cwd=REPO_ROOT,
+      capture_output=True, text=True, timeout=300)
+  rows = [line for line in result.stdout.splitlines() if line.startswith('| ')][1:]
+  assert len(rows) == 5 and result.returncode == 0, result.stdout + result.stderr[-2000:]
+  assert all(row.endswith('| yes |') for row in rows)
+
+
+def test_evaluation_falls_back_from_a_latest_checkpoint_without_metadata(trained_workdir,
+                                                                         tmp_path, caplog):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained_workdir, workdir, ignore=shutil.ignore_patterns('evaluation'))
+  latest = max(int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')) if n.isdigit())
+  os.remove(os.path.join(workdir, 'checkpoints', str(latest), 'default', '_METADATA'))
+  report = evaluate.evaluate_workdir(workdir, step=None, split='test', num_importance_samples=2,
+                                     chunk_size=2, batch_size=100, seed=0,
+                                     probe_train_examples=0)
+  assert 0 < report['step'] < latest
+  assert f'the later step {latest}' in caplog.text
+  with pytest.raises(checkpointing.CheckpointError, match=rf'step {latest} .*--step'):
+    evaluate.evaluate_workdir(workdir, step=latest, split='test', num_importance_samples=2,
+                              chunk_size=2, batch_size=100, seed=0, probe_train_examples=0)
+
+
+def test_a_run_that_diverges_stops_with_an_error_and_no_checkpoint_of_it(tmp_path):
+  config = _config(num_epochs=20, log_every_steps=10, checkpoint_every_steps=10_000)
+  config.optimizer.learning_rate = 3.0
+  with pytest.raises(training.DivergenceError, match='the run diverged.*No checkpoint was'):
+    training.train_and_evaluate(config, str(tmp_path))
+  initial = metric_writers.first_value(str(tmp_path), 'train/initial_loss')
+  assert initial == pytest.approx(64 * np.log(2), rel=0.2)  # 64 pixels at p = 1/2, about
+
+
+def test_the_nonfinite_error_says_when_no_checkpoint_was_written(tmp_path, monkeypatch):
+  config = _config(max_consecutive_nonfinite_steps=3, steps_per_call=1)
+  config.data.binarization = 'none'
+  config.model.likelihood.kind = 'gaussian'
+  original = steps.train_step
+  monkeypatch.setattr(steps, 'train_step', lambda state, images, *a, **k: original(
+      state, images * np.nan, *a, **k))
+  with pytest.raises(training.NonFiniteTrainingError, match='No checkpoint was written'):
+    training.train_and_evaluate(config, str(tmp_path))
+
+
+# 6. The design card's command works without --workdir: see the first test.
+
+def test_the_default_workdir_is_named_after_the_config_and_variant():
+  assert launch.default_workdir('configs/mnist.py') == 'runs/mnist'
+  assert launch.default_workdir('configs/iwae.py:vae_k1_l1', 'lr') == 'runs/iwae-vae_k1_l1-lr'
+
+
+# 7. Sweeps say which run a line belongs to and end with a summary.
+
+def test_sweep_runs_are_named_in_the_log_and_summarised(tmp_path, caplog):
+  workdirs = [str(tmp_path / 'seed=0'), str(tmp_path / 'seed=1')]
+  caplog.set_level('INFO')
+  training.train_and_evaluate_group([_config(seed=0), _config(seed=1)], workdirs)
+  assert 'seed=1 [15] test/elbo=' in caplog.text
+  table = sweep.summary_table(workdirs).splitlines()
+  assert table[0].startswith('| run | step | epoch | test ELBO')
+  assert [row.split('|')[1].strip() for row in table[2:]] == ['seed=0', 'seed=1']
+  rows = subprocess.run([sys.executable, 'scripts/results_table.py', f'--root={tmp_path}'],
+                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120).stdout
+  elbo = [m for m in metric_writers.read_metrics(workdirs[1]) if 'test/elbo' in m][-1]
+  assert f"{elbo['test/elbo']:.2f}" in rows and 'seed=1' in rows
+
+
+def test_print_commands_carry_the_data_location(tmp_path):
+  config = _config()
+  config.data.update(name='mnist', tfds_data_dir='relative')
+  command = sweep.train_command('configs/mnist.py', str(tmp_path), {'seed': 1}, [], config.data)
+  assert command.endswith(f'--config.seed=1 --data_dir={os.path.abspath("relative")}')
