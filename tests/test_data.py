@@ -99,6 +99,7 @@ def test_frey_face_needs_a_path():
     data.load_dataset(_data_config(name='frey_face', binarization='none', test_size=200))
 
 
+@pytest.mark.slow
 def test_real_frey_face(shared_frey_face):
   dataset = data.load_dataset(_data_config(name='frey_face', path=shared_frey_face,
                                            binarization='none', test_size=200))
@@ -110,6 +111,7 @@ def test_real_frey_face(shared_frey_face):
   np.testing.assert_allclose([all_images.min(), all_images.max()], [8 / 255, 238 / 255], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_real_mnist(shared_tfds_dir):
   dataset = data.load_dataset(_data_config(name='mnist', tfds_data_dir=shared_tfds_dir,
                                            binarization='dynamic', validation_size=10_000))

@@ -102,6 +102,7 @@ def _mean_gradient(model, params, estimator, replicates, **kwargs):
   return np.asarray(grads.mean(0)), np.asarray(grads.std(0) / np.sqrt(replicates))
 
 
+@pytest.mark.slow
 def test_score_function_gradient_is_unbiased():
   model, params = _tiny_model()
   exact = np.asarray(_flat_gradient(model, params, jnp.asarray(X), jax.random.key(0), 'exact'))
@@ -111,6 +112,7 @@ def test_score_function_gradient_is_unbiased():
   assert np.linalg.norm(mean - exact) < 0.05 * np.linalg.norm(exact)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('estimator', ['gumbel_softmax', 'straight_through'])
 def test_relaxed_gradients_point_where_the_exact_gradient_does(estimator):
   # Biased by design; on this small model they keep the exact gradient's direction.
@@ -164,6 +166,7 @@ def test_cluster_scores():
   assert evaluation.cluster_scores(labels, labels)['accuracy'] == 1.0
 
 
+@pytest.mark.slow
 def test_discrete_model_trains_and_evaluates_exactly_end_to_end(tiny_config, tmp_path):
   from experiments import evaluate  # pylint: disable=import-outside-toplevel
   from vae_jax import metric_writers, training  # pylint: disable=import-outside-toplevel
@@ -190,6 +193,7 @@ def test_discrete_model_trains_and_evaluates_exactly_end_to_end(tiny_config, tmp
   assert 'clusters' in evaluate.format_report(report)
 
 
+@pytest.mark.slow
 def test_marginal_objective_is_maximum_likelihood_for_the_decoder_and_fits_q_to_the_posterior():
   model, params = _tiny_model()
   x = jnp.asarray(X)

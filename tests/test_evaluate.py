@@ -11,6 +11,7 @@ from experiments import evaluate
 from vae_jax import checkpointing
 
 
+@pytest.mark.slow
 def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_workdir):
   kwargs = dict(step=None, split='test', num_importance_samples=20, chunk_size=7, seed=0)
   report = evaluate.evaluate_workdir(trained_workdir, batch_size=50, **kwargs)
@@ -39,6 +40,7 @@ def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_
   assert 'None' not in evaluate.format_report(without_number)
 
 
+@pytest.mark.slow
 def test_bad_requests_are_named(trained_workdir, tmp_path):
   kwargs = dict(split='test', num_importance_samples=5, chunk_size=5, batch_size=10, seed=0)
   with pytest.raises(checkpointing.CheckpointError,
@@ -64,6 +66,7 @@ def test_linear_probe_scores_the_representation():
                                  labels[400:])['accuracy'] < 0.5
 
 
+@pytest.mark.slow
 def test_evaluation_reports_a_linear_probe_on_labelled_data(trained_workdir):
   report = evaluate.evaluate_workdir(trained_workdir, step=None, split='test',
                                      num_importance_samples=0, chunk_size=1, batch_size=100,

@@ -47,6 +47,7 @@ def _config(**overrides):
 
 # 1. Optimizer settings changed on resume take effect.
 
+@pytest.mark.slow
 def test_a_learning_rate_changed_on_resume_sets_the_update_size_through_the_launcher(tmp_path):
   # The design card's command, with no --workdir: the run goes to runs/<config> (item 6).
   flags = [flag.replace('configs/', f'{REPO_ROOT}/configs/') for flag in _TINY_FLAGS]
@@ -104,6 +105,7 @@ def _reference_epoch(workdir: str, config) -> dict:
 @pytest.mark.parametrize('key,value', [('learning_rate', 1e-2), ('b1', 0.5), ('b2', 0.9),
                                        ('eps', 1e-1), ('weight_decay', 0.3),
                                        ('schedule', 'iwae')])
+@pytest.mark.slow
 def test_every_optimizer_setting_a_resume_accepts_takes_effect(one_epoch_workdir, tmp_path, key,
                                                                value):
   workdir = str(tmp_path / 'run')
@@ -117,6 +119,7 @@ def test_every_optimizer_setting_a_resume_accepts_takes_effect(one_epoch_workdir
 
 # 2. A trained workdir finds its data from anywhere.
 
+@pytest.mark.slow
 def test_the_workdir_records_an_absolute_data_location(tmp_path, monkeypatch, mock_tfds):
   monkeypatch.chdir(tmp_path)
   monkeypatch.setenv('TFDS_DATA_DIR', 'relative_tfds')
@@ -135,6 +138,7 @@ def test_the_workdir_records_an_absolute_data_location(tmp_path, monkeypatch, mo
   assert moved.data.tfds_data_dir == '/moved/tfds'
 
 
+@pytest.mark.slow
 def test_a_workdir_trained_on_a_relative_data_file_evaluates_from_another_directory(
     tmp_path, monkeypatch):
   require_file(SHARED_FREY_FACE, 'Frey Face (frey_rawface.mat)')
@@ -158,6 +162,7 @@ def test_a_workdir_trained_on_a_relative_data_file_evaluates_from_another_direct
 
 # 3. A failed launch leaves nothing that blocks the corrected command.
 
+@pytest.mark.slow
 def test_a_launch_that_fails_its_checks_writes_nothing(tmp_path):
   workdir = tmp_path / 'run'
   with pytest.raises(config_checks.ConfigError, match='batch_size=5000 exceeds'):
@@ -167,6 +172,7 @@ def test_a_launch_that_fails_its_checks_writes_nothing(tmp_path):
   assert checkpointing.holds_trained_state(str(workdir))
 
 
+@pytest.mark.slow
 def test_a_workdir_with_a_config_but_no_checkpoint_is_a_new_run(tmp_path):
   workdir = str(tmp_path)
   checkpointing.save_config(_config(**{'model.latent_dim': 3}), workdir)  # trained nothing
@@ -201,6 +207,7 @@ def test_the_lock_of_a_killed_process_does_not_block(tmp_path):
     assert os.path.exists(tmp_path / workdir_lock.LOCK_FILENAME)
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoints_are_refused_at_every_launch(tmp_path):
   workdir = str(tmp_path)
   training.train_and_evaluate(_config(checkpoints_to_keep=1), workdir)
@@ -215,6 +222,7 @@ def test_unreadable_checkpoints_are_refused_at_every_launch(tmp_path):
 
 # 5. Readable errors; evaluation skips an unreadable latest checkpoint; divergence is reported.
 
+@pytest.mark.slow
 def test_bad_command_lines_end_in_one_short_message():
   result = subprocess.run(
       [sys.executable, 'scripts/bad_inputs.py', '--only=typo_in_a_config_key,bad_value_type,'
@@ -225,6 +233,7 @@ def test_bad_command_lines_end_in_one_short_message():
   assert all(row.endswith('| yes |') for row in rows)
 
 
+@pytest.mark.slow
 def test_evaluation_falls_back_from_a_latest_checkpoint_without_metadata(trained_workdir,
                                                                          tmp_path, caplog):
   workdir = str(tmp_path / 'run')
@@ -241,6 +250,7 @@ def test_evaluation_falls_back_from_a_latest_checkpoint_without_metadata(trained
                               chunk_size=2, batch_size=100, seed=0, probe_train_examples=0)
 
 
+@pytest.mark.slow
 def test_a_run_that_diverges_stops_with_an_error_and_no_checkpoint_of_it(tmp_path):
   config = _config(num_epochs=20, log_every_steps=10, checkpoint_every_steps=10_000)
   config.optimizer.learning_rate = 3.0
@@ -250,6 +260,7 @@ def test_a_run_that_diverges_stops_with_an_error_and_no_checkpoint_of_it(tmp_pat
   assert initial == pytest.approx(64 * np.log(2), rel=0.2)  # 64 pixels at p = 1/2, about
 
 
+@pytest.mark.slow
 def test_the_nonfinite_error_says_when_no_checkpoint_was_written(tmp_path, monkeypatch):
   config = _config(max_consecutive_nonfinite_steps=3, steps_per_call=1)
   config.data.binarization = 'none'
@@ -270,6 +281,7 @@ def test_the_default_workdir_is_named_after_the_config_and_variant():
 
 # 7. Sweeps say which run a line belongs to and end with a summary.
 
+@pytest.mark.slow
 def test_sweep_runs_are_named_in_the_log_and_summarised(tmp_path, caplog):
   workdirs = [str(tmp_path / 'seed=0'), str(tmp_path / 'seed=1')]
   caplog.set_level('INFO')

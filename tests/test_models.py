@@ -165,6 +165,7 @@ def test_kernel_init_reaches_every_layer():
   np.testing.assert_allclose(np.std(kernel), bound / np.sqrt(3), rtol=0.02)
 
 
+@pytest.mark.slow
 def test_bfloat16_computation_keeps_float32_parameters_and_likelihoods():
   config = _model_config()
   config.compute_dtype = 'bfloat16'

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import integrate, stats
 
 from vae_jax import distributions, models, objectives, priors
@@ -154,6 +155,7 @@ def test_single_sample_iwae_is_the_elbo_with_sampled_kl():
   np.testing.assert_allclose(iwae['iwae'], elbo['elbo'], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_bounds_are_ordered_elbo_iwae5_iwae50_log_marginal():
   # In expectation ELBO ≤ IWAE_5 ≤ IWAE_50 ≤ log p(x) (Burda et al., Theorem 1); the
   # expectations are averages over 4,000 independent replicates.

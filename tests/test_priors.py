@@ -3,6 +3,7 @@ the Monte-Carlo KL against quadrature."""
 
 import jax
 import jax.numpy as jnp
+import pytest
 import numpy as np
 from scipy import integrate, special, stats
 
@@ -56,6 +57,7 @@ def test_sampled_kl_to_a_mixture_prior_is_unbiased():
   assert abs(estimates.mean() - exact) < 4 * estimates.std() / np.sqrt(len(estimates))
 
 
+@pytest.mark.slow
 def test_vamp_prior_is_the_mean_of_the_encoder_posteriors_at_its_pseudo_inputs():
   encoder = encoders.GaussianEncoder(networks.MLP((8,), 'tanh', flatten_ndims=2), latent_dim=3)
   prior = priors.VampPrior(num_pseudo_inputs=4, data_shape=(2, 3))

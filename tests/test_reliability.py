@@ -24,6 +24,7 @@ def _fault_injection(tmp_path, *arguments) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_killed_and_terminated_runs_resume_to_bitwise_the_same_result(tmp_path):
   # SIGKILL, then SIGTERM (which must checkpoint and exit with 143), then a clean finish.
   result = _fault_injection(tmp_path, '--kills=2', '--signal=mixed', '--max_delay=0.4')
@@ -38,6 +39,7 @@ def _config(**overrides):
   return config
 
 
+@pytest.mark.slow
 def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(_config(num_epochs=2), workdir)  # keeps steps 15, 20, 30
@@ -53,6 +55,7 @@ def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_previous_one_used(
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_when_no_checkpoint_can_be_read_nothing_is_overwritten(tmp_path):
   workdir = str(tmp_path / 'run')
   training.train_and_evaluate(_config(num_epochs=1, checkpoints_to_keep=1), workdir)
@@ -75,6 +78,7 @@ def _poisoning_train_step(poisoned_steps):
   return poisoned
 
 
+@pytest.mark.slow
 def test_a_poisoned_batch_is_skipped_and_counted(tmp_path, monkeypatch):
   config = _config(num_epochs=1)
   config.data.binarization = 'none'  # continuous data: a NaN pixel reaches the loss
@@ -87,6 +91,7 @@ def test_a_poisoned_batch_is_skipped_and_counted(tmp_path, monkeypatch):
   assert sum(m['train/skipped'] * 5 for m in logged) == pytest.approx(3)  # means over 5 steps
 
 
+@pytest.mark.slow
 def test_too_many_consecutive_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
   # The streak is checked after every compiled call: one step per call makes the stop exact.
   config = _config(num_epochs=2, max_consecutive_nonfinite_steps=4, checkpoint_every_steps=10,

@@ -26,6 +26,7 @@ def _max_difference(a, b) -> float:
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_host_fed_and_device_resident_paths_train_identically(tmp_path):
   device = training.train_and_evaluate(_config(input_pipeline='device', steps_per_call=7),
                                        str(tmp_path / 'device'))
@@ -35,6 +36,7 @@ def test_host_fed_and_device_resident_paths_train_identically(tmp_path):
   assert _max_difference(device.opt_state, host.opt_state) == 0.0
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_mid_run_survives_the_donated_updates_after_it(tmp_path):
   config = _config(checkpoint_every_steps=20)
   training.train_and_evaluate(config, str(tmp_path / 'long'))  # keeps the saves at 30, 40, 45
@@ -47,6 +49,7 @@ def test_a_checkpoint_written_mid_run_survives_the_donated_updates_after_it(tmp_
   assert _max_difference(restored, stopped) == 0.0
 
 
+@pytest.mark.slow
 def test_a_vectorised_group_trains_each_run_as_if_alone(tmp_path):
   variant = {'seed': 1, 'optimizer.learning_rate': 3e-3, 'objective.beta': 0.5,
              'objective.kl_warmup_epochs': 1}
@@ -82,6 +85,7 @@ def test_sweep_groups_runs_by_shape_and_names_their_workdirs():
     sweep.apply_overrides(_config(), {'model.latent_dim': 'three'})
 
 
+@pytest.mark.slow
 def test_sweep_launcher_prints_one_train_command_per_run(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'experiments.sweep', '--config=configs/quickstart.py', '--sweep=lr',
@@ -107,6 +111,7 @@ np.savez({output!r}, *[np.asarray(x) for x in jax.tree.leaves(state.params)])
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('pipeline', ['device', 'host'])
 def test_four_devices_train_like_one(tmp_path, pipeline):
   one = training.train_and_evaluate(_config(input_pipeline=pipeline), str(tmp_path / 'one'))

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from experiments import evaluate
 from tests.conftest import REPO_ROOT
 
@@ -16,6 +18,7 @@ def _run(*args):
   return result.stdout
 
 
+@pytest.mark.slow
 def test_results_table_puts_our_evaluation_beside_the_papers(trained_workdir, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(trained_workdir, workdir, ignore=shutil.ignore_patterns('evaluation'))
@@ -30,6 +33,7 @@ def test_results_table_puts_our_evaluation_beside_the_papers(trained_workdir, tm
   assert '| -30.00 | 2+1 |' in row and f'{ours + 30:+.2f}' in row
 
 
+@pytest.mark.slow
 def test_reproduce_scales_every_epoch_schedule_by_the_budget(tmp_path):
   commands = _run('scripts/reproduce.py', '--configs=configs/vampprior.py:vamp,configs/iwae.py',
                   '--budget=0.1', f'--root={tmp_path}', '--print_commands').strip().splitlines()
@@ -42,12 +46,14 @@ def test_reproduce_scales_every_epoch_schedule_by_the_budget(tmp_path):
   assert f'--workdir={tmp_path}/iwae_iwae_k50_l2 --config.num_epochs=328' in commands[-1]
 
 
+@pytest.mark.slow
 def test_summarize_run_prints_one_row_per_evaluation(trained_workdir):
   table = _run('scripts/summarize_run.py', f'--workdir={trained_workdir}').strip().splitlines()
   assert table[0].startswith('| step | epoch | test ELBO')
   assert [line.split('|')[1].strip() for line in table[2:]] == ['15', '30']
 
 
+@pytest.mark.slow
 def test_benchmark_prints_json_lines_for_each_measurement():
   # A smoke run: tiny numbers of steps; the timings themselves are not asserted.
   output = _run('scripts/benchmark.py', '--threads=1', '--repeats=1', '--steps=2',

@@ -26,6 +26,7 @@ def _restore_latest(workdir, target):
   return restored
 
 
+@pytest.mark.slow
 def test_training_improves_the_test_elbo(tiny_config, tmp_path):
   tiny_config.num_epochs = 6
   dataset = data.load_dataset(tiny_config.data)
@@ -49,6 +50,7 @@ def test_training_improves_the_test_elbo(tiny_config, tmp_path):
   np.testing.assert_allclose(last_test['test/elbo'], final_elbo, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_config, tmp_path):
   tiny_config.num_epochs = 4
   uninterrupted = training.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
@@ -75,6 +77,7 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_config, t
   assert final_test_elbo(str(tmp_path / 'resumed')) == final_test_elbo(str(tmp_path / 'straight'))
 
 
+@pytest.mark.slow
 def test_workdir_refuses_a_config_that_changes_the_model(tiny_config, tmp_path):
   tiny_config.num_epochs = 1
   training.train_and_evaluate(tiny_config, str(tmp_path))
@@ -92,6 +95,7 @@ def test_workdir_refuses_a_config_that_changes_the_model(tiny_config, tmp_path):
     assert json.load(f)['model']['latent_dim'] == 2  # the saved config is untouched
 
 
+@pytest.mark.slow
 def test_launcher_applies_overrides_and_fills_the_workdir(tmp_path):
   workdir = tmp_path / 'run'
   command = [sys.executable, '-m', 'experiments.train', '--config=configs/quickstart.py',

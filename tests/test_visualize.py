@@ -24,6 +24,7 @@ def two_d_workdir(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_every_figure_of_a_2d_gaussian_model(two_d_workdir):
   paths = visualize.write_figures(two_d_workdir, num_points=297)
   assert set(paths) == {'samples', 'reconstructions', 'traversals', 'interpolations', 'manifold',
@@ -36,6 +37,7 @@ def test_every_figure_of_a_2d_gaussian_model(two_d_workdir):
   assert _check_image(paths['interpolations']).shape[:2] == (8 * 33 + 1, 12 * 33 + 1)
 
 
+@pytest.mark.slow
 def test_hierarchical_and_discrete_models_get_the_figures_that_apply(trained_workdir, tmp_path):
   assert 'manifold' not in visualize.write_figures(trained_workdir, num_points=200)
   config = make_tiny_config()
