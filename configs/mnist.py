@@ -13,7 +13,7 @@ Variants: `configs/mnist.py:conv` (convolutional encoder and decoder).
 Sweeps (experiments.sweep): `seeds` (4 seeds), `lr_beta` (3 learning rates x 2 values of β,
 vectorised in one program), `latent_dim` (3 sizes: 3 groups, shapes differ).
 
-Measured on 2 CPU cores (README, "Results"): test ELBO -162.3 nats after 1 epoch, -115.3
+Measured on 2 CPU cores (docs/results.md, "MNIST"): test ELBO -162.3 nats after 1 epoch, -115.3
 after 5, -106.9 after 10; about 2.3 s per epoch, 34 s for the whole command.
 """
 

@@ -1,4 +1,4 @@
-r"""Quickstart: scikit-learn's bundled 8x8 handwritten digits, no download; about a minute on
+r"""Quickstart: scikit-learn's bundled 8x8 handwritten digits, no download; about 20 s on
 2 CPU cores.
 
   python -m experiments.train --config=configs/quickstart.py --workdir=/tmp/quickstart

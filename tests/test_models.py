@@ -70,6 +70,41 @@ def test_unknown_kinds_name_the_choices():
     models.build_model(config, (4, 4, 1))
 
 
+@pytest.mark.parametrize('latent_kind,upper,family,cls,enumerable,categorical', [
+    ('gaussian', (), 'vae', models.VAE, False, False),
+    ('gaussian', (2,), 'hierarchical', models.HierarchicalVAE, False, False),
+    ('categorical', (), 'discrete', models.DiscreteVAE, True, True),
+])
+def test_each_family_is_built_by_name_with_its_capabilities(latent_kind, upper, family, cls,
+                                                            enumerable, categorical):
+  config = _model_config(prior='uniform' if latent_kind == 'categorical' else 'standard_normal')
+  config.latent_kind, config.upper_layers.latent_dims = latent_kind, upper
+  assert models.family_name(config) == family
+  model = models.build_model(config, (4, 4, 1))
+  assert type(model) is cls and isinstance(model, models.LatentVariableModel)
+  assert models.can_enumerate(model) == enumerable
+  assert isinstance(model, models.CategoricalLatents) == categorical
+  assert objectives.resolve_gradient_estimator('auto', model) == (
+      'exact' if enumerable else 'reparameterized')
+
+
+def test_a_discrete_space_too_large_to_list_is_not_enumerated():
+  config = _model_config(prior='uniform')
+  config.latent_kind, config.latent_dim, config.max_enumeration = 'categorical', 20, 1000
+  model = models.build_model(config, (4, 4, 1))
+  assert isinstance(model, models.Enumerable) and not models.can_enumerate(model)
+  assert objectives.resolve_gradient_estimator('auto', model) == 'gumbel_softmax'
+
+
+def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_the_interface(
+    monkeypatch):
+  with pytest.raises(ValueError, match="'vae' is registered twice"):
+    models.register('vae')(lambda config, shape: None)
+  monkeypatch.setitem(models.registry.BUILDERS, 'vae', lambda config, shape: nn.Dense(3))
+  with pytest.raises(TypeError, match="'vae' built a Dense that lacks"):
+    models.build_model(_model_config(), (4, 4, 1))
+
+
 # --- Two stochastic layers, linear-Gaussian: h2 ~ N(0, 1), h1 | h2 ~ N(A h2 + a, s1² I),
 # x | h1 ~ N(B h1 + b, s2² I). The chain h2 → h1 → x makes p(h1, h2 | x) = p(h1|x) p(h2|h1),
 # which is exactly the form of the encoders q(h1|x) q(h2|h1).

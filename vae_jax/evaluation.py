@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import objectives
+from vae_jax import models, objectives
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: active when Cov_x(E_q[u|x]) > 10⁻²
 
@@ -173,7 +173,7 @@ def linear_probe(train_features: np.ndarray, train_labels: np.ndarray,
 
 def supports_exact_evaluation(model) -> bool:
   """Whether log p(x) and p(z|x) are exact sums for this model (small discrete latent spaces)."""
-  return getattr(model, 'is_enumerable', False)
+  return models.can_enumerate(model)
 
 
 def make_exact_fn(model):

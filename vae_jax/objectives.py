@@ -11,6 +11,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from vae_jax import models
+
 OBJECTIVES = ('elbo', 'iwae', 'marginal')
 GRADIENT_ESTIMATORS = ('auto', 'reparameterized', 'exact', 'gumbel_softmax', 'straight_through',
                        'score_function')
@@ -85,7 +87,7 @@ def resolve_gradient_estimator(name: str, model) -> str:
   be enumerated, else 'gumbel_softmax'. Other names are returned as they are."""
   if name != 'auto':
     return name
-  if not hasattr(model, 'exact_terms'):
+  if not isinstance(model, models.Enumerable):
     return 'reparameterized'
   return 'exact' if model.is_enumerable else 'gumbel_softmax'
 
@@ -106,7 +108,7 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
     `−mean(log p(x))` for the decoder and prior — maximum likelihood, the gradient of EM —
     and, for the encoder, the cross-entropy from the exact posterior `−Σ_z p(z|x) log q(z|x)`
     (held fixed), which fits q to p(z|x). On MNIST, training the ELBO instead leaves a
-    categorical model stuck with a one-hot q(z|x) (README, "Discrete latent variables").
+    categorical model stuck with a one-hot q(z|x) (docs/results.md, "Discrete latent variables").
   """
   if estimator == 'reparameterized':
     if objective == 'elbo':

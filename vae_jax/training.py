@@ -440,7 +440,7 @@ def _write_image_grids(run: _Run, step: int, model, test_images: np.ndarray) -> 
       'reconstructions': images.make_grid(
           images.interleave_rows(inputs, np.asarray(recons), columns), columns, min_tile_size=28),
   }
-  if getattr(model, 'num_variables', None) == 1:
+  if isinstance(model, models.CategoricalLatents) and model.num_variables == 1:
     means = np.asarray(evaluation.category_means(model, params))
     grids['categories'] = images.make_grid(means, int(np.ceil(np.sqrt(len(means)))),
                                            min_tile_size=28)

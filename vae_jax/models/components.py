@@ -1,0 +1,89 @@
+"""The parts every family is built from, chosen by name from the config: encoder torsos and
+Gaussian encoders, decoder networks, likelihoods, priors; and `Decoder` (network + likelihood).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from vae_jax import encoders, likelihoods, networks, priors
+
+ENCODER_KINDS = ('mlp', 'conv')
+DECODER_KINDS = ('mlp', 'conv')
+LATENT_KINDS = ('gaussian', 'categorical')
+PRIOR_KINDS = ('standard_normal', 'learned_gaussian', 'mixture', 'vamp')  # gaussian latents
+CATEGORICAL_PRIOR_KINDS = ('uniform', 'learned_categorical')  # categorical latents
+LIKELIHOOD_KINDS = ('bernoulli', 'gaussian')
+
+
+
+class Decoder(nn.Module):
+  """`p(x|z)`: a decoder network followed by a likelihood."""
+
+  net: nn.Module
+  likelihood: nn.Module
+
+  def __call__(self, z: jax.Array):
+    return self.likelihood(self.net(z))
+
+
+def build_decoder(model_config, data_shape) -> Decoder:
+  """`p(x|z)`: the configured decoder network and likelihood."""
+  likelihood = build_likelihood(model_config.likelihood, data_shape)
+  return Decoder(build_decoder_net(model_config.decoder, data_shape,
+                                   likelihood.params_per_channel, model_config.kernel_init,
+                                   model_config.compute_dtype), likelihood)
+
+
+def build_encoder_torso(config, data_shape, kernel_init: str, dtype: str = 'float32') -> nn.Module:
+  if config.kind == 'mlp':
+    return networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape),
+                        kernel_init=kernel_init, dtype=dtype)
+  if config.kind == 'conv':
+    return networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation,
+                                     kernel_init=kernel_init, dtype=dtype)
+  raise ValueError(f'Unknown encoder kind {config.kind!r}; choose one of {ENCODER_KINDS}.')
+
+
+def build_encoder(config, latent_dim: int, data_shape, kernel_init: str = 'lecun_normal',
+                  dtype: str = 'float32') -> encoders.GaussianEncoder:
+  torso = build_encoder_torso(config, data_shape, kernel_init, dtype)
+  return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
+                                  kernel_init=kernel_init)
+
+
+def build_decoder_net(config, data_shape, params_per_channel: int,
+                      kernel_init: str = 'lecun_normal', dtype: str = 'float32') -> nn.Module:
+  *spatial_shape, channels = data_shape
+  output_shape = (*spatial_shape, channels * params_per_channel)
+  if config.kind == 'mlp':
+    return networks.MLPDecoderNet(output_shape, config.hidden_sizes, config.activation,
+                                  kernel_init=kernel_init, dtype=dtype)
+  if config.kind == 'conv':
+    return networks.ConvDecoderNet(output_shape, config.conv_channels, config.hidden_sizes,
+                                   config.activation, kernel_init=kernel_init, dtype=dtype)
+  raise ValueError(f'Unknown decoder kind {config.kind!r}; choose one of {DECODER_KINDS}.')
+
+
+def build_likelihood(config, data_shape) -> nn.Module:
+  if config.kind == 'bernoulli':
+    return likelihoods.BernoulliLikelihood(event_ndims=len(data_shape))
+  if config.kind == 'gaussian':
+    return likelihoods.GaussianLikelihood(
+        event_ndims=len(data_shape), scale=config.scale, fixed_scale=config.fixed_scale,
+        min_scale=config.min_scale, mean_activation=config.mean_activation)
+  raise ValueError(f'Unknown likelihood kind {config.kind!r}; choose one of {LIKELIHOOD_KINDS}.')
+
+
+def build_prior(config, latent_dim: int, data_shape) -> nn.Module:
+  if config.kind == 'standard_normal':
+    return priors.StandardNormalPrior(latent_dim)
+  if config.kind == 'learned_gaussian':
+    return priors.LearnedGaussianPrior(latent_dim)
+  if config.kind == 'mixture':
+    return priors.MixtureOfGaussiansPrior(latent_dim, config.num_components)
+  if config.kind == 'vamp':
+    return priors.VampPrior(config.num_components, tuple(data_shape),
+                            config.pseudo_input_mean, config.pseudo_input_std)
+  raise ValueError(f'Unknown prior kind {config.kind!r}; choose one of {PRIOR_KINDS}.')

@@ -1,0 +1,152 @@
+"""Discrete latents: categorical variables (binary units when K = 2), with the exact sums over
+z that a small latent space allows."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import distributions, encoders, priors
+from vae_jax.models import components, registry
+
+
+class DiscreteVAE(nn.Module):
+  """Discrete latents: z is `num_variables` categorical variables with `num_categories` values
+  each (binary units when 2), one-hot `[..., D, K]`; the decoder reads z flattened to `D·K`.
+
+  When the `K^D` values of z can be enumerated (at most `max_enumeration`), `exact_terms` gives
+  log p(x) = log Σ_z p(z) p(x|z), the posterior p(z|x) by Bayes' rule, and the ELBO as an exact
+  sum over z; `relaxed_terms` gives the Gumbel-softmax estimate for spaces too large to sum.
+  """
+
+  encoder: nn.Module  # x -> Categorical q(z|x)
+  decoder: nn.Module  # z flattened [..., D·K] -> p(x|z)
+  prior: nn.Module  # () -> Categorical p(z)
+  num_variables: int
+  num_categories: int
+  max_enumeration: int = 4096
+
+  @property
+  def num_latent_values(self) -> int:
+    return self.num_categories ** self.num_variables
+
+  @property
+  def is_enumerable(self) -> bool:
+    return self.num_latent_values <= self.max_enumeration
+
+  def __call__(self, x: jax.Array):
+    """Touches every parameter; used by `init`."""
+    posterior = self.encoder(x)
+    return posterior, self.decode(posterior.probs), self.prior()
+
+  def encode(self, x: jax.Array) -> distributions.Categorical:
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array):
+    """`p(x|z)` for one-hot or relaxed z `[..., D, K]`."""
+    return self.decoder(z.reshape(z.shape[:-2] + (-1,)))
+
+  def prior_distribution(self) -> distributions.Categorical:
+    return self.prior()
+
+  def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    posterior, prior = self.encoder(x), self.prior()
+    z = posterior.sample(key)
+    return {'log_likelihood': self.decode(z).log_prob(x), 'log_prior': prior.log_prob(z),
+            'log_posterior': posterior.log_prob(z),
+            'analytic_kl': distributions.kl_divergence(posterior, prior)}
+
+  def analytic_kl(self, x: jax.Array) -> jax.Array:
+    return distributions.kl_divergence(self.encoder(x), self.prior())
+
+  def kl_per_dimension(self, x: jax.Array) -> jax.Array:
+    """The KL of each categorical variable, `[B, D]`."""
+    return distributions.elementwise_kl_divergence(self.encoder(x), self.prior())
+
+  def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
+    """`E_q[z|x]`, the one-hot probabilities `[B, D, K]`: one K-vector per variable."""
+    return {'z': self.encoder(x).probs}
+
+  def reconstruct(self, x: jax.Array) -> jax.Array:
+    return self.decode(self.encoder(x).mode).mean
+
+  def generate(self, key: jax.Array, num_samples: int) -> jax.Array:
+    return self.decode(self.prior().sample(key, (num_samples,))).mean
+
+  def all_latent_values(self) -> jax.Array:
+    """Every value of z, one-hot `[K^D, D, K]`, in mixed-radix order (variable 0 slowest)."""
+    if not self.is_enumerable:
+      raise ValueError(
+          f'{self.num_categories}^{self.num_variables} = {self.num_latent_values} latent values '
+          f'exceed max_enumeration={self.max_enumeration}; use a sampled or relaxed estimator.')
+    indices = np.indices((self.num_categories,) * self.num_variables).reshape(
+        self.num_variables, -1).T
+    return jax.nn.one_hot(indices, self.num_categories)
+
+  def exact_terms(self, x: jax.Array) -> dict[str, jax.Array]:
+    """Exact quantities by enumerating z, each `[B]` (`posterior` is `[B, K^D]`):
+
+      log_marginal     log p(x) = logsumexp_z [log p(z) + log p(x|z)]
+      posterior        p(z|x) = p(z) p(x|z) / p(x), Bayes' rule
+      log_likelihood   E_q[log p(x|z)] = Σ_z q(z|x) log p(x|z)
+      kl               KL(q(z|x) ‖ p(z)) in closed form
+      elbo             log_likelihood − kl, with no sampling
+      kl_to_posterior  KL(q(z|x) ‖ p(z|x)) = Σ_z q (log q − log p(z|x)), computed on its own
+      posterior_entropy, q_entropy: H[p(z|x)], H[q(z|x)]
+      encoder_fit      Σ_z p(z|x) log q(z|x) with p(z|x) held fixed: −KL(p(z|x) ‖ q) up to a
+                       constant; its gradient (p − q in the logits) moves only q, towards the
+                       exact posterior, and does not vanish when q is confidently wrong
+    """
+    z = self.all_latent_values()  # [Z, D, K]
+    posterior_q = self.encoder(x)  # logits [B, D, K]
+    prior = self.prior()
+    log_likelihood = self.decode(z).pairwise_log_prob(x)  # [B, Z]
+    log_joint = log_likelihood + prior.log_prob(z)  # [B, Z]
+    log_marginal = jax.scipy.special.logsumexp(log_joint, axis=-1)
+    log_posterior = log_joint - log_marginal[:, None]
+    log_q = jnp.einsum('zdk,bdk->bz', z, posterior_q.log_probs)
+    q = jnp.exp(log_q)
+    kl = distributions.kl_divergence(posterior_q, prior)
+    expected_log_likelihood = jnp.sum(q * log_likelihood, axis=-1)
+    posterior = jnp.exp(log_posterior)
+    return {
+        'log_marginal': log_marginal,
+        'posterior': posterior,
+        'log_likelihood': expected_log_likelihood,
+        'kl': kl,
+        'elbo': expected_log_likelihood - kl,
+        'kl_to_posterior': jnp.sum(q * (log_q - log_posterior), axis=-1),
+        'posterior_entropy': -jnp.sum(posterior * log_posterior, axis=-1),
+        'q_entropy': posterior_q.entropy(),
+        'encoder_fit': jnp.sum(jax.lax.stop_gradient(posterior) * log_q, axis=-1),
+    }
+
+  def relaxed_terms(self, x: jax.Array, key: jax.Array, temperature: jax.Array,
+                    hard: bool) -> dict[str, jax.Array]:
+    """`log p(x|z̃)` at a Gumbel-softmax sample z̃ (straight-through if `hard`) and the
+    closed-form KL, each `[B]`: the relaxed ELBO's terms."""
+    posterior = self.encoder(x)
+    z = posterior.relaxed_sample(key, temperature, hard=hard)
+    return {'log_likelihood': self.decode(z).log_prob(x),
+            'kl': distributions.kl_divergence(posterior, self.prior())}
+
+
+@registry.register('discrete')
+def build(model_config, data_shape) -> DiscreteVAE:
+  """`latent_dim` categorical variables of `num_categories` values each."""
+  torso = components.build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init,
+                              model_config.compute_dtype)
+  num_variables, num_categories = model_config.latent_dim, model_config.num_categories
+  if model_config.prior.kind not in components.CATEGORICAL_PRIOR_KINDS:
+    raise ValueError(f'Unknown prior kind {model_config.prior.kind!r} for categorical latents; '
+                     f'choose one of {components.CATEGORICAL_PRIOR_KINDS}.')
+  return DiscreteVAE(
+      encoder=encoders.CategoricalEncoder(torso, num_variables, num_categories,
+                                          kernel_init=model_config.kernel_init),
+      decoder=components.build_decoder(model_config, data_shape),
+      prior=priors.CategoricalPrior(num_variables, num_categories,
+                                    learned=model_config.prior.kind == 'learned_categorical'),
+      num_variables=num_variables, num_categories=num_categories,
+      max_enumeration=model_config.max_enumeration)

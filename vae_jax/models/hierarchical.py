@@ -1,0 +1,108 @@
+"""Stacked stochastic layers (Burda et al. 2015's two-layer models): a bottom-up chain of
+Gaussian encoders and a top-down chain of conditional Gaussian priors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from vae_jax import encoders, networks
+from vae_jax.models import components, registry
+
+
+class HierarchicalVAE(nn.Module):
+  """Stochastic layers `h_1 … h_L` (Burda et al. 2015, section 5; L = 2 there):
+
+    q(h_1|x) q(h_2|h_1) … q(h_L|h_{L−1})       the encoders, bottom up
+    p(h_L) p(h_{L−1}|h_L) … p(h_1|h_2) p(x|h_1)  the prior, conditional priors, decoder
+
+  The conditional priors are the same conditional-Gaussian modules as the encoders.
+  """
+
+  encoders: Sequence[nn.Module]  # q(h_1|x), q(h_2|h_1), …
+  conditional_priors: Sequence[nn.Module]  # p(h_1|h_2), p(h_2|h_3), …
+  decoder: nn.Module  # p(x|h_1)
+  prior: nn.Module  # p(h_L)
+
+  def __call__(self, x: jax.Array):
+    """Touches every parameter; used by `init`."""
+    means = self.posterior_means(x)
+    layers = list(means.values())
+    conditionals = [p(upper) for p, upper in zip(self.conditional_priors, layers[1:])]
+    return means, conditionals, self.decoder(layers[0]), self.prior()
+
+  def encode(self, x: jax.Array):
+    """`q(h_1|x)`, the bottom layer's posterior."""
+    return self.encoders[0](x)
+
+  def decode(self, h1: jax.Array):
+    """`p(x|h_1)`."""
+    return self.decoder(h1)
+
+  def prior_distribution(self):
+    """`p(h_L)`, the top layer's prior."""
+    return self.prior()
+
+  def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    keys = jax.random.split(key, len(self.encoders))
+    layers, log_posterior, below = [], 0.0, x
+    for encoder, layer_key in zip(self.encoders, keys):
+      posterior = encoder(below)
+      below = posterior.sample(layer_key)
+      log_posterior += posterior.log_prob(below)
+      layers.append(below)
+    log_prior = self.prior().log_prob(layers[-1])
+    for conditional, lower, upper in zip(self.conditional_priors, layers[:-1], layers[1:]):
+      log_prior += conditional(upper).log_prob(lower)
+    return {'log_likelihood': self.decoder(layers[0]).log_prob(x), 'log_prior': log_prior,
+            'log_posterior': log_posterior}
+
+  def analytic_kl(self, x: jax.Array) -> None:
+    del x  # q(h_2|x) is a continuous mixture over h_1: no closed form
+    return None
+
+  def kl_per_dimension(self, x: jax.Array) -> None:
+    del x
+    return None
+
+  def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
+    """`E_q[h_1|x]`, then each upper layer's conditional mean at the mean below it (a plug-in
+    approximation of `E_q[h_l|x]` for l ≥ 2)."""
+    means, below = {}, x
+    for index, encoder in enumerate(self.encoders):
+      below = encoder(below).mean
+      means[f'h{index + 1}'] = below
+    return means
+
+  def reconstruct(self, x: jax.Array) -> jax.Array:
+    return self.decoder(self.encoders[0](x).mean).mean
+
+  def generate(self, key: jax.Array, num_samples: int) -> jax.Array:
+    keys = jax.random.split(key, len(self.encoders))
+    h = self.prior().sample(keys[-1], (num_samples,))
+    for conditional, layer_key in zip(reversed(self.conditional_priors), reversed(keys[:-1])):
+      h = conditional(h).sample(layer_key)
+    return self.decoder(h).mean
+
+
+@registry.register('hierarchical')
+def build(model_config, data_shape) -> HierarchicalVAE:
+  """Layers of `latent_dim`, then `upper_layers.latent_dims` units; every q(h_l|h_l-1) and
+  p(h_l-1|h_l) an MLP of `upper_layers.hidden_sizes`."""
+  init, dtype, upper = model_config.kernel_init, model_config.compute_dtype, model_config.upper_layers
+  dims = (model_config.latent_dim, *upper.latent_dims)
+
+  def conditional_gaussian(latent_dim):
+    torso = networks.MLP(upper.hidden_sizes, upper.activation, kernel_init=init, dtype=dtype)
+    return encoders.GaussianEncoder(torso, latent_dim, min_scale=model_config.encoder.min_scale,
+                                    kernel_init=init)
+
+  encoder = components.build_encoder(model_config.encoder, model_config.latent_dim, data_shape,
+                                     init, dtype)
+  return HierarchicalVAE(
+      encoders=(encoder, *(conditional_gaussian(dim) for dim in dims[1:])),
+      conditional_priors=tuple(conditional_gaussian(dim) for dim in dims[:-1]),
+      decoder=components.build_decoder(model_config, data_shape),
+      prior=components.build_prior(model_config.prior, dims[-1], data_shape))

@@ -1,0 +1,64 @@
+"""What a model family provides, as protocols: the interface every family implements, and the
+capabilities only some have, which objectives and evaluators test with `isinstance`.
+
+Every family (`LatentVariableModel`) is called through `model.apply(params, ..., method=...)`:
+
+  sample_log_weight_terms(x, key)  one z ~ q(z|x): log p(x|z), log p(z), log q(z|x), each [B],
+                                   and KL(q(z|x) ‖ p(z)) in closed form when there is one
+  analytic_kl(x)                   KL(q(z|x) ‖ p(z)) in closed form [B], or None
+  kl_per_dimension(x)              the closed-form KL of each latent unit [B, D], or None
+  posterior_means(x)               {layer name: E_q[z|x] [B, D]} ([B, D, K] for categorical z)
+  reconstruct(x)                   mean of p(x|z) at the posterior mean
+  generate(key, num_samples)       mean of p(x|z) for z ~ p(z)
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import jax
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+  """The methods every family provides (see the module docstring)."""
+
+  def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]: ...
+
+  def analytic_kl(self, x: jax.Array) -> jax.Array | None: ...
+
+  def kl_per_dimension(self, x: jax.Array) -> jax.Array | None: ...
+
+  def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]: ...
+
+  def reconstruct(self, x: jax.Array) -> jax.Array: ...
+
+  def generate(self, key: jax.Array, num_samples: int) -> jax.Array: ...
+
+
+@runtime_checkable
+class CategoricalLatents(Protocol):
+  """z is `num_variables` categorical variables of `num_categories` values each."""
+
+  num_variables: int
+  num_categories: int
+
+  def relaxed_terms(self, x: jax.Array, key: jax.Array, temperature: jax.Array,
+                    hard: bool) -> dict[str, jax.Array]: ...
+
+
+@runtime_checkable
+class Enumerable(Protocol):
+  """A latent space that can be listed: log p(x), p(z|x) and the ELBO are exact sums over z
+  (`exact_terms`) when `is_enumerable` (the space is small enough)."""
+
+  is_enumerable: bool
+
+  def all_latent_values(self) -> jax.Array: ...
+
+  def exact_terms(self, x: jax.Array) -> dict[str, jax.Array]: ...
+
+
+def can_enumerate(model) -> bool:
+  """Whether log p(x) and p(z|x) are exact sums for this model (small discrete latent spaces)."""
+  return isinstance(model, Enumerable) and model.is_enumerable

@@ -1,0 +1,47 @@
+"""Model families by name: each family module registers the builder of its model.
+
+A family is chosen from the `model` block of the config by `family_name`. A new family is a
+new module under `vae_jax/models/` that calls `register`, imported in `models/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from vae_jax.models import interface
+
+Builder = Callable[[ml_collections.ConfigDict, tuple[int, ...]], nn.Module]
+BUILDERS: dict[str, Builder] = {}
+
+
+def register(name: str):
+  """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`."""
+
+  def decorate(builder: Builder) -> Builder:
+    if name in BUILDERS:
+      raise ValueError(f'Model family {name!r} is registered twice.')
+    BUILDERS[name] = builder
+    return builder
+
+  return decorate
+
+
+def family_name(model_config: ml_collections.ConfigDict) -> str:
+  """'discrete' for categorical latents; for Gaussian ones 'hierarchical' when
+  `upper_layers.latent_dims` lists upper layers, else 'vae'."""
+  if model_config.latent_kind == 'categorical':
+    return 'discrete'
+  return 'hierarchical' if model_config.upper_layers.latent_dims else 'vae'
+
+
+def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> nn.Module:
+  """The model `model_config` describes, for data of shape `data_shape` (e.g. (28, 28, 1))."""
+  name = family_name(model_config)
+  model = BUILDERS[name](model_config, tuple(data_shape))
+  if not isinstance(model, interface.LatentVariableModel):
+    raise TypeError(f'Model family {name!r} built a {type(model).__name__} that lacks the '
+                    'methods of models.interface.LatentVariableModel.')
+  return model
