@@ -1,14 +1,13 @@
 """The training loop: `train_and_evaluate(config, workdir)` and its vectorised form
 `train_and_evaluate_group(configs, workdirs)`.
 
-One loop serves three execution paths (the steps themselves are in `vae_jax.steps`):
-  host     (`input_pipeline='host'`) the host gathers each batch and feeds one step at a time;
-  device   (`input_pipeline='device'`, the default) the training split is put on the device
-           once and up to `steps_per_call` steps run inside one compiled `lax.scan`;
-  group    runs that differ only in values (seed, optimizer numbers, β, ...) are stacked and
-           trained together with `vmap`, each with its own workdir, metrics and checkpoints.
-With several devices, each batch is sharded over a 'batch' mesh axis and parameters are
-replicated: the same code runs on 1 or N devices (and N hosts, see `experiments.train`).
+The loop schedules: it logs, evaluates, checkpoints and stops. How steps are executed —
+device-resident scans or host-fed steps, one run or a vectorised group of runs that differ only
+in values (seed, optimizer numbers, β, ...) — is a runner's business (`vae_jax.runners`); the
+steps themselves are in `vae_jax.steps`. Each run of a group keeps its own workdir, metrics and
+checkpoints. With several devices, each batch is sharded over a 'batch' mesh axis and
+parameters are replicated: the same code runs on 1 or N devices (and N hosts, see
+`experiments.train`).
 """
 
 from __future__ import annotations
@@ -29,10 +28,8 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vae_jax import (checkpointing, config_checks, data, evaluation, images, metric_writers,
-                     models, objectives, optimizers, steps, workdir_lock)
+                     models, objectives, optimizers, runners, steps, workdir_lock)
 from vae_jax.errors import UserError
-
-INPUT_PIPELINES = ('device', 'host')
 
 
 class TrainingInterrupted(Exception):
@@ -223,66 +220,24 @@ class _Loop:
     optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
     step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
                                 settings=settings)
-    batch_axis = PartitionSpec(None, 'batch') if self.vectorised else PartitionSpec('batch')
-    self.batch_sharding = NamedSharding(mesh, batch_axis)
-    if config.input_pipeline == 'device':
-      self.train_images = jax.device_put(dataset.train.images,
-                                         NamedSharding(mesh, PartitionSpec()))
-      run_fn = functools.partial(steps.run_steps, step_fn=step_fn,
-                                 steps_per_epoch=schedule.steps_per_epoch,
-                                 batch_size=config.batch_size,
-                                 batch_sharding=NamedSharding(mesh, PartitionSpec('batch')))
-      order_fn = functools.partial(steps.epoch_order, num_examples=len(dataset.train))
-      if self.vectorised:
-        run_fn = _vmap_with_static(run_fn, in_axes=(0, None, 0, 0, 0))
-        order_fn = jax.vmap(order_fn, in_axes=(0, None))
-      self.run_fn = jax.jit(run_fn, static_argnames='num_steps', donate_argnums=0)
-      self.order_fn = jax.jit(order_fn)
-    else:
-      self.host_batches = [steps.HostBatches(dataset.train.images, run.keys.data_order,
-                                             steps_per_epoch=schedule.steps_per_epoch,
-                                             batch_size=config.batch_size) for run in runs]
-      self.step_fn = jax.jit(jax.vmap(step_fn) if self.vectorised else step_fn,
-                             donate_argnums=0)
+    self.runner = runners.create(config, dataset, schedule, mesh, step_fn,
+                                 [run.keys for run in runs], [run.hyperparams for run in runs])
     self.elbo_fn = evaluation.make_elbo_fn(model, num_samples=config.eval_num_samples,
                                            analytic_kl=config.objective.analytic_kl)
     self.statistics_fn = evaluation.make_posterior_statistics_fn(model)
     self.exact_fn = (evaluation.make_exact_fn(model)
                      if evaluation.supports_exact_evaluation(model) else None)
 
-  def _stacked(self, values):
-    if not self.vectorised:
-      return values[0]
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
-
   def run(self, initial_step: int, stop_requests: _StopRequests) -> None:
     schedule, runs = self.schedule, self.runs
-    state = self._stacked([run.state for run in runs])
-    data_order_keys = self._stacked([run.keys.data_order for run in runs])
-    train_keys = self._stacked([run.keys.train for run in runs])
-    hyperparams = self._stacked([run.hyperparams for run in runs])
+    state = runners.stack([run.state for run in runs], self.vectorised)
     progress = ProgressReporter(schedule.num_train_steps, initial_step)
-    pending_metrics, step, order_epoch = [], initial_step, None
+    pending_metrics, step = [], initial_step
     if step == schedule.num_train_steps:
       logging.info('Nothing to train: the checkpoint is at the final step %d.', step)
     while step < schedule.num_train_steps:
-      stop = schedule.next_stop(step)
-      if self.config.input_pipeline == 'device':
-        epoch = step // schedule.steps_per_epoch
-        if epoch != order_epoch:  # one permutation per epoch, shared by its calls
-          order, order_epoch = self.order_fn(data_order_keys, epoch), epoch
-        num_steps = min(self.config.steps_per_call, stop - step)
-        state, metrics = self.run_fn(state, self.train_images, order, train_keys, hyperparams,
-                                     num_steps=num_steps)
-      else:
-        num_steps = 1
-        batch = self._stacked([batches(step) for batches in self.host_batches])
-        batch = jax.make_array_from_process_local_data(self.batch_sharding,
-                                                       _process_rows(batch, self.vectorised))
-        state, metrics = self.step_fn(state, batch, train_keys, hyperparams)
-        metrics = jax.tree.map(lambda value: value[..., None], metrics)  # a steps axis of 1
+      state, metrics, step = self.runner(state, step, schedule.next_stop(step))
       pending_metrics.append(metrics)
-      step += num_steps
       self._check_finite(state, metrics, step)
       interrupted = stop_requests.signal_number is not None
       if not (schedule.is_log(step) or schedule.is_checkpoint(step) or interrupted):
@@ -405,24 +360,6 @@ class _StopRequests:
   def __exit__(self, *exc_info) -> None:
     for signal_number, handler in self._previous.items():
       signal.signal(signal_number, handler)
-
-
-def _process_rows(batch: np.ndarray, vectorised: bool) -> np.ndarray:
-  """This process's share of a global batch (all of it on one host): each host feeds its own
-  rows, in process order, of the batch every host computes identically."""
-  count, index = jax.process_count(), jax.process_index()
-  axis = 1 if vectorised else 0
-  rows = batch.shape[axis] // count
-  return np.take(batch, np.arange(index * rows, (index + 1) * rows), axis=axis)
-
-
-def _vmap_with_static(fn, in_axes):
-  """`jax.vmap(fn)` that passes keyword arguments (the static ones) through unmapped."""
-
-  def mapped(*args, **static_kwargs):
-    return jax.vmap(functools.partial(fn, **static_kwargs), in_axes=in_axes)(*args)
-
-  return mapped
 
 
 def _write_image_grids(run: _Run, step: int, model, test_images: np.ndarray) -> None:
