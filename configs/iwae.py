@@ -13,7 +13,7 @@ VAE's k-sample objective is the mean of k log-weights (no closed-form KL), as in
   python -m experiments.train --config=configs/iwae.py:iwae_k5_l1 --workdir=/tmp/iwae_k5_l1
   python -m experiments.evaluate --workdir=/tmp/iwae_k5_l1
   # or a fraction of the schedule, compressed in proportion (here 1%), train + evaluate:
-  python scripts/reproduce.py --configs=configs/iwae.py:iwae_k5_l1 --budget=0.01 --root=/tmp/repro
+  python -m scripts.reproduce --configs=configs/iwae.py:iwae_k5_l1 --budget=0.01 --root=/tmp/repro
 
 Known differences from the authors' code (github.com/yburda/iwae): it uses Adam β1 = 0.99 (not
 the paper's 0.9), initialises the output bias at the logit of the mean training image, trains

@@ -18,7 +18,6 @@ WORKDIR/<run name>, as if trained alone, and can be resumed or evaluated alone.
 
 import copy
 import importlib.util
-import json
 import os
 import re
 import shlex
@@ -75,19 +74,17 @@ def apply_overrides(config, overrides: dict):
 
 
 def group_runs(configs: list) -> list[list[int]]:
-  """Indices of the runs, grouped so that each group may be vmapped together."""
-  groups = {}
+  """Indices of the runs, grouped so that each group may be vmapped together: a run joins the
+  first group it differs from only in `config_checks.SWEEPABLE_KEYS` (and `paper.*`)."""
+  groups: list[list[int]] = []
   for index, config in enumerate(configs):
-    values = json.loads(config.to_json())
-    for key in config_checks.SWEEPABLE_KEYS:
-      *parents, leaf = key.split('.')
-      node = values
-      for parent in parents:
-        node = node[parent]
-      node.pop(leaf)
-    values.pop('paper')
-    groups.setdefault(json.dumps(values, sort_keys=True), []).append(index)
-  return list(groups.values())
+    group = next((g for g in groups
+                  if not config_checks.group_differences([configs[g[0]], config])), None)
+    if group is None:
+      groups.append([index])
+    else:
+      group.append(index)
+  return groups
 
 
 def train_command(config_spec: str, workdir: str, overrides: dict,

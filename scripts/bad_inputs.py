@@ -1,7 +1,7 @@
 r"""Runs the launchers on a battery of bad inputs and prints, for each, the exit code and the
 first line of what the user is told.
 
-  python scripts/bad_inputs.py [--root=/tmp/bad_inputs] [--only=typo_in_a_config_key,...]
+  python -m scripts.bad_inputs [--root=/tmp/bad_inputs] [--only=typo_in_a_config_key,...]
 
 Every case is a real command (`python -m experiments.train|evaluate ...`) run from the
 repository on the bundled digits with a tiny model, in its own workdir under --root; some
@@ -13,7 +13,6 @@ table; exits 1 if any case fails.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import re
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from absl import app, flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
@@ -169,12 +170,9 @@ def first_message_line(result, expected: str) -> str:
   return matching[0].split('] ', 1)[-1] if matching else (lines[-1] if lines else '')
 
 
-def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--root', default=None, help='Folder for the workdirs (default: a '
-                      'temporary one, removed afterwards).')
-  parser.add_argument('--only', default='', help='Comma-separated case names.')
-  options = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  options = flags.FLAGS
   root = os.path.abspath(options.root or tempfile.mkdtemp(prefix='bad_inputs_'))
   chosen = [c for c in cases() if not options.only or c.name in options.only.split(',')]
   print('| case | bad input | exit code | first line of the message | as expected |')
@@ -197,8 +195,12 @@ def main() -> int:
           f'{"yes" if passed else "NO"} |', flush=True)
   if not options.root:
     shutil.rmtree(root, ignore_errors=True)
-  return 1 if failures else 0
+  if failures:
+    sys.exit(1)
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  flags.DEFINE_string('root', None, 'Folder for the workdirs (default: a temporary one, '
+                      'removed afterwards).')
+  flags.DEFINE_string('only', '', 'Comma-separated case names.')
+  app.run(main)

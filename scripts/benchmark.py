@@ -1,7 +1,7 @@
 r"""Training and evaluation throughput, against the machine's own matmul rate.
 
-  python scripts/benchmark.py                  # one thread pinned to one core (repeatable)
-  python scripts/benchmark.py --threads=0      # all cores; on an accelerator, the accelerator
+  python -m scripts.benchmark                  # one thread pinned to one core (repeatable)
+  python -m scripts.benchmark --threads=0      # all cores; on an accelerator, the accelerator
 
 Prints one JSON line per measurement. The model is the 784-400-20 MLP VAE (tanh, Bernoulli
 logits, closed-form KL, Adam) at batch 128 on MNIST-sized random images, binarised dynamically
@@ -17,22 +17,23 @@ Each throughput is also given as `fraction_of_matmul_bound`: examples/s × FLOPs
 matmul FLOP/s. Medians over --repeats; compile times are reported separately.
 """
 
-import argparse
 import json
 import os
 import resource
 import sys
 import time
 
-ARGS = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-ARGS.add_argument('--threads', type=int, default=1,
-                  help='Pin to this many cores with one XLA thread each (0: no pinning).')
-ARGS.add_argument('--repeats', type=int, default=5, help='Timed repetitions per measurement.')
-ARGS.add_argument('--steps', type=int, default=200, help='Training steps per timed repetition.')
-ARGS.add_argument('--sweep_sizes', default='1,4,16', help='Vectorised sweep sizes.')
-ARGS.add_argument('--eval_images', type=int, default=20, help='Images in the IWAE evaluation.')
-ARGS.add_argument('--only', default='', help='Comma-separated measurements to run (default all).')
-FLAGS = ARGS.parse_args()
+from absl import flags
+
+flags.DEFINE_integer('threads', 1, 'Pin to this many cores with one XLA thread each (0: no '
+                     'pinning).')
+flags.DEFINE_integer('repeats', 5, 'Timed repetitions per measurement.')
+flags.DEFINE_integer('steps', 200, 'Training steps per timed repetition.')
+flags.DEFINE_string('sweep_sizes', '1,4,16', 'Vectorised sweep sizes.')
+flags.DEFINE_integer('eval_images', 20, 'Images in the IWAE evaluation.')
+flags.DEFINE_string('only', '', 'Comma-separated measurements to run (default all).')
+FLAGS = flags.FLAGS
+FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must precede it
 
 if FLAGS.threads:  # must precede importing jax
   os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:FLAGS.threads]))
@@ -48,7 +49,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import default
 from vae_jax import evaluation, models, optimizers, steps
 

@@ -1,7 +1,7 @@
 r"""Benchmarks ways of computing a Bernoulli log-likelihood over 28×28×1 pixels, inside the
 importance-sampling evaluation of the 784-200-200-50 MLP VAE (its hot loop).
 
-  python scripts/benchmark_bernoulli.py [--num_examples=400] [--num_samples=200]
+  python -m scripts.benchmark_bernoulli [--num_examples=400] [--num_samples=200]
 
 Prints one JSON line per variant: importance samples per second (median of --repeats) and the
 ratio to vae_jax's own implementation, measured in one run. The variants:
@@ -12,8 +12,6 @@ ratio to vae_jax's own implementation, measured in one run. The variants:
 """
 
 import json
-import os
-import sys
 import time
 
 import jax
@@ -22,8 +20,6 @@ import numpy as np
 import optax
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# pylint: disable=wrong-import-position
 from configs import mnist
 from vae_jax import distributions, evaluation, models
 

@@ -1,7 +1,7 @@
 r"""Kills a training job at random moments, resumes it each time, and checks that it ends
 exactly where an uninterrupted run of the same command ends.
 
-  python scripts/fault_injection.py --kills=20 --root=/tmp/faults
+  python -m scripts.fault_injection --kills=20 --root=/tmp/faults
 
 Runs `experiments.train` on the bundled digits (a small model, a checkpoint every few steps)
 once without interruption, then again under a killer: each time the job has made progress (a
@@ -12,7 +12,6 @@ parameters, optimizer state and step of both runs bit for bit, and their evaluat
 Prints one JSON line; exits 1 if the results differ.
 """
 
-import argparse
 import json
 import os
 import random
@@ -23,18 +22,18 @@ import time
 
 import numpy as np
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+from absl import app, flags
 
-ARGS = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-ARGS.add_argument('--kills', type=int, default=20, help='Interruptions before letting it finish.')
-ARGS.add_argument('--root', required=True, help='Folder for the two workdirs.')
-ARGS.add_argument('--epochs', type=int, default=300, help='Epochs of 30 steps to train.')
-ARGS.add_argument('--max_delay', type=float, default=1.5,
-                  help='Longest wait, in seconds, between seeing progress and killing.')
-ARGS.add_argument('--signal', default='SIGKILL', choices=['SIGKILL', 'SIGTERM', 'SIGINT', 'mixed'],
-                  help="'mixed': SIGKILL and SIGTERM in turn.")
-ARGS.add_argument('--seed', type=int, default=0, help='Seed of the kill moments.')
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_KILLS = flags.DEFINE_integer('kills', 20, 'Interruptions before letting it finish.')
+_ROOT = flags.DEFINE_string('root', None, 'Folder for the two workdirs.', required=True)
+_EPOCHS = flags.DEFINE_integer('epochs', 300, 'Epochs of 30 steps to train.')
+_MAX_DELAY = flags.DEFINE_float(
+    'max_delay', 1.5, 'Longest wait, in seconds, between seeing progress and killing.')
+_SIGNAL = flags.DEFINE_enum('signal', 'SIGKILL', ['SIGKILL', 'SIGTERM', 'SIGINT', 'mixed'],
+                            "'mixed': SIGKILL and SIGTERM in turn.")
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
 
 
 def train_command(workdir: str, epochs: int) -> list[str]:
@@ -115,25 +114,25 @@ def evaluations(workdir: str) -> list[dict]:
   return [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m]
 
 
-def main() -> None:
-  flags = ARGS.parse_args()
-  straight, interrupted = (os.path.join(flags.root, name) for name in ('uninterrupted',
+def main(argv) -> None:
+  del argv
+  straight, interrupted = (os.path.join(_ROOT.value, name) for name in ('uninterrupted',
                                                                       'interrupted'))
   for workdir in (straight, interrupted):
     if os.path.exists(workdir):
       raise SystemExit(f'{workdir} exists; give a new --root (nothing is overwritten).')
   start = time.perf_counter()
-  subprocess.run(train_command(straight, flags.epochs), cwd=REPO_ROOT, check=True,
+  subprocess.run(train_command(straight, _EPOCHS.value), cwd=REPO_ROOT, check=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  signals = ([signal.SIGKILL, signal.SIGTERM] if flags.signal == 'mixed'
-             else [signal.Signals[flags.signal]])
-  kills, launches = run_with_kills(interrupted, flags.epochs, flags.kills, flags.max_delay,
-                                   signals, random.Random(flags.seed))
+  signals = ([signal.SIGKILL, signal.SIGTERM] if _SIGNAL.value == 'mixed'
+             else [signal.Signals[_SIGNAL.value]])
+  kills, launches = run_with_kills(interrupted, _EPOCHS.value, _KILLS.value, _MAX_DELAY.value,
+                                   signals, random.Random(_SEED.value))
   expected, actual = final_state(straight), final_state(interrupted)
   mismatched = sorted(path for path in expected
                       if path not in actual or not np.array_equal(expected[path], actual[path]))
   metrics_match = evaluations(straight) == evaluations(interrupted)
-  result = {'kills_survived': kills, 'launches': launches, 'signal': flags.signal,
+  result = {'kills_survived': kills, 'launches': launches, 'signal': _SIGNAL.value,
             'arrays_compared': len(expected), 'arrays_differing': mismatched,
             'bitwise_equal': not mismatched and len(expected) == len(actual),
             'evaluation_metrics_equal': metrics_match,
@@ -144,4 +143,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -1,12 +1,12 @@
 r"""Trains and evaluates paper configs at a chosen budget, then prints the results table.
 
   # 1% of each config's schedule (the IWAE schedule is compressed in proportion):
-  python scripts/reproduce.py --configs=configs/iwae.py:vae_k1_l1,configs/iwae.py:iwae_k5_l1 \
+  python -m scripts.reproduce --configs=configs/iwae.py:vae_k1_l1,configs/iwae.py:iwae_k5_l1 \
       --budget=0.01 --root=/tmp/repro
   # The full schedule of every variant of a paper, e.g. on an accelerator:
-  python scripts/reproduce.py --configs=configs/iwae.py --budget=1 --root=/runs/iwae
+  python -m scripts.reproduce --configs=configs/iwae.py --budget=1 --root=/runs/iwae
   # Only print the commands (one train + one evaluate per run), e.g. for a cluster scheduler:
-  python scripts/reproduce.py --configs=configs/iwae.py --budget=1 --root=/runs/iwae --print_commands
+  python -m scripts.reproduce --configs=configs/iwae.py --budget=1 --root=/runs/iwae --print_commands
 
 A config given without a variant means all of its `VARIANTS`. Each run trains in
 ROOT/<config>_<variant> (rerunning resumes it) and is evaluated with k importance samples.
@@ -23,7 +23,6 @@ import sys
 from absl import app, flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files, each optionally with :variant.',
                              required=True)
@@ -88,7 +87,7 @@ def main(argv):
       print('+', shlex.join(command), flush=True)
       subprocess.run([sys.executable, *command[1:]], cwd=REPO_ROOT, check=True)
   if not _PRINT_COMMANDS.value:
-    subprocess.run([sys.executable, 'scripts/results_table.py', f'--workdirs={",".join(workdirs)}'],
+    subprocess.run([sys.executable, '-m', 'scripts.results_table', f'--workdirs={",".join(workdirs)}'],
                    cwd=REPO_ROOT, check=True)
 
 

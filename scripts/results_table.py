@@ -1,7 +1,7 @@
 r"""Collects the evaluations of several workdirs into a markdown table, beside the paper's numbers.
 
-  python scripts/results_table.py --root=/tmp/repro            # every workdir under a folder
-  python scripts/results_table.py --workdirs=/tmp/a,/tmp/b
+  python -m scripts.results_table --root=/tmp/repro            # every workdir under a folder
+  python -m scripts.results_table --workdirs=/tmp/a,/tmp/b
 
 For each workdir: its latest evaluation (`experiments.evaluate` JSON; the most importance
 samples at the latest step; a workdir never evaluated so, a sweep's say, shows the last test
@@ -13,12 +13,9 @@ metrics.jsonl, evaluations during training included), and the paper's value from
 import glob
 import json
 import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# pylint: disable=wrong-import-position
 from configs import default
 from vae_jax import checkpointing, metric_writers
 

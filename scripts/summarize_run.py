@@ -1,18 +1,15 @@
 r"""Prints a run's evaluations as a markdown table: one row per evaluation, nats per example.
 
-  python scripts/summarize_run.py --workdir=/tmp/mnist
+  python -m scripts.summarize_run --workdir=/tmp/mnist
 
 Columns: step, epoch, test ELBO, its log-likelihood and KL terms (validation too when the run
 has one), and the training throughput (examples/s) logged closest before the evaluation.
 """
 
-import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vae_jax import metric_writers  # pylint: disable=wrong-import-position
+from vae_jax import metric_writers
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
 

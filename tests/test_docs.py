@@ -9,11 +9,11 @@ from tests.conftest import REPO_ROOT
 
 
 def test_configuration_reference_is_up_to_date():
-  generated = subprocess.run([sys.executable, 'scripts/config_reference.py'], cwd=REPO_ROOT,
+  generated = subprocess.run([sys.executable, '-m', 'scripts.config_reference'], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True).stdout
   with open(os.path.join(REPO_ROOT, 'docs', 'configuration.md'), encoding='utf-8') as f:
     assert f.read() == generated, ('docs/configuration.md is stale: run '
-                                   '`python scripts/config_reference.py > docs/configuration.md`')
+                                   '`python -m scripts.config_reference > docs/configuration.md`')
 
 
 def test_every_figure_and_file_the_docs_link_to_exists():

@@ -225,7 +225,7 @@ def test_unreadable_checkpoints_are_refused_at_every_launch(tmp_path):
 @pytest.mark.slow
 def test_bad_command_lines_end_in_one_short_message():
   result = subprocess.run(
-      [sys.executable, 'scripts/bad_inputs.py', '--only=typo_in_a_config_key,bad_value_type,'
+      [sys.executable, '-m', 'scripts.bad_inputs', '--only=typo_in_a_config_key,bad_value_type,'
        'unknown_dataset,stray_argument,evaluate_not_a_workdir'], cwd=REPO_ROOT,
       capture_output=True, text=True, timeout=300)
   rows = [line for line in result.stdout.splitlines() if line.startswith('| ')][1:]
@@ -290,7 +290,7 @@ def test_sweep_runs_are_named_in_the_log_and_summarised(tmp_path, caplog):
   table = sweep.summary_table(workdirs).splitlines()
   assert table[0].startswith('| run | step | epoch | test ELBO')
   assert [row.split('|')[1].strip() for row in table[2:]] == ['seed=0', 'seed=1']
-  rows = subprocess.run([sys.executable, 'scripts/results_table.py', f'--root={tmp_path}'],
+  rows = subprocess.run([sys.executable, '-m', 'scripts.results_table', f'--root={tmp_path}'],
                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120).stdout
   elbo = [m for m in metric_writers.read_metrics(workdirs[1]) if 'test/elbo' in m][-1]
   assert f"{elbo['test/elbo']:.2f}" in rows and 'seed=1' in rows

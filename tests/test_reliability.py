@@ -17,7 +17,7 @@ from vae_jax import checkpointing, data, metric_writers, steps, training
 
 
 def _fault_injection(tmp_path, *arguments) -> dict:
-  result = subprocess.run([sys.executable, 'scripts/fault_injection.py', f'--root={tmp_path}',
+  result = subprocess.run([sys.executable, '-m', 'scripts.fault_injection', f'--root={tmp_path}',
                            '--epochs=40', *arguments], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0, result.stdout + result.stderr[-3000:]

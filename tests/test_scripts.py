@@ -25,7 +25,7 @@ def test_results_table_puts_our_evaluation_beside_the_papers(trained_workdir, tm
   report = evaluate.evaluate_workdir(workdir, step=None, split='test',
                                      num_importance_samples=10, chunk_size=10, batch_size=100,
                                      seed=0)
-  table = _run('scripts/results_table.py', f'--workdirs={workdir}')
+  table = _run('-m', 'scripts.results_table', f'--workdirs={workdir}')
   header, _, row = table.strip().splitlines()
   assert header.startswith('| run | model | epochs | train time | test log p(x) |')
   ours = report['importance_sampled']['log_likelihood']
@@ -35,7 +35,7 @@ def test_results_table_puts_our_evaluation_beside_the_papers(trained_workdir, tm
 
 @pytest.mark.slow
 def test_reproduce_scales_every_epoch_schedule_by_the_budget(tmp_path):
-  commands = _run('scripts/reproduce.py', '--configs=configs/vampprior.py:vamp,configs/iwae.py',
+  commands = _run('-m', 'scripts.reproduce', '--configs=configs/vampprior.py:vamp,configs/iwae.py',
                   '--budget=0.1', f'--root={tmp_path}', '--print_commands').strip().splitlines()
   assert len(commands) == 1 + 12  # one VampPrior variant, all of Table 1
   assert commands[0] == (
@@ -48,7 +48,7 @@ def test_reproduce_scales_every_epoch_schedule_by_the_budget(tmp_path):
 
 @pytest.mark.slow
 def test_summarize_run_prints_one_row_per_evaluation(trained_workdir):
-  table = _run('scripts/summarize_run.py', f'--workdir={trained_workdir}').strip().splitlines()
+  table = _run('-m', 'scripts.summarize_run', f'--workdir={trained_workdir}').strip().splitlines()
   assert table[0].startswith('| step | epoch | test ELBO')
   assert [line.split('|')[1].strip() for line in table[2:]] == ['15', '30']
 
@@ -56,7 +56,7 @@ def test_summarize_run_prints_one_row_per_evaluation(trained_workdir):
 @pytest.mark.slow
 def test_benchmark_prints_json_lines_for_each_measurement():
   # A smoke run: tiny numbers of steps; the timings themselves are not asserted.
-  output = _run('scripts/benchmark.py', '--threads=1', '--repeats=1', '--steps=2',
+  output = _run('-m', 'scripts.benchmark', '--threads=1', '--repeats=1', '--steps=2',
                 '--sweep_sizes=2', '--eval_images=1', '--only=device_scan,sweep')
   lines = [json.loads(line) for line in output.strip().splitlines()]
   names = [line['benchmark'] for line in lines]
