@@ -100,6 +100,12 @@ def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_th
     monkeypatch):
   with pytest.raises(ValueError, match="'vae' is registered twice"):
     models.register('vae')(lambda config, shape: None)
+  with pytest.raises(ValueError, match="'exact' is registered twice"):
+    models.registry.register_estimator('exact')(lambda *args, **kwargs: None)
+  assert models.registry.ESTIMATORS['score_function'] is models.discrete.score_function_loss
+  assert objectives.gradient_estimators() == ('auto', 'reparameterized', 'exact',
+                                              'gumbel_softmax', 'straight_through',
+                                              'score_function')
   monkeypatch.setitem(models.registry.BUILDERS, 'vae', lambda config, shape: nn.Dense(3))
   with pytest.raises(TypeError, match="'vae' built a Dense that lacks"):
     models.build_model(_model_config(), (4, 4, 1))

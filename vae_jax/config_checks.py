@@ -127,7 +127,7 @@ def _choice_problems(config):
       ('model.compute_dtype', model.compute_dtype, tuple(networks.COMPUTE_DTYPES)),
       ('objective.kind', config.objective.kind, objectives.OBJECTIVES),
       ('objective.gradient_estimator', config.objective.gradient_estimator,
-       objectives.GRADIENT_ESTIMATORS),
+       objectives.gradient_estimators()),
       ('input_pipeline', config.input_pipeline, ('device', 'host')),
   ]
   for key, value, allowed in choices:

@@ -1,7 +1,9 @@
 """Training objectives, as pure functions of (params, batch, rng). All values are in nats.
 
 Each returns its terms per example, so every term can be logged and a ragged evaluation batch
-can be masked before reduction. The model is any of `vae_jax.models`.
+can be masked before reduction. The model is any of `vae_jax.models`. What is generic lives
+here (the ELBO and IWAE bounds with reparameterised gradients); estimators that only some
+families support are registered by those families (`models.registry.ESTIMATORS`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import jax.numpy as jnp
 
 from vae_jax import models
 
-OBJECTIVES = ('elbo', 'iwae', 'marginal')
-GRADIENT_ESTIMATORS = ('auto', 'reparameterized', 'exact', 'gumbel_softmax', 'straight_through',
-                       'score_function')
+OBJECTIVES = ('elbo', 'iwae', 'marginal')  # 'marginal': the discrete family's exact estimator
+
+
+def gradient_estimators() -> tuple[str, ...]:
+  """'auto', 'reparameterized' (every family), then those the families register."""
+  return ('auto', 'reparameterized', *models.registry.ESTIMATORS)
 
 
 def log_weight_terms(model, params, x: jax.Array, rng: jax.Array,
@@ -109,6 +114,8 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
     and, for the encoder, the cross-entropy from the exact posterior `−Σ_z p(z|x) log q(z|x)`
     (held fixed), which fits q to p(z|x). On MNIST, training the ELBO instead leaves a
     categorical model stuck with a one-hot q(z|x) (docs/results.md, "Discrete latent variables").
+  The reparameterised losses are here; the others are the discrete family's
+  (`vae_jax/models/discrete.py`), found by name in `models.registry.ESTIMATORS`.
   """
   if estimator == 'reparameterized':
     if objective == 'elbo':
@@ -118,57 +125,17 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
       terms = iwae_terms(model, params, x, rng, num_samples=num_samples, beta=beta)
       return -jnp.mean(terms['iwae']), terms
     raise ValueError(f'Unknown objective {objective!r}; choose one of {OBJECTIVES}.')
-  if objective == 'marginal':
-    if estimator != 'exact':
-      raise ValueError("objective 'marginal' needs the 'exact' estimator (an enumerable z).")
-    exact = model.apply(params, x, method='exact_terms')
-    terms = {name: exact[name] for name in ('log_likelihood', 'kl', 'elbo', 'log_marginal')}
-    return -jnp.mean(exact['log_marginal'] + exact['encoder_fit']), terms
-  if objective != 'elbo':
+  if estimator not in models.registry.ESTIMATORS:
+    raise ValueError(f'Unknown gradient estimator {estimator!r}; choose one of '
+                     f'{gradient_estimators()}.')
+  if objective == 'marginal' and estimator != 'exact':
+    raise ValueError("objective 'marginal' needs the 'exact' estimator (an enumerable z).")
+  if objective not in ('elbo', 'marginal'):
     raise ValueError(f'The {estimator} estimator trains the ELBO; objective={objective!r} needs '
                      "estimator 'reparameterized'.")
-  if estimator == 'exact':
-    exact = model.apply(params, x, method='exact_terms')
-    terms = {name: exact[name] for name in ('log_likelihood', 'kl', 'elbo', 'log_marginal')}
-  elif estimator in ('gumbel_softmax', 'straight_through'):
-    hard = estimator == 'straight_through'
-    relaxed = jax.vmap(lambda key: model.apply(params, x, key, temperature, hard,
-                                               method='relaxed_terms'))(
-                                                   jax.random.split(rng, num_samples))
-    terms = {name: value.mean(axis=0) for name, value in relaxed.items()}
-    terms['elbo'] = terms['log_likelihood'] - terms['kl']
-  elif estimator == 'score_function':
-    return _score_function_loss(model, params, x, rng, num_samples=num_samples, beta=beta,
-                                analytic_kl=analytic_kl)
-  else:
-    raise ValueError(f'Unknown gradient estimator {estimator!r}; choose one of '
-                     f'{GRADIENT_ESTIMATORS}.')
-  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
-
-
-def _score_function_loss(model, params, x, rng, *, num_samples: int, beta, analytic_kl: bool):
-  """REINFORCE for the ELBO: `∇ E_q[f] = E_q[(f − b) ∇ log q] + E_q[∇ f]` over k draws, with
-  the baseline `b_i = mean_{j≠i} f_j` for draw i — independent of z_i, so the estimate stays
-  unbiased (the leave-one-out baseline of Mnih & Rezende 2016). `f = log p(x|z)` with the KL
-  added in closed form when `analytic_kl` (lower variance), else `f = log p(x|z) + β(log p(z)
-  − log q(z|x))`. The surrogate's value equals the ELBO estimate."""
-  if num_samples < 2:
-    raise ValueError('The score-function estimator needs objective.num_samples >= 2 for its '
-                     'leave-one-out baseline.')
-  terms = log_weight_terms(model, params, x, rng, num_samples)  # each [k, B]
-  closed_form_kl = terms['analytic_kl'][0] if analytic_kl and 'analytic_kl' in terms else None
-  f = terms['log_likelihood'] if closed_form_kl is not None else log_weights(terms, beta)
-  baseline = (jnp.sum(f, axis=0, keepdims=True) - f) / (num_samples - 1)
-  log_q = terms['log_posterior']
-  surrogate = jax.lax.stop_gradient(f - baseline) * (log_q - jax.lax.stop_gradient(log_q)) + f
-  loss = -jnp.mean(surrogate)
-  log_likelihood = terms['log_likelihood'].mean(axis=0)
-  if closed_form_kl is not None:
-    kl = closed_form_kl
-    loss += beta * jnp.mean(kl)
-  else:
-    kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
-  return loss, {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
+  return models.registry.ESTIMATORS[estimator](
+      model, params, x, rng, objective=objective, num_samples=num_samples, beta=beta,
+      analytic_kl=analytic_kl, temperature=temperature)
 
 
 def bits_per_dim(log_prob_nats: jax.Array, num_dims: int) -> jax.Array:

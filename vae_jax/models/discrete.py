@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions, encoders, priors
+from vae_jax import distributions, encoders, objectives, priors
 from vae_jax.models import components, registry
 
 
@@ -150,3 +150,78 @@ def build(model_config, data_shape) -> DiscreteVAE:
                                     learned=model_config.prior.kind == 'learned_categorical'),
       num_variables=num_variables, num_categories=num_categories,
       max_enumeration=model_config.max_enumeration)
+
+
+# The gradient estimators this family owns (`objective.gradient_estimator`); each returns the
+# minimised loss and the per-example terms, like `objectives.training_loss`.
+
+@registry.register_estimator('exact')
+def exact_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
+               analytic_kl: bool, temperature):
+  """A sum over every value of z: no sampling variance. objective 'elbo': `−mean(E_q log p(x|z)
+  − β·KL)` exactly; objective 'marginal': the exact `−mean(log p(x))` for the decoder and prior
+  — maximum likelihood, the gradient of EM — and, for the encoder, the cross-entropy from the
+  exact posterior `−Σ_z p(z|x) log q(z|x)` (held fixed), which fits q to p(z|x)."""
+  del rng, num_samples, analytic_kl, temperature
+  exact = model.apply(params, x, method='exact_terms')
+  terms = {name: exact[name] for name in ('log_likelihood', 'kl', 'elbo', 'log_marginal')}
+  if objective == 'marginal':
+    return -jnp.mean(exact['log_marginal'] + exact['encoder_fit']), terms
+  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+
+
+def _relaxed_loss(model, params, x, rng, *, num_samples: int, beta, temperature, hard: bool):
+  """The ELBO at Gumbel-softmax samples of z at `temperature` (straight-through one-hot
+  samples if `hard`): biased, low variance."""
+  relaxed = jax.vmap(lambda key: model.apply(params, x, key, temperature, hard,
+                                             method='relaxed_terms'))(
+                                                 jax.random.split(rng, num_samples))
+  terms = {name: value.mean(axis=0) for name, value in relaxed.items()}
+  terms['elbo'] = terms['log_likelihood'] - terms['kl']
+  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+
+
+@registry.register_estimator('gumbel_softmax')
+def gumbel_softmax_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
+                        analytic_kl: bool, temperature):
+  del objective, analytic_kl
+  return _relaxed_loss(model, params, x, rng, num_samples=num_samples, beta=beta,
+                       temperature=temperature, hard=False)
+
+
+@registry.register_estimator('straight_through')
+def straight_through_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
+                          analytic_kl: bool, temperature):
+  del objective, analytic_kl
+  return _relaxed_loss(model, params, x, rng, num_samples=num_samples, beta=beta,
+                       temperature=temperature, hard=True)
+
+
+@registry.register_estimator('score_function')
+def score_function_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
+                        analytic_kl: bool, temperature):
+  """REINFORCE for the ELBO: `∇ E_q[f] = E_q[(f − b) ∇ log q] + E_q[∇ f]` over k draws, with
+  the baseline `b_i = mean_{j≠i} f_j` for draw i — independent of z_i, so the estimate stays
+  unbiased (the leave-one-out baseline of Mnih & Rezende 2016). `f = log p(x|z)` with the KL
+  added in closed form when `analytic_kl` (lower variance), else `f = log p(x|z) + β(log p(z)
+  − log q(z|x))`. The surrogate's value equals the ELBO estimate."""
+  del objective, temperature
+  if num_samples < 2:
+    raise ValueError('The score-function estimator needs objective.num_samples >= 2 for its '
+                     'leave-one-out baseline.')
+  terms = objectives.log_weight_terms(model, params, x, rng, num_samples)  # each [k, B]
+  closed_form_kl = terms['analytic_kl'][0] if analytic_kl and 'analytic_kl' in terms else None
+  f = (terms['log_likelihood'] if closed_form_kl is not None
+       else objectives.log_weights(terms, beta))
+  baseline = (jnp.sum(f, axis=0, keepdims=True) - f) / (num_samples - 1)
+  log_q = terms['log_posterior']
+  surrogate = jax.lax.stop_gradient(f - baseline) * (log_q - jax.lax.stop_gradient(log_q)) + f
+  loss = -jnp.mean(surrogate)
+  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  if closed_form_kl is not None:
+    kl = closed_form_kl
+    loss += beta * jnp.mean(kl)
+  else:
+    kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
+  return loss, {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
+

@@ -1,4 +1,5 @@
-"""Model families by name: each family module registers the builder of its model.
+"""Model families by name: each family module registers the builder of its model, and the
+gradient estimators it owns (beyond the reparameterised gradient every family has).
 
 A family is chosen from the `model` block of the config by `family_name`. A new family is a
 new module under `vae_jax/models/` that calls `register`, imported in `models/__init__.py`.
@@ -15,6 +16,9 @@ from vae_jax.models import interface
 
 Builder = Callable[[ml_collections.ConfigDict, tuple[int, ...]], nn.Module]
 BUILDERS: dict[str, Builder] = {}
+# name -> loss(model, params, x, rng, *, objective, num_samples, beta, analytic_kl, temperature)
+#   -> (loss, per-example terms), as `objectives.training_loss` returns them.
+ESTIMATORS: dict[str, Callable] = {}
 
 
 def register(name: str):
@@ -25,6 +29,19 @@ def register(name: str):
       raise ValueError(f'Model family {name!r} is registered twice.')
     BUILDERS[name] = builder
     return builder
+
+  return decorate
+
+
+def register_estimator(name: str):
+  """Decorator: `@register_estimator('score_function')` over a family's training loss for
+  `objective.gradient_estimator=name` (see `ESTIMATORS`)."""
+
+  def decorate(loss: Callable) -> Callable:
+    if name in ESTIMATORS:
+      raise ValueError(f'Gradient estimator {name!r} is registered twice.')
+    ESTIMATORS[name] = loss
+    return loss
 
   return decorate
 
