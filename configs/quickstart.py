@@ -1,4 +1,4 @@
-r"""Quickstart: scikit-learn's bundled 8x8 handwritten digits, no download; about 20 s on
+r"""Quickstart: scikit-learn's bundled 8x8 handwritten digits, no download; 20 to 40 s on
 2 CPU cores.
 
   python -m experiments.train --config=configs/quickstart.py --workdir=/tmp/quickstart
