@@ -45,14 +45,7 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
                                                       data_path=data_path)
   params, test = state.params, dataset.test
   key = jax.random.key(seed)
-  arrays = {
-      'samples': images.make_grid(np.asarray(evaluation.prior_samples(
-          model, params, key, num_samples=64)), 8, min_tile_size=figures.TILE),
-      'reconstructions': images.make_grid(images.interleave_rows(
-          test.images[:64], np.asarray(evaluation.reconstructions(model, params,
-                                                                  test.images[:64])), 8), 8,
-                                          min_tile_size=figures.TILE),
-  }
+  arrays = figures.model_image_grids(model, params, key, test.images, count=64)
   gaussian = config.model.latent_kind == 'gaussian'
   if gaussian:
     units = figures.most_informative_units(model, params, test.images[:1000], count=10)
@@ -62,10 +55,6 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
                                                       test.images[8:16])
     if config.model.latent_dim == 2 and not config.model.upper_layers.latent_dims:
       arrays['manifold'] = figures.manifold(model, params)
-  elif config.model.latent_dim == 1:
-    categories = np.asarray(evaluation.category_means(model, params))
-    arrays['categories'] = images.make_grid(categories, min(len(categories), 10),
-                                            min_tile_size=figures.TILE)
   statistics = evaluation.map_examples(evaluation.make_posterior_statistics_fn(model), params,
                                        test.images[:num_points], batch_size=500, rng=key)
   means = evaluation.posterior_features(statistics)

@@ -12,12 +12,34 @@ import matplotlib
 import numpy as np
 from scipy import stats
 
-from vae_jax import distributions, images
+from vae_jax import distributions, evaluation, images, models
 
 matplotlib.use('Agg')  # no display: figures are rendered to arrays
 from matplotlib import pyplot  # pylint: disable=wrong-import-position
 
 TILE = 28  # smaller images are enlarged to at least this many pixels
+
+
+def model_image_grids(model, params, key, test_images: np.ndarray,
+                      count: int) -> dict[str, np.ndarray]:
+  """The grids training writes at every evaluation and `experiments.visualize` writes once:
+  `samples`, the decoder mean at `count` draws z ~ p(z) (from `key`); `reconstructions`, the
+  first `count` test images (odd rows) above their reconstructions; and, for a single
+  categorical latent, `categories`, the decoding of each of its values. Grids of
+  ceil(sqrt(count)) columns."""
+  columns = int(np.ceil(np.sqrt(count)))
+  inputs = test_images[:count]
+  samples = np.asarray(evaluation.prior_samples(model, params, key, num_samples=count))
+  recons = np.asarray(evaluation.reconstructions(model, params, inputs))
+  grids = {
+      'samples': images.make_grid(samples, columns, min_tile_size=TILE),
+      'reconstructions': images.make_grid(images.interleave_rows(inputs, recons, columns),
+                                          columns, min_tile_size=TILE),
+  }
+  if isinstance(model, models.CategoricalLatents) and model.num_variables == 1:
+    means = np.asarray(evaluation.category_means(model, params))
+    grids['categories'] = images.make_grid(means, min(len(means), 10), min_tile_size=TILE)
+  return grids
 
 
 def _decode_mean(model, params, z) -> np.ndarray:

@@ -27,8 +27,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax import (checkpointing, config_checks, data, evaluation, images, metric_writers,
-                     models, objectives, optimizers, runners, steps, workdir_lock)
+from vae_jax import (checkpointing, config_checks, data, evaluation, figures, images,
+                     metric_writers, models, objectives, optimizers, runners, steps, workdir_lock)
 from vae_jax.errors import UserError
 
 
@@ -363,24 +363,11 @@ class _StopRequests:
 
 
 def _write_image_grids(run: _Run, step: int, model, test_images: np.ndarray) -> None:
-  """Writes samples from the prior and reconstructions of the first test images (and, for a
-  single categorical latent, the image of each of its values) as PNG files under
-  `WORKDIR/images/` and as TensorBoard images. The same key every time, so successive sample
-  grids show how the decoding of fixed z changes during training."""
-  count, params = run.config.num_image_samples, run.state.params
-  samples = evaluation.prior_samples(model, params, run.keys.images, num_samples=count)
-  inputs = test_images[:count]
-  recons = evaluation.reconstructions(model, params, inputs)
-  columns = int(np.ceil(np.sqrt(count)))
-  grids = {
-      'samples': images.make_grid(np.asarray(samples), columns, min_tile_size=28),
-      'reconstructions': images.make_grid(
-          images.interleave_rows(inputs, np.asarray(recons), columns), columns, min_tile_size=28),
-  }
-  if isinstance(model, models.CategoricalLatents) and model.num_variables == 1:
-    means = np.asarray(evaluation.category_means(model, params))
-    grids['categories'] = images.make_grid(means, int(np.ceil(np.sqrt(len(means)))),
-                                           min_tile_size=28)
+  """Writes `figures.model_image_grids` as PNG files under `WORKDIR/images/` and as
+  TensorBoard images. The same key every time, so successive sample grids show how the
+  decoding of fixed z changes during training."""
+  grids = figures.model_image_grids(model, run.state.params, run.keys.images, test_images,
+                                    count=run.config.num_image_samples)
   if jax.process_index() == 0:
     for name, grid in grids.items():
       images.save_png(os.path.join(run.workdir, 'images', f'{name}_{step:08d}.png'), grid)
