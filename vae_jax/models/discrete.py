@@ -3,6 +3,8 @@ z that a small latent space allows."""
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -170,9 +172,11 @@ def exact_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
   return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
 
 
-def _relaxed_loss(model, params, x, rng, *, num_samples: int, beta, temperature, hard: bool):
+def _relaxed_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
+                  analytic_kl: bool, temperature, hard: bool):
   """The ELBO at Gumbel-softmax samples of z at `temperature` (straight-through one-hot
   samples if `hard`): biased, low variance."""
+  del objective, analytic_kl
   relaxed = jax.vmap(lambda key: model.apply(params, x, key, temperature, hard,
                                              method='relaxed_terms'))(
                                                  jax.random.split(rng, num_samples))
@@ -181,20 +185,8 @@ def _relaxed_loss(model, params, x, rng, *, num_samples: int, beta, temperature,
   return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
 
 
-@registry.register_estimator('gumbel_softmax')
-def gumbel_softmax_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
-                        analytic_kl: bool, temperature):
-  del objective, analytic_kl
-  return _relaxed_loss(model, params, x, rng, num_samples=num_samples, beta=beta,
-                       temperature=temperature, hard=False)
-
-
-@registry.register_estimator('straight_through')
-def straight_through_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
-                          analytic_kl: bool, temperature):
-  del objective, analytic_kl
-  return _relaxed_loss(model, params, x, rng, num_samples=num_samples, beta=beta,
-                       temperature=temperature, hard=True)
+registry.register_estimator('gumbel_softmax')(functools.partial(_relaxed_loss, hard=False))
+registry.register_estimator('straight_through')(functools.partial(_relaxed_loss, hard=True))
 
 
 @registry.register_estimator('score_function')

@@ -21,29 +21,27 @@ BUILDERS: dict[str, Builder] = {}
 ESTIMATORS: dict[str, Callable] = {}
 
 
-def register(name: str):
-  """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`."""
+def _registrar(table: dict, what: str, name: str):
+  """A decorator that files its function in `table` under `name`, once."""
 
-  def decorate(builder: Builder) -> Builder:
-    if name in BUILDERS:
-      raise ValueError(f'Model family {name!r} is registered twice.')
-    BUILDERS[name] = builder
-    return builder
+  def decorate(function):
+    if name in table:
+      raise ValueError(f'{what} {name!r} is registered twice.')
+    table[name] = function
+    return function
 
   return decorate
+
+
+def register(name: str):
+  """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`."""
+  return _registrar(BUILDERS, 'Model family', name)
 
 
 def register_estimator(name: str):
   """Decorator: `@register_estimator('score_function')` over a family's training loss for
   `objective.gradient_estimator=name` (see `ESTIMATORS`)."""
-
-  def decorate(loss: Callable) -> Callable:
-    if name in ESTIMATORS:
-      raise ValueError(f'Gradient estimator {name!r} is registered twice.')
-    ESTIMATORS[name] = loss
-    return loss
-
-  return decorate
+  return _registrar(ESTIMATORS, 'Gradient estimator', name)
 
 
 def family_name(model_config: ml_collections.ConfigDict) -> str:
