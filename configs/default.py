@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.split_seed = 0  # the train/test split of those datasets
 
   config.model = ml_collections.ConfigDict()
+  # The model family (vae_jax/models/): a registered name, or 'auto': 'discrete' for
+  # categorical latents, 'hierarchical' with upper_layers, else 'vae'.
+  config.model.family = 'auto'
   config.model.latent_kind = 'gaussian'  # 'gaussian' | 'categorical'
   config.model.latent_dim = 50  # Gaussian units, or categorical variables D
   config.model.num_categories = 2  # categorical: values per variable K (2: binary units)
@@ -106,9 +109,8 @@ def get_config() -> ml_collections.ConfigDict:
   # compiled lax.scan; 'host': the host feeds every batch (for data too large for the device).
   config.input_pipeline = 'device'
   config.steps_per_call = 100  # 'device': most steps per compiled call (fewer at log/eval points)
-  config.eval_every_epochs = 1  # test (and validation) ELBO, image grids, a checkpoint
+  config.eval_every_epochs = 1  # config.evals marked during_training, and a checkpoint
   config.eval_batch_size = 1000  # examples per evaluation batch (does not change the results)
-  config.eval_num_samples = 1  # samples of z per example in the evaluation ELBO
   config.log_every_steps = 100  # training metrics (means since the last log) and progress
   config.checkpoint_every_steps = 1000  # also at every evaluation and at the end
   config.checkpoints_to_keep = 3  # the latest ones; older checkpoints are deleted
@@ -119,7 +121,35 @@ def get_config() -> ml_collections.ConfigDict:
   # last log, or its negative test ELBO, exceeds the loss at step 0, L0, by this many times
   # max(|L0|, 1): a diverged run is reported, not finished with exit code 0. 0: never.
   config.divergence_factor = 10.0
-  config.num_image_samples = 64  # images in the sample and reconstruction grids (0: none)
+
+  # Evaluators by name (vae_jax/evaluators/), with their options. Those with
+  # during_training=True run on the validation and test splits at every evaluation of the
+  # training loop; `python -m experiments.evaluate` runs all of them on a chosen checkpoint.
+  config.evals = ml_collections.ConfigDict()
+  config.evals.elbo = ml_collections.ConfigDict(dict(
+      during_training=True,  # at every evaluation of the training loop (else evaluate only)
+      num_samples=1,  # samples of z per example in the evaluation ELBO
+  ))
+  config.evals.active_units = ml_collections.ConfigDict(dict(
+      during_training=True,  # and the closed-form KL of each unit
+  ))
+  config.evals.exact = ml_collections.ConfigDict(dict(
+      during_training=True,  # exact log p(x), ELBO, posterior gap: small discrete z only
+  ))
+  config.evals.images = ml_collections.ConfigDict(dict(
+      during_training=True,  # PNG files under WORKDIR/images/, and TensorBoard images
+      num_images=64,  # tiles in the sample and reconstruction grids (0: none)
+      splits=('test',),  # the splits whose reconstructions are drawn during training
+  ))
+  config.evals.importance_sampled = ml_collections.ConfigDict(dict(
+      during_training=False,  # minutes per split at K = 5000: experiments.evaluate
+      num_samples=5000,  # K: importance samples per example (Burda et al. use 5000)
+      chunk_size=100,  # samples drawn at a time (memory: chunk_size × eval_batch_size draws)
+  ))
+  config.evals.linear_probe = ml_collections.ConfigDict(dict(
+      during_training=False,  # logistic regression from posterior means to labels
+      train_examples=10_000,  # training images the probe is fitted on (0: no probe)
+  ))
 
   # The published result this config reproduces, shown beside ours by scripts/results_table.py.
   config.paper = ml_collections.ConfigDict(dict(

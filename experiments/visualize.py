@@ -25,7 +25,8 @@ from absl import flags, logging
 from scipy import stats
 
 from experiments import launch
-from vae_jax import evaluation, figures, images, metric_writers
+from vae_jax import figures, images, metric_writers
+from vae_jax.evaluators import batched, posterior
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
@@ -55,9 +56,9 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
                                                       test.images[8:16])
     if config.model.latent_dim == 2 and not config.model.upper_layers.latent_dims:
       arrays['manifold'] = figures.manifold(model, params)
-  statistics = evaluation.map_examples(evaluation.make_posterior_statistics_fn(model), params,
-                                       test.images[:num_points], batch_size=500, rng=key)
-  means = evaluation.posterior_features(statistics)
+  statistics = batched.map_examples(posterior.make_posterior_statistics_fn(model), params,
+                                    test.images[:num_points], batch_size=500, rng=key)
+  means = posterior.posterior_features(statistics)
   labels = None if test.labels is None else test.labels[:num_points]
   arrays['latent_space'] = figures.latent_scatter(means, labels, projection)
   arrays['training_curves'] = figures.training_curves(metric_writers.read_metrics(workdir))

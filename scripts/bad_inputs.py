@@ -27,7 +27,7 @@ from absl import app, flags
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
         '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',
-        '--config.num_image_samples=0', '--config.num_epochs=1']
+        '--config.evals.images.num_images=0', '--config.num_epochs=1']
 
 
 @dataclasses.dataclass

@@ -50,7 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from vae_jax import evaluation, models, optimizers, steps
+from vae_jax import models, optimizers, steps
+from vae_jax.evaluators import batched, importance_sampling
 
 BATCH_SIZE, DATA_SHAPE, HIDDEN, LATENT = 128, (28, 28, 1), 400, 20
 
@@ -196,9 +197,9 @@ def main() -> None:
              models=size)
 
   if wanted('iwae_eval'):
-    fn = evaluation.make_importance_sampling_fn(model, num_samples=5000, chunk_size=100)
+    fn = importance_sampling.make_importance_sampling_fn(model, num_samples=5000, chunk_size=100)
     eval_images = (images[:FLAGS.eval_images] > 0.5).astype(np.float32)
-    first, seconds = timed(lambda: evaluation.map_examples(
+    first, seconds = timed(lambda: batched.map_examples(
         fn, state.params, eval_images, batch_size=FLAGS.eval_images, rng=keys.eval),
                            max(1, FLAGS.repeats // 2))
     emit('iwae_eval', images_per_sec=FLAGS.eval_images / seconds, importance_samples=5000,

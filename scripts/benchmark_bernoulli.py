@@ -21,7 +21,8 @@ import optax
 from absl import app, flags
 
 from configs import mnist
-from vae_jax import distributions, evaluation, models
+from vae_jax import distributions, models
+from vae_jax.evaluators import batched, importance_sampling
 
 _NUM_EXAMPLES = flags.DEFINE_integer('num_examples', 400, 'Test images per measurement.')
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 200, 'Importance samples per image.')
@@ -39,12 +40,12 @@ VARIANTS = {
 
 
 def samples_per_second(model, params, images) -> float:
-  fn = evaluation.make_importance_sampling_fn(model, num_samples=_NUM_SAMPLES.value, chunk_size=50)
-  evaluation.map_examples(fn, params, images[:100], batch_size=100, rng=jax.random.key(0))
+  fn = importance_sampling.make_importance_sampling_fn(model, num_samples=_NUM_SAMPLES.value, chunk_size=50)
+  batched.map_examples(fn, params, images[:100], batch_size=100, rng=jax.random.key(0))
   times = []
   for _ in range(_REPEATS.value):
     start = time.perf_counter()
-    evaluation.map_examples(fn, params, images, batch_size=100, rng=jax.random.key(0))
+    batched.map_examples(fn, params, images, batch_size=100, rng=jax.random.key(0))
     times.append(time.perf_counter() - start)
   return len(images) * _NUM_SAMPLES.value / float(np.median(times))
 

@@ -42,7 +42,7 @@ def train_command(workdir: str, epochs: int) -> list[str]:
           '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',
           '--config.checkpoint_every_steps=10', '--config.log_every_steps=10',
           '--config.steps_per_call=5', '--config.eval_every_epochs=50',
-          '--config.num_image_samples=0']
+          '--config.evals.images.num_images=0']
 
 
 def progress_marker(workdir: str) -> tuple[int, int]:

@@ -60,12 +60,26 @@ def describe_model(config) -> str:
 def log_likelihood_cell(report: dict) -> str:
   """The exact log p(x) where the latent space was enumerated, else the importance-sampled one."""
   if 'exact' in report:
-    return f"{report['exact']['log_marginal']:.2f} (exact)"
+    return f"{report['exact']['log_likelihood']:.2f} (exact)"
   sampled = report.get('importance_sampled')
   if not sampled:
     return '—'
   return (f"{sampled['log_likelihood']:.2f} ± {sampled['standard_error']:.3f} "
           f"(k={sampled['num_samples']})")
+
+
+def with_current_names(report: dict) -> dict:
+  """An evaluation report as written today. Reports from before the rename (README changelog,
+  2026-11-29) nested the ELBO terms (`elbo.log_likelihood` for E_q log p(x|z)) and called the
+  exact log p(x) `exact.log_marginal`."""
+  report = dict(report)
+  if isinstance(report.get('elbo'), dict):
+    terms = report.pop('elbo')
+    report.update(elbo=terms['elbo'], reconstruction=terms.get('log_likelihood'), kl=terms.get('kl'))
+  if 'log_marginal' in report.get('exact', {}):
+    report['exact'] = {('log_likelihood' if name == 'log_marginal' else name): value
+                       for name, value in report['exact'].items()}
+  return report
 
 
 def training_evaluation(workdir: str) -> dict | None:
@@ -80,7 +94,7 @@ def training_evaluation(workdir: str) -> dict | None:
   epoch = next((m['epoch'] for m in reversed(metrics) if 'epoch' in m), float('nan'))
   active = {name.split('/')[-1]: int(value) for name, value in last.items()
             if name.startswith('test/active_units/')}
-  return {'step': last['step'], 'epoch': epoch, 'elbo': {'elbo': last['test/elbo']},
+  return {'step': last['step'], 'epoch': epoch, 'elbo': last['test/elbo'],
           'active_units': active}
 
 
@@ -88,8 +102,9 @@ def table_row(workdir: str) -> dict | None:
   report = latest_evaluation(workdir) or training_evaluation(workdir)
   if report is None:
     return None
+  report = with_current_names(report)
   config = checkpointing.load_config(workdir, defaults=default.get_config())
-  estimate = report['exact']['log_marginal'] if 'exact' in report else report.get(
+  estimate = report['exact']['log_likelihood'] if 'exact' in report else report.get(
       'importance_sampled', {}).get('log_likelihood')
   active = '+'.join(str(count) for count in report['active_units'].values())
   paper_ll = config.paper.test_log_likelihood
@@ -99,7 +114,7 @@ def table_row(workdir: str) -> dict | None:
       'epochs': f"{report['epoch']:g}",
       'train time': _format_seconds(training_seconds(workdir)),
       'test log p(x)': log_likelihood_cell(report),
-      'test ELBO': f"{report['elbo']['elbo']:.2f}",
+      'test ELBO': f"{report['elbo']:.2f}",
       'active units': active,
       'paper log p(x)': '—' if paper_ll is None else f'{paper_ll:.2f}',
       'paper active': config.paper.active_units or '—',

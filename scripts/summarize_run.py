@@ -2,7 +2,7 @@ r"""Prints a run's evaluations as a markdown table: one row per evaluation, nats
 
   python -m scripts.summarize_run --workdir=/tmp/mnist
 
-Columns: step, epoch, test ELBO, its log-likelihood and KL terms (validation too when the run
+Columns: step, epoch, test ELBO, its reconstruction term E_q log p(x|z) and KL (validation too when the run
 has one), and the training throughput (examples/s) logged closest before the evaluation.
 """
 
@@ -30,13 +30,17 @@ def summary_rows(metrics: list[dict]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
   splits = [s for s in ('test', 'validation') if any(f'{s}/elbo' in row for row in rows)]
-  header = ['step', 'epoch'] + [f'{s} {term}' for s in splits for term in ('ELBO', 'log p(x|z)',
+  header = ['step', 'epoch'] + [f'{s} {term}' for s in splits for term in ('ELBO', 'E_q log p(x|z)',
                                                                            'KL')] + ['examples/s']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for row in rows:
     cells = [str(row['step']), '' if row['epoch'] is None else f"{row['epoch']:g}"]
     for split in splits:
-      cells += [f"{row[f'{split}/{term}']:.2f}" for term in ('elbo', 'log_likelihood', 'kl')]
+      # Runs from before the rename (README changelog) logged the reconstruction term as
+      # <split>/log_likelihood.
+      reconstruction = row.get(f'{split}/reconstruction', row.get(f'{split}/log_likelihood'))
+      cells += [f"{value:.2f}" for value in (row[f'{split}/elbo'], reconstruction,
+                                             row[f'{split}/kl'])]
     cells.append('' if row['examples_per_sec'] is None else f"{row['examples_per_sec']:.0f}")
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)

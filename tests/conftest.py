@@ -25,7 +25,7 @@ def make_tiny_config():
   config.eval_every_epochs = 1
   config.log_every_steps = 5
   config.checkpoint_every_steps = 10
-  config.num_image_samples = 4
+  config.evals.images.num_images = 4
   return config
 
 

@@ -24,12 +24,16 @@ def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_
   assert 'kl_per_dimension' not in saved  # two layers: no closed-form KL
   sampled = saved['importance_sampled']
   assert sampled['num_samples'] == 20 and sampled['standard_error'] > 0
-  assert sampled['log_likelihood'] > saved['elbo']['elbo']  # IWAE_20 ≥ ELBO, here by far
+  assert sampled['log_likelihood'] > saved['elbo']  # IWAE_20 ≥ ELBO, here by far
+  assert saved['elbo'] == pytest.approx(saved['reconstruction'] - saved['kl'])
+  assert set(saved['seconds']) == {'elbo', 'active_units', 'importance_sampled', 'images',
+                                   'linear_probe'}
+  assert os.path.isfile(report['path'].replace('.json', '_samples.png'))
 
   again = evaluate.evaluate_workdir(trained_workdir, batch_size=128, **kwargs)
   np.testing.assert_allclose(again['importance_sampled']['log_likelihood'],
                              sampled['log_likelihood'], rtol=1e-6)
-  np.testing.assert_allclose(again['elbo']['elbo'], saved['elbo']['elbo'], rtol=1e-6)
+  np.testing.assert_allclose(again['elbo'], saved['elbo'], rtol=1e-6)
 
   summary = evaluate.format_report(report)
   assert 'log p(x)' in summary and 'k = 20' in summary and 'h1 ' in summary
@@ -54,18 +58,6 @@ def test_bad_requests_are_named(trained_workdir, tmp_path):
     evaluate.evaluate_workdir(trained_workdir, step=None, **{**kwargs, 'chunk_size': 0})
 
 
-def test_linear_probe_scores_the_representation():
-  from vae_jax import evaluation  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(0)
-  labels = rng.integers(0, 3, 600)
-  separable = np.eye(3)[labels] * 5 + rng.normal(size=(600, 3)) * 0.1
-  noise = rng.normal(size=(600, 3))
-  assert evaluation.linear_probe(separable[:400], labels[:400], separable[400:],
-                                 labels[400:])['accuracy'] == 1.0
-  assert evaluation.linear_probe(noise[:400], labels[:400], noise[400:],
-                                 labels[400:])['accuracy'] < 0.5
-
-
 @pytest.mark.slow
 def test_evaluation_reports_a_linear_probe_on_labelled_data(trained_workdir):
   report = evaluate.evaluate_workdir(trained_workdir, step=None, split='test',
@@ -75,3 +67,12 @@ def test_evaluation_reports_a_linear_probe_on_labelled_data(trained_workdir):
   assert probe['num_train_examples'] == 1000
   assert probe['accuracy'] > 0.2  # chance is 0.1 for 10 digits
   assert 'linear probe' in evaluate.format_report({**report, 'path': 'x'})
+
+
+@pytest.mark.slow
+def test_evals_chooses_evaluators_by_name(trained_workdir):
+  report = evaluate.evaluate_workdir(trained_workdir, names=['elbo'], batch_size=100)
+  assert set(report['seconds']) == {'elbo'} and 'importance_sampled' not in report
+  assert os.path.basename(report['path']) == 'step_00000030_test_k0.json'
+  with pytest.raises(app.UsageError, match=r"--evals names \['nope'\]"):
+    evaluate.evaluate_workdir(trained_workdir, names=['nope'])

@@ -20,7 +20,7 @@ from vae_jax import (checkpointing, config_checks, data, metric_writers, models,
 
 _TINY_FLAGS = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
                '--config.model.encoder.hidden_sizes=(16,)',
-               '--config.model.decoder.hidden_sizes=(16,)', '--config.num_image_samples=0',
+               '--config.model.decoder.hidden_sizes=(16,)', '--config.evals.images.num_images=0',
                '--config.checkpoint_every_steps=1000']
 
 
@@ -40,7 +40,7 @@ def _latest_state(workdir):
 
 def _config(**overrides):
   config = make_tiny_config()
-  config.num_image_samples = 0
+  config.evals.images.num_images = 0
   config.num_epochs = 1
   return sweep.apply_overrides(config, overrides)
 

@@ -34,7 +34,7 @@ def test_killed_and_terminated_runs_resume_to_bitwise_the_same_result(tmp_path):
 
 def _config(**overrides):
   config = make_tiny_config()
-  config.num_image_samples = 0
+  config.evals.images.num_images = 0
   config.update(overrides)
   return config
 

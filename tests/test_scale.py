@@ -17,7 +17,7 @@ from vae_jax import checkpointing, config_checks, metric_writers, training
 
 def _config(**overrides):
   config = make_tiny_config()
-  config.num_epochs, config.num_image_samples = 3, 0
+  config.num_epochs, config.evals.images.num_images = 3, 0
   return sweep.apply_overrides(config, overrides)
 
 

@@ -11,8 +11,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests.conftest import REPO_ROOT
-from vae_jax import (checkpointing, data, evaluation, metric_writers, models, optimizers, steps,
+from vae_jax import (checkpointing, data, metric_writers, models, optimizers, steps,
                      training)
+from vae_jax.evaluators import elbo
 
 
 def _trees_equal(a, b) -> bool:
@@ -34,13 +35,13 @@ def test_training_improves_the_test_elbo(tiny_config, tmp_path):
   keys = steps.RunKeys.from_seed(tiny_config.seed)
   initial = steps.create_train_state(model, optimizers.create_optimizer(tiny_config.optimizer, 1),
                                         dataset.data_shape, keys.init)
-  elbo_fn = evaluation.make_elbo_fn(model, num_samples=1, analytic_kl=True)
-  initial_elbo = evaluation.evaluate_elbo(elbo_fn, initial.params, dataset.test.images,
+  elbo_fn = elbo.make_elbo_fn(model, num_samples=1, analytic_kl=True)
+  initial_elbo = elbo.evaluate_elbo(elbo_fn, initial.params, dataset.test.images,
                                           batch_size=100, rng=keys.eval)['elbo']
 
   final = training.train_and_evaluate(tiny_config, str(tmp_path))
 
-  final_elbo = evaluation.evaluate_elbo(elbo_fn, final.params, dataset.test.images,
+  final_elbo = elbo.evaluate_elbo(elbo_fn, final.params, dataset.test.images,
                                         batch_size=100, rng=keys.eval)['elbo']
   assert int(final.step) == 6 * (1500 // 100)
   assert final_elbo > initial_elbo + 3.0, (initial_elbo, final_elbo)

@@ -6,6 +6,7 @@ WORKDIR/checkpoints/N/    orbax checkpoints of the train state at step N (the la
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -23,10 +24,14 @@ UNREADABLE_DIRNAME = 'checkpoints_unreadable'  # unreadable checkpoints are move
 # Keys that change neither what is trained nor its result: a resumed run may change them.
 OPERATIONAL_KEYS = frozenset({
     'eval_every_epochs', 'eval_batch_size', 'log_every_steps', 'checkpoint_every_steps',
-    'checkpoints_to_keep', 'num_image_samples', 'input_pipeline', 'steps_per_call',
+    'checkpoints_to_keep', 'input_pipeline', 'steps_per_call',
     'max_consecutive_nonfinite_steps', 'divergence_factor', 'data.tfds_data_dir', 'data.download', 'data.path',
     'paper.source', 'paper.test_log_likelihood', 'paper.active_units',
 })
+OPERATIONAL_KEY_PREFIXES = ('evals.',)  # what is evaluated, and how, never what is trained
+# Keys renamed since configs were first saved: old name -> new dotted name.
+RENAMED_KEYS = {'eval_num_samples': 'evals.elbo.num_samples',
+                'num_image_samples': 'evals.images.num_images'}
 # Keys that change the shapes or structure of the checkpointed state: never resumable.
 SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm')
 
@@ -64,9 +69,11 @@ def save_or_check_config(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str, *,
-                 allow_changes: bool = False, warn: bool = True) -> None:
+                 allow_changes: bool = False, warn: bool = True,
+                 defaults: ml_collections.ConfigDict | None = None) -> None:
   """Reads nothing but the workdir's saved config, writes nothing. If one is there already (a
-  run to resume), compares it with `config`:
+  run to resume), compares it with `config` (the saved config upgraded first: renamed keys
+  moved, keys added since filled from `defaults`, by default `configs/default.py`):
 
   * differences in operational keys (`OPERATIONAL_KEYS`: how often to log, where the data is)
     are accepted with a warning;
@@ -81,9 +88,14 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
     return
   with open(path, encoding='utf-8') as f:
     saved = json.load(f)
+  if defaults is None:
+    from configs import default  # pylint: disable=import-outside-toplevel
+    defaults = default.get_config()
+  saved = upgrade_saved_config(saved, json.loads(defaults.to_json()), path)
   differences = config_differences(saved, json.loads(config.to_json()))
   shape = [d for d in differences if d[0].startswith(SHAPE_KEY_PREFIXES)]
-  other = [d for d in differences if d not in shape and d[0] not in OPERATIONAL_KEYS]
+  other = [d for d in differences if d not in shape and d[0] not in OPERATIONAL_KEYS
+           and not d[0].startswith(OPERATIONAL_KEY_PREFIXES)]
   refused = shape + ([] if allow_changes else other)
   if refused:
     listing = [f'{key}: {old!r} (saved) -> {value!r} (now)' for key, old, value in refused]
@@ -133,12 +145,30 @@ def load_config(workdir: str,
   except (OSError, ValueError) as error:
     raise NotAWorkdirError(f'{path} cannot be read as a vae_jax config ({error}).') from error
   if defaults is not None:
-    default_values = _lists_to_tuples(json.loads(defaults.to_json()))
-    missing = [key for key, old, _ in config_differences(saved, default_values) if old == '<absent>']
-    if missing:
-      logging.warning('%s predates config keys %s; using their defaults.', path, missing)
-    saved = _merge(default_values, saved)
+    saved = upgrade_saved_config(saved, _lists_to_tuples(json.loads(defaults.to_json())), path)
   return ml_collections.ConfigDict(saved)
+
+
+def upgrade_saved_config(saved: dict, defaults: dict, path: str) -> dict:
+  """A saved config in today's keys: renamed keys (`RENAMED_KEYS`) moved to their new names,
+  and keys added since it was saved filled with their defaults (with a warning)."""
+  saved = dict(saved)
+  moved = {}
+  for old, new in RENAMED_KEYS.items():
+    if old in saved:
+      moved[new] = saved.pop(old)
+  missing = [key for key, old, _ in config_differences(saved, defaults)
+             if old == '<absent>' and key not in moved]
+  if missing:
+    logging.warning('%s predates config keys %s; using their defaults.', path, missing)
+  upgraded = _merge(copy.deepcopy(defaults), saved)
+  for dotted, value in moved.items():
+    *parents, leaf = dotted.split('.')
+    node = upgraded
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return upgraded
 
 
 def _merge(defaults: dict, overrides: dict) -> dict:

@@ -12,7 +12,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax import checkpointing, data, likelihoods, models, networks, objectives, optimizers
+from vae_jax import (checkpointing, data, evaluators, likelihoods, models, networks, objectives,
+                     optimizers)
 from vae_jax.errors import UserError
 
 
@@ -57,7 +58,8 @@ def listing(heading: str, problems: list[str]) -> str:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  problems = [*_choice_problems(config), *_range_problems(config), *_consistency_problems(config)]
+  problems = [*_choice_problems(config), *_range_problems(config), *_evaluator_problems(config),
+              *_consistency_problems(config)]
   if problems:
     raise ConfigError(listing('Invalid config', problems))
 
@@ -103,6 +105,16 @@ def _support_problems(config, dataset: data.Dataset):
              f'{dataset.name} holds other values.')
 
 
+def _evaluator_problems(config):
+  unknown = [name for name in config.evals if name not in evaluators.EVALUATORS]
+  if unknown:
+    yield (f'config.evals names no evaluator {unknown}; the evaluators are '
+           f'{sorted(evaluators.EVALUATORS)}.')
+  for name, options in config.evals.items():
+    if 'splits' in options and not set(options.splits) <= {'validation', 'test'}:
+      yield f"evals.{name}.splits={tuple(options.splits)} may hold only 'validation' and 'test'."
+
+
 def _choice_problems(config):
   model = config.model
   choices = [
@@ -113,6 +125,7 @@ def _choice_problems(config):
       ('model.decoder.activation', model.decoder.activation, networks.ACTIVATION_CHOICES),
       ('model.upper_layers.activation', model.upper_layers.activation,
        networks.ACTIVATION_CHOICES),
+      ('model.family', model.family, ('auto', *models.registry.BUILDERS)),
       ('model.latent_kind', model.latent_kind, models.LATENT_KINDS),
       ('model.prior.kind', model.prior.kind,
        models.CATEGORICAL_PRIOR_KINDS if model.latent_kind == 'categorical'
@@ -145,7 +158,8 @@ def _range_problems(config):
       'checkpoints_to_keep': config.checkpoints_to_keep,
       'model.latent_dim': config.model.latent_dim,
       'objective.num_samples': config.objective.num_samples,
-      'eval_num_samples': config.eval_num_samples,
+      'evals.elbo.num_samples': config.evals.elbo.num_samples,
+      'evals.importance_sampled.chunk_size': config.evals.importance_sampled.chunk_size,
       'model.max_enumeration': config.model.max_enumeration,
       'steps_per_call': config.steps_per_call,
       'max_consecutive_nonfinite_steps': config.max_consecutive_nonfinite_steps,
@@ -155,7 +169,9 @@ def _range_problems(config):
       yield f'{key}={value} must be at least 1.'
   non_negative = {
       'num_epochs': config.num_epochs,
-      'num_image_samples': config.num_image_samples,
+      'evals.images.num_images': config.evals.images.num_images,
+      'evals.importance_sampled.num_samples': config.evals.importance_sampled.num_samples,
+      'evals.linear_probe.train_examples': config.evals.linear_probe.train_examples,
       'divergence_factor': config.divergence_factor,
       'objective.beta': config.objective.beta,
       'objective.kl_warmup_epochs': config.objective.kl_warmup_epochs,

@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
+import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from scipy import stats
 
-from vae_jax import distributions, evaluation, images, models
+from vae_jax import distributions, images, models
 
 matplotlib.use('Agg')  # no display: figures are rendered to arrays
 from matplotlib import pyplot  # pylint: disable=wrong-import-position
@@ -29,17 +31,36 @@ def model_image_grids(model, params, key, test_images: np.ndarray,
   ceil(sqrt(count)) columns."""
   columns = int(np.ceil(np.sqrt(count)))
   inputs = test_images[:count]
-  samples = np.asarray(evaluation.prior_samples(model, params, key, num_samples=count))
-  recons = np.asarray(evaluation.reconstructions(model, params, inputs))
+  samples = np.asarray(prior_samples(model, params, key, num_samples=count))
+  recons = np.asarray(reconstructions(model, params, inputs))
   grids = {
       'samples': images.make_grid(samples, columns, min_tile_size=TILE),
       'reconstructions': images.make_grid(images.interleave_rows(inputs, recons, columns),
                                           columns, min_tile_size=TILE),
   }
   if isinstance(model, models.CategoricalLatents) and model.num_variables == 1:
-    means = np.asarray(evaluation.category_means(model, params))
+    means = np.asarray(category_means(model, params))
     grids['categories'] = images.make_grid(means, min(len(means), 10), min_tile_size=TILE)
   return grids
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'num_samples'))
+def prior_samples(model, params, rng: jax.Array, *, num_samples: int) -> jax.Array:
+  """Mean of `p(x|z)` for `num_samples` draws `z ~ p(z)`: `[num_samples, *data_shape]`."""
+  return model.apply(params, rng, num_samples, method='generate')
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def category_means(model, params) -> jax.Array:
+  """For a single categorical latent: the mean of p(x|z) for each of its K values `[K, ...]`."""
+  z = jnp.eye(model.num_categories)[:, None, :]  # [K, 1, K]
+  return model.apply(params, z, method='decode').mean
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def reconstructions(model, params, images: jax.Array) -> jax.Array:
+  """Mean of `p(x|z)` at the posterior mean, for each image."""
+  return model.apply(params, images, method='reconstruct')
 
 
 def _decode_mean(model, params, z) -> np.ndarray:
@@ -118,14 +139,14 @@ def latent_scatter(means: np.ndarray, labels: np.ndarray | None, method: str = '
 
 
 def training_curves(metrics: list[dict]) -> np.ndarray:
-  """ELBO, its log-likelihood and KL terms, and active units against epochs, for the training
+  """ELBO, its reconstruction term E_q log p(x|z) and KL, and active units against epochs, for the training
   batches (logged means) and the evaluated splits."""
   epochs = {}
   for line in metrics:
     if 'epoch' in line:
       epochs[line['step']] = line['epoch']
   steps_per_epoch = next((step / epoch for step, epoch in epochs.items() if epoch), 1.0)
-  panels = [('elbo', 'ELBO (nats)'), ('log_likelihood', 'E_q log p(x|z) (nats)'),
+  panels = [('elbo', 'ELBO (nats)'), ('reconstruction', 'E_q log p(x|z) (nats)'),
             ('kl', 'KL(q ‖ p) (nats)'), ('active_units', 'active units')]
   figure, axes = pyplot.subplots(1, 4, figsize=(18, 4), dpi=90)
   for axis, (term, title) in zip(axes, panels):

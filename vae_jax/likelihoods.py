@@ -1,7 +1,8 @@
 """Likelihoods `p_θ(x|z)`: map a decoder network's raw output to a distribution over `x`.
 
-A decoder network outputs `params_per_channel` raw values per data channel, stacked on the last
-axis (`[..., H, W, C·P]`); the likelihood splits and transforms them.
+A decoder network outputs `raw_channels(C)` raw values per pixel of C channels, stacked on the
+last axis (`[..., H, W, C·P]`); the likelihood splits and transforms them. The likelihoods of
+8-bit images are in `discretized_logistic.py`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ class BernoulliLikelihood(nn.Module):
 
   event_ndims: int = 3
 
-  @property
-  def params_per_channel(self) -> int:
-    return 1
+  def raw_channels(self, channels: int) -> int:
+    return channels
 
   def __call__(self, raw: jax.Array) -> distributions.Bernoulli:
     return distributions.Bernoulli(raw, event_ndims=self.event_ndims)
@@ -44,9 +44,8 @@ class GaussianLikelihood(nn.Module):
   min_scale: float = 1e-3
   mean_activation: str = 'sigmoid'
 
-  @property
-  def params_per_channel(self) -> int:
-    return 2 if self.scale == 'decoded' else 1
+  def raw_channels(self, channels: int) -> int:
+    return 2 * channels if self.scale == 'decoded' else channels
 
   @nn.compact
   def __call__(self, raw: jax.Array) -> distributions.DiagonalGaussian:

@@ -39,7 +39,7 @@ def log_weight_terms(model, params, x: jax.Array, rng: jax.Array,
 
 def log_weights(terms: dict[str, jax.Array], beta: float | jax.Array = 1.0) -> jax.Array:
   """`log p(x|z) + β[log p(z) − log q(z|x)]`; the importance weights' logs when β = 1."""
-  return terms['log_likelihood'] + beta * (terms['log_prior'] - terms['log_posterior'])
+  return terms['reconstruction'] + beta * (terms['log_prior'] - terms['log_posterior'])
 
 
 def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int = 1,
@@ -59,15 +59,15 @@ def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int 
     rng: a PRNG key for the draws of z.
 
   Returns:
-    `log_likelihood`, `kl` and `elbo`, each `[B]`.
+    `reconstruction`, `kl` and `elbo`, each `[B]`.
   """
   terms = log_weight_terms(model, params, x, rng, num_samples)
-  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  reconstruction = terms['reconstruction'].mean(axis=0)
   if analytic_kl and 'analytic_kl' in terms:
     kl = terms['analytic_kl'][0]  # the same for every draw
   else:
     kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
-  return {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
+  return {'reconstruction': reconstruction, 'kl': kl, 'elbo': reconstruction - kl}
 
 
 def iwae_bound(log_w: jax.Array) -> jax.Array:
@@ -78,13 +78,13 @@ def iwae_bound(log_w: jax.Array) -> jax.Array:
 def iwae_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int,
                beta: float | jax.Array = 1.0) -> dict[str, jax.Array]:
   """The k-sample importance-weighted bound `iwae` `[B]`, with the ELBO terms estimated from
-  the same k draws (`log_likelihood`, `kl`, `elbo`) for logging. With β ≠ 1 the weights are
+  the same k draws (`reconstruction`, `kl`, `elbo`) for logging. With β ≠ 1 the weights are
   `p(x|z)·(p(z)/q(z|x))^β` (KL warm-up applied to the IWAE)."""
   terms = log_weight_terms(model, params, x, rng, num_samples)
-  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  reconstruction = terms['reconstruction'].mean(axis=0)
   kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
-  return {'iwae': iwae_bound(log_weights(terms, beta)), 'log_likelihood': log_likelihood,
-          'kl': kl, 'elbo': log_likelihood - kl}
+  return {'iwae': iwae_bound(log_weights(terms, beta)), 'reconstruction': reconstruction,
+          'kl': kl, 'elbo': reconstruction - kl}
 
 
 def resolve_gradient_estimator(name: str, model) -> str:
@@ -120,7 +120,7 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
   if estimator == 'reparameterized':
     if objective == 'elbo':
       terms = elbo_terms(model, params, x, rng, num_samples=num_samples, analytic_kl=analytic_kl)
-      return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+      return -jnp.mean(terms['reconstruction'] - beta * terms['kl']), terms
     if objective == 'iwae':
       terms = iwae_terms(model, params, x, rng, num_samples=num_samples, beta=beta)
       return -jnp.mean(terms['iwae']), terms

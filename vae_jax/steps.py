@@ -49,6 +49,11 @@ class RunKeys:
   def from_seed(cls, seed: int) -> RunKeys:
     return cls(*jax.random.split(jax.random.key(seed), 5))
 
+  def for_evaluator(self, name: str) -> jax.Array:
+    """The image grids draw z from their own key (the same at every evaluation); every other
+    evaluator from the evaluation key."""
+    return self.images if name == 'images' else self.eval
+
 
 @struct.dataclass
 class LossHyperparams:

@@ -27,8 +27,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax import (checkpointing, config_checks, data, evaluation, figures, images,
-                     metric_writers, models, objectives, optimizers, runners, steps, workdir_lock)
+from vae_jax import (checkpointing, config_checks, data, evaluators, images, metric_writers,
+                     models, optimizers, runners, steps, workdir_lock)
 from vae_jax.errors import UserError
 
 
@@ -222,11 +222,8 @@ class _Loop:
                                 settings=settings)
     self.runner = runners.create(config, dataset, schedule, mesh, step_fn,
                                  [run.keys for run in runs], [run.hyperparams for run in runs])
-    self.elbo_fn = evaluation.make_elbo_fn(model, num_samples=config.eval_num_samples,
-                                           analytic_kl=config.objective.analytic_kl)
-    self.statistics_fn = evaluation.make_posterior_statistics_fn(model)
-    self.exact_fn = (evaluation.make_exact_fn(model)
-                     if evaluation.supports_exact_evaluation(model) else None)
+    # Built once for the group: each is compiled once, whatever the number of runs.
+    self.evaluators = evaluators.create(model, config, dataset, during_training=True)
 
   def run(self, initial_step: int, stop_requests: _StopRequests) -> None:
     schedule, runs = self.schedule, self.runs
@@ -309,26 +306,21 @@ class _Loop:
       self._check_divergence(run, step, 'the mean training loss', summary['train/loss'])
 
   def _evaluate(self, run: _Run, step: int) -> None:
-    config, params = run.config, run.state.params
-    num_dims = int(np.prod(self.dataset.data_shape))
+    """Runs the training-time evaluators of `config.evals` on each evaluation split and writes
+    their numbers as `<split>/...` metrics and their images under `WORKDIR/images/`."""
     for split_name, split in self.dataset.eval_splits().items():
-      terms = evaluation.evaluate_elbo(self.elbo_fn, params, split.images,
-                                       batch_size=config.eval_batch_size, rng=run.keys.eval)
-      terms['bits_per_dim'] = float(objectives.bits_per_dim(terms['elbo'], num_dims))
-      statistics = evaluation.map_examples(self.statistics_fn, params, split.images,
-                                           batch_size=config.eval_batch_size, rng=run.keys.eval)
-      for layer, count in evaluation.posterior_summary(statistics)['active_units'].items():
-        terms[f'active_units/{layer}'] = count
-      if self.exact_fn is not None:
-        exact = evaluation.exact_summary(evaluation.map_examples(
-            self.exact_fn, params, split.images, batch_size=config.eval_batch_size,
-            rng=run.keys.eval))
-        terms.update({f'exact/{name}': value for name, value in exact.items()})
+      metrics = {}
+      for name, evaluator in self.evaluators.items():
+        splits = run.config.evals[name].get('splits')
+        if splits is not None and split_name not in splits:
+          continue
+        result = evaluator(run.state.params, split, run.keys.for_evaluator(name))
+        metrics.update(evaluators.scalars(result))
+        _write_image_grids(run, step, split_name, evaluators.images_of(result))
       run.writer.write_scalars(step, {f'{split_name}/{name}': value
-                                      for name, value in terms.items()})
-      self._check_divergence(run, step, f'the negative {split_name} ELBO', -terms['elbo'])
-    if config.num_image_samples:
-      _write_image_grids(run, step, self.model, self.dataset.test.images)
+                                      for name, value in metrics.items()})
+      if 'elbo' in metrics:
+        self._check_divergence(run, step, f'the negative {split_name} ELBO', -metrics['elbo'])
 
 
 def _last_checkpoint_sentence(run: _Run, what_it_is: str) -> str:
@@ -362,16 +354,16 @@ class _StopRequests:
       signal.signal(signal_number, handler)
 
 
-def _write_image_grids(run: _Run, step: int, model, test_images: np.ndarray) -> None:
-  """Writes `figures.model_image_grids` as PNG files under `WORKDIR/images/` and as
-  TensorBoard images. The same key every time, so successive sample grids show how the
-  decoding of fixed z changes during training."""
-  grids = figures.model_image_grids(model, run.state.params, run.keys.images, test_images,
-                                    count=run.config.num_image_samples)
+def _write_image_grids(run: _Run, step: int, split_name: str, grids: dict) -> None:
+  """Writes image grids as PNG files under `WORKDIR/images/` (`<name>_<step>.png` for the test
+  split, `<split>_<name>_<step>.png` for others) and as TensorBoard images."""
+  if not grids:
+    return
+  prefix = '' if split_name == 'test' else f'{split_name}_'
   if jax.process_index() == 0:
     for name, grid in grids.items():
-      images.save_png(os.path.join(run.workdir, 'images', f'{name}_{step:08d}.png'), grid)
-  run.writer.write_images(step, grids)
+      images.save_png(os.path.join(run.workdir, 'images', f'{prefix}{name}_{step:08d}.png'), grid)
+  run.writer.write_images(step, {f'{prefix}{name}': grid for name, grid in grids.items()})
 
 
 class ProgressReporter:

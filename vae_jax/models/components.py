@@ -7,14 +7,14 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from vae_jax import encoders, likelihoods, networks, priors
+from vae_jax import discretized_logistic, encoders, likelihoods, networks, priors
 
 ENCODER_KINDS = ('mlp', 'conv')
 DECODER_KINDS = ('mlp', 'conv')
 LATENT_KINDS = ('gaussian', 'categorical')
 PRIOR_KINDS = ('standard_normal', 'learned_gaussian', 'mixture', 'vamp')  # gaussian latents
 CATEGORICAL_PRIOR_KINDS = ('uniform', 'learned_categorical')  # categorical latents
-LIKELIHOOD_KINDS = ('bernoulli', 'gaussian')
+LIKELIHOOD_KINDS = ('bernoulli', 'gaussian', 'discretized_logistic', 'discretized_logistic_mixture')
 
 
 
@@ -32,8 +32,13 @@ def build_decoder(model_config, data_shape) -> Decoder:
   """`p(x|z)`: the configured decoder network and likelihood."""
   likelihood = build_likelihood(model_config.likelihood, data_shape)
   return Decoder(build_decoder_net(model_config.decoder, data_shape,
-                                   likelihood.params_per_channel, model_config.kernel_init,
+                                   raw_channels(likelihood, data_shape), model_config.kernel_init,
                                    model_config.compute_dtype), likelihood)
+
+
+def raw_channels(likelihood: nn.Module, data_shape) -> int:
+  """How many raw values per pixel the decoder outputs for `likelihood`."""
+  return likelihood.raw_channels(data_shape[-1])
 
 
 def build_encoder_torso(config, data_shape, kernel_init: str, dtype: str = 'float32') -> nn.Module:
@@ -53,10 +58,10 @@ def build_encoder(config, latent_dim: int, data_shape, kernel_init: str = 'lecun
                                   kernel_init=kernel_init)
 
 
-def build_decoder_net(config, data_shape, params_per_channel: int,
+def build_decoder_net(config, data_shape, output_channels: int,
                       kernel_init: str = 'lecun_normal', dtype: str = 'float32') -> nn.Module:
-  *spatial_shape, channels = data_shape
-  output_shape = (*spatial_shape, channels * params_per_channel)
+  *spatial_shape, _ = data_shape
+  output_shape = (*spatial_shape, output_channels)
   if config.kind == 'mlp':
     return networks.MLPDecoderNet(output_shape, config.hidden_sizes, config.activation,
                                   kernel_init=kernel_init, dtype=dtype)
@@ -73,6 +78,10 @@ def build_likelihood(config, data_shape) -> nn.Module:
     return likelihoods.GaussianLikelihood(
         event_ndims=len(data_shape), scale=config.scale, fixed_scale=config.fixed_scale,
         min_scale=config.min_scale, mean_activation=config.mean_activation)
+  if config.kind == 'discretized_logistic':
+    return discretized_logistic.DiscretizedLogisticMixtureLikelihood(num_components=1)
+  if config.kind == 'discretized_logistic_mixture':
+    return discretized_logistic.DiscretizedLogisticMixtureLikelihood(config.num_components)
   raise ValueError(f'Unknown likelihood kind {config.kind!r}; choose one of {LIKELIHOOD_KINDS}.')
 
 

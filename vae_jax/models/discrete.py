@@ -56,7 +56,7 @@ class DiscreteVAE(nn.Module):
   def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     posterior, prior = self.encoder(x), self.prior()
     z = posterior.sample(key)
-    return {'log_likelihood': self.decode(z).log_prob(x), 'log_prior': prior.log_prob(z),
+    return {'reconstruction': self.decode(z).log_prob(x), 'log_prior': prior.log_prob(z),
             'log_posterior': posterior.log_prob(z),
             'analytic_kl': distributions.kl_divergence(posterior, prior)}
 
@@ -90,11 +90,11 @@ class DiscreteVAE(nn.Module):
   def exact_terms(self, x: jax.Array) -> dict[str, jax.Array]:
     """Exact quantities by enumerating z, each `[B]` (`posterior` is `[B, K^D]`):
 
-      log_marginal     log p(x) = logsumexp_z [log p(z) + log p(x|z)]
+      log_likelihood   log p(x) = logsumexp_z [log p(z) + log p(x|z)]
       posterior        p(z|x) = p(z) p(x|z) / p(x), Bayes' rule
-      log_likelihood   E_q[log p(x|z)] = Σ_z q(z|x) log p(x|z)
+      reconstruction   E_q[log p(x|z)] = Σ_z q(z|x) log p(x|z)
       kl               KL(q(z|x) ‖ p(z)) in closed form
-      elbo             log_likelihood − kl, with no sampling
+      elbo             reconstruction − kl, with no sampling
       kl_to_posterior  KL(q(z|x) ‖ p(z|x)) = Σ_z q (log q − log p(z|x)), computed on its own
       posterior_entropy, q_entropy: H[p(z|x)], H[q(z|x)]
       encoder_fit      Σ_z p(z|x) log q(z|x) with p(z|x) held fixed: −KL(p(z|x) ‖ q) up to a
@@ -104,21 +104,21 @@ class DiscreteVAE(nn.Module):
     z = self.all_latent_values()  # [Z, D, K]
     posterior_q = self.encoder(x)  # logits [B, D, K]
     prior = self.prior()
-    log_likelihood = self.decode(z).pairwise_log_prob(x)  # [B, Z]
-    log_joint = log_likelihood + prior.log_prob(z)  # [B, Z]
+    log_px_given_z = self.decode(z).pairwise_log_prob(x)  # [B, Z]
+    log_joint = log_px_given_z + prior.log_prob(z)  # [B, Z]
     log_marginal = jax.scipy.special.logsumexp(log_joint, axis=-1)
     log_posterior = log_joint - log_marginal[:, None]
     log_q = jnp.einsum('zdk,bdk->bz', z, posterior_q.log_probs)
     q = jnp.exp(log_q)
     kl = distributions.kl_divergence(posterior_q, prior)
-    expected_log_likelihood = jnp.sum(q * log_likelihood, axis=-1)
+    reconstruction = jnp.sum(q * log_px_given_z, axis=-1)
     posterior = jnp.exp(log_posterior)
     return {
-        'log_marginal': log_marginal,
+        'log_likelihood': log_marginal,
         'posterior': posterior,
-        'log_likelihood': expected_log_likelihood,
+        'reconstruction': reconstruction,
         'kl': kl,
-        'elbo': expected_log_likelihood - kl,
+        'elbo': reconstruction - kl,
         'kl_to_posterior': jnp.sum(q * (log_q - log_posterior), axis=-1),
         'posterior_entropy': -jnp.sum(posterior * log_posterior, axis=-1),
         'q_entropy': posterior_q.entropy(),
@@ -131,7 +131,7 @@ class DiscreteVAE(nn.Module):
     closed-form KL, each `[B]`: the relaxed ELBO's terms."""
     posterior = self.encoder(x)
     z = posterior.relaxed_sample(key, temperature, hard=hard)
-    return {'log_likelihood': self.decode(z).log_prob(x),
+    return {'reconstruction': self.decode(z).log_prob(x),
             'kl': distributions.kl_divergence(posterior, self.prior())}
 
 
@@ -166,10 +166,10 @@ def exact_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
   exact posterior `−Σ_z p(z|x) log q(z|x)` (held fixed), which fits q to p(z|x)."""
   del rng, num_samples, analytic_kl, temperature
   exact = model.apply(params, x, method='exact_terms')
-  terms = {name: exact[name] for name in ('log_likelihood', 'kl', 'elbo', 'log_marginal')}
+  terms = {name: exact[name] for name in ('reconstruction', 'kl', 'elbo', 'log_likelihood')}
   if objective == 'marginal':
-    return -jnp.mean(exact['log_marginal'] + exact['encoder_fit']), terms
-  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+    return -jnp.mean(exact['log_likelihood'] + exact['encoder_fit']), terms
+  return -jnp.mean(terms['reconstruction'] - beta * terms['kl']), terms
 
 
 def _relaxed_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
@@ -181,8 +181,8 @@ def _relaxed_loss(model, params, x, rng, *, objective: str, num_samples: int, be
                                              method='relaxed_terms'))(
                                                  jax.random.split(rng, num_samples))
   terms = {name: value.mean(axis=0) for name, value in relaxed.items()}
-  terms['elbo'] = terms['log_likelihood'] - terms['kl']
-  return -jnp.mean(terms['log_likelihood'] - beta * terms['kl']), terms
+  terms['elbo'] = terms['reconstruction'] - terms['kl']
+  return -jnp.mean(terms['reconstruction'] - beta * terms['kl']), terms
 
 
 registry.register_estimator('gumbel_softmax')(functools.partial(_relaxed_loss, hard=False))
@@ -203,17 +203,17 @@ def score_function_loss(model, params, x, rng, *, objective: str, num_samples: i
                      'leave-one-out baseline.')
   terms = objectives.log_weight_terms(model, params, x, rng, num_samples)  # each [k, B]
   closed_form_kl = terms['analytic_kl'][0] if analytic_kl and 'analytic_kl' in terms else None
-  f = (terms['log_likelihood'] if closed_form_kl is not None
+  f = (terms['reconstruction'] if closed_form_kl is not None
        else objectives.log_weights(terms, beta))
   baseline = (jnp.sum(f, axis=0, keepdims=True) - f) / (num_samples - 1)
   log_q = terms['log_posterior']
   surrogate = jax.lax.stop_gradient(f - baseline) * (log_q - jax.lax.stop_gradient(log_q)) + f
   loss = -jnp.mean(surrogate)
-  log_likelihood = terms['log_likelihood'].mean(axis=0)
+  reconstruction = terms['reconstruction'].mean(axis=0)
   if closed_form_kl is not None:
     kl = closed_form_kl
     loss += beta * jnp.mean(kl)
   else:
     kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
-  return loss, {'log_likelihood': log_likelihood, 'kl': kl, 'elbo': log_likelihood - kl}
+  return loss, {'reconstruction': reconstruction, 'kl': kl, 'elbo': reconstruction - kl}
 

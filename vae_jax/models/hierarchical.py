@@ -56,7 +56,7 @@ class HierarchicalVAE(nn.Module):
     log_prior = self.prior().log_prob(layers[-1])
     for conditional, lower, upper in zip(self.conditional_priors, layers[:-1], layers[1:]):
       log_prior += conditional(upper).log_prob(lower)
-    return {'log_likelihood': self.decoder(layers[0]).log_prob(x), 'log_prior': log_prior,
+    return {'reconstruction': self.decoder(layers[0]).log_prob(x), 'log_prior': log_prior,
             'log_posterior': log_posterior}
 
   def analytic_kl(self, x: jax.Array) -> None:

@@ -1,8 +1,9 @@
 """Model families by name: each family module registers the builder of its model, and the
 gradient estimators it owns (beyond the reparameterised gradient every family has).
 
-A family is chosen from the `model` block of the config by `family_name`. A new family is a
-new module under `vae_jax/models/` that calls `register`, imported in `models/__init__.py`.
+A family is chosen by `model.family` (its registered name), or, with `model.family='auto'`, from
+the latent kind and layers (`family_name`). A new family is a new module under
+`vae_jax/models/` that calls `register`, imported in `models/__init__.py`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def register_estimator(name: str):
 
 
 def family_name(model_config: ml_collections.ConfigDict) -> str:
-  """'discrete' for categorical latents; for Gaussian ones 'hierarchical' when
-  `upper_layers.latent_dims` lists upper layers, else 'vae'."""
+  """`model.family` when it names one; for 'auto', 'discrete' for categorical latents, and for
+  Gaussian ones 'hierarchical' when `upper_layers.latent_dims` lists upper layers, else 'vae'."""
+  if model_config.family != 'auto':
+    return model_config.family
   if model_config.latent_kind == 'categorical':
     return 'discrete'
   return 'hierarchical' if model_config.upper_layers.latent_dims else 'vae'

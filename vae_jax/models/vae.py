@@ -38,7 +38,7 @@ class VAE(nn.Module):
     posterior, prior = self.encoder(x), self.prior_distribution()
     z = posterior.sample(key)
     terms = {
-        'log_likelihood': self.decoder(z).log_prob(x),
+        'reconstruction': self.decoder(z).log_prob(x),
         'log_prior': prior.log_prob(z),
         'log_posterior': posterior.log_prob(z),
     }

@@ -1,0 +1,43 @@
+"""vae_jax/models/components.py: encoders, decoders, likelihoods and priors built by name, with
+the shapes every combination gives."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.helpers import small_model_config as _model_config
+from vae_jax import models
+
+
+@pytest.mark.parametrize('data_shape', [(28, 28, 1), (28, 20, 1), (8, 8, 1)])
+@pytest.mark.parametrize('encoder,decoder', [('mlp', 'mlp'), ('conv', 'conv'), ('conv', 'mlp')])
+def test_encode_decode_shapes(data_shape, encoder, decoder):
+  model = models.build_model(_model_config(encoder, decoder), data_shape)
+  params = model.init(jax.random.key(0), jnp.zeros((1, *data_shape)))
+  x = jnp.zeros((5, *data_shape))
+  posterior = model.apply(params, x, method='encode')
+  assert posterior.mean.shape == posterior.scale.shape == (5, 3)
+  assert np.all(posterior.scale > 0)
+  z = posterior.sample(jax.random.key(1), (2,))  # [S, B, D]: samples of a batch
+  likelihood = model.apply(params, z, method='decode')
+  assert likelihood.logits.shape == (2, 5, *data_shape)
+  assert likelihood.log_prob(x).shape == (2, 5)
+
+
+def test_priors():
+  fixed = models.build_model(_model_config(prior='standard_normal'), (4, 4, 1))
+  learned = models.build_model(_model_config(prior='learned_gaussian'), (4, 4, 1))
+  for model, has_params in ((fixed, False), (learned, True)):
+    params = model.init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
+    assert ('prior' in params['params']) == has_params
+    prior = model.apply(params, method='prior_distribution')
+    np.testing.assert_allclose(prior.mean, np.zeros(3))
+    np.testing.assert_allclose(prior.scale, np.ones(3), rtol=1e-3)
+
+
+def test_unknown_kinds_name_the_choices():
+  with pytest.raises(ValueError, match="Unknown encoder kind 'resnet'.*'mlp', 'conv'"):
+    config = _model_config()
+    config.encoder.kind = 'resnet'
+    models.build_model(config, (4, 4, 1))

@@ -1,0 +1,59 @@
+"""vae_jax/runners.py: the device-resident and host-fed runners, alone or as a vectorised
+group, make the same updates."""
+
+import functools
+import types
+
+import jax
+import numpy as np
+import optax
+
+from tests.helpers import small_model_config
+from vae_jax import data, models, runners, steps
+
+NUM_STEPS = 6  # two epochs of 3 steps
+
+
+def _train(input_pipeline, seeds, steps_per_call=4):
+  model = models.build_model(small_model_config(), (6,))
+  optimizer = optax.adam(1e-2)
+  images = (np.random.default_rng(0).uniform(size=(13, 6)) > 0.5).astype(np.float32)
+  dataset = data.Dataset('test', data.Split(images, None), None, data.Split(images, None))
+  config = types.SimpleNamespace(input_pipeline=input_pipeline, batch_size=4,
+                                 steps_per_call=steps_per_call)
+  schedule = types.SimpleNamespace(steps_per_epoch=3)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))
+  settings = steps.StepSettings('elbo', 1, True, False)
+  step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                              settings=settings)
+  keys = [steps.RunKeys.from_seed(seed) for seed in seeds]
+  hyperparams = [steps.LossHyperparams(*(np.float32(v) for v in (1, 0, 1, 1, 0)))] * len(seeds)
+  runner = runners.create(config, dataset, schedule, mesh, step_fn, keys, hyperparams)
+  state = runners.stack([steps.create_train_state(model, optimizer, (6,), k.init) for k in keys],
+                        len(seeds) > 1)
+  step, stops = 0, []
+  while step < NUM_STEPS:
+    stop = min(NUM_STEPS, (step // 3 + 1) * 3)  # a call never crosses an epoch
+    state, metrics, step = runner(state, step, stop)
+    stops.append(step)
+  return state, stops
+
+
+def _assert_same_params(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
+
+
+def test_device_and_host_runners_train_identically():
+  device, device_stops = _train('device', [0])
+  host, host_stops = _train('host', [0])
+  assert device_stops == [3, 6] and host_stops == list(range(1, 7))
+  _assert_same_params(device.params, host.params)
+  assert int(device.step) == int(host.step) == NUM_STEPS
+
+
+def test_a_vectorised_group_trains_each_run_as_if_alone():
+  group, _ = _train('device', [0, 1])
+  for index, seed in enumerate((0, 1)):
+    alone, _ = _train('device', [seed])
+    _assert_same_params(jax.tree.map(lambda x, i=index: x[i], group.params), alone.params)

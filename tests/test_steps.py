@@ -1,0 +1,83 @@
+"""vae_jax/steps.py: one update is plain optax on the objective's gradient; a non-finite batch
+is skipped and counted; the data order and β warm-up follow (seed, step) alone."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tests.helpers import small_model_config
+from vae_jax import models, objectives, steps
+
+SETTINGS = steps.StepSettings(objective='elbo', num_samples=1, analytic_kl=True,
+                              dynamic_binarization=False)
+
+
+def _setup():
+  model = models.build_model(small_model_config(), (6,))
+  optimizer = optax.adam(1e-2)
+  state = steps.create_train_state(model, optimizer, (6,), jax.random.key(0))
+  hyperparams = steps.LossHyperparams(*(jnp.asarray(v, jnp.float32) for v in (1, 0, 1, 1, 0)))
+  step = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                   settings=SETTINGS))
+  return model, optimizer, state, hyperparams, step
+
+
+def test_a_step_is_one_optax_update_on_the_gradient_of_the_negative_elbo():
+  model, optimizer, state, hyperparams, step = _setup()
+  x = (np.random.default_rng(0).uniform(size=(8, 6)) > 0.5).astype(np.float32)
+  key = jax.random.key(3)
+  new_state, metrics = step(state, x, key, hyperparams)
+
+  _, sample_key = jax.random.split(jax.random.fold_in(key, 0))  # step 0's noise
+
+  def loss(params):
+    terms = objectives.elbo_terms(model, params, x, sample_key)
+    return -jnp.mean(terms['elbo'])
+
+  value, grads = jax.value_and_grad(loss)(state.params)
+  updates, _ = optimizer.update(grads, optimizer.init(state.params), state.params)
+  expected = optax.apply_updates(state.params, updates)
+  np.testing.assert_allclose(metrics['loss'], value, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert int(new_state.step) == 1 and int(new_state.skipped_steps) == 0
+
+
+def test_a_non_finite_batch_is_skipped_counted_and_the_streak_resets():
+  _, _, state, hyperparams, step = _setup()
+  bad = np.full((8, 6), np.nan, np.float32)
+  good = np.zeros((8, 6), np.float32)
+  after_bad, metrics = step(state, bad, jax.random.key(0), hyperparams)
+  assert bool(metrics['skipped']) and not bool(metrics['loss_is_finite'])
+  for a, b in zip(jax.tree.leaves(after_bad.params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  after_two, _ = step(after_bad, bad, jax.random.key(0), hyperparams)
+  assert (int(after_two.step), int(after_two.skipped_steps),
+          int(after_two.consecutive_skipped_steps)) == (2, 2, 2)
+  after_good, _ = step(after_two, good, jax.random.key(0), hyperparams)
+  assert (int(after_good.skipped_steps), int(after_good.consecutive_skipped_steps)) == (2, 0)
+
+
+def test_every_epoch_visits_each_example_once_and_host_batches_match():
+  images = np.arange(10, dtype=np.float32)[:, None]
+  key = jax.random.key(1)
+  batches = steps.HostBatches(images, key, steps_per_epoch=3, batch_size=3)
+  for epoch in range(2):
+    order = steps.epoch_order(key, epoch, 10)
+    assert sorted(np.asarray(order).tolist()) == list(range(10))
+    for index in range(3):
+      expected = images[np.asarray(steps.batch_from_order(order, index, 3))]
+      np.testing.assert_array_equal(batches(epoch * 3 + index), expected)
+  assert not np.array_equal(steps.epoch_order(key, 0, 10), steps.epoch_order(key, 1, 10))
+
+
+def test_beta_rises_linearly_over_the_warmup_and_temperature_anneals_to_its_floor():
+  hyperparams = steps.LossHyperparams(*(jnp.asarray(v, jnp.float32)
+                                        for v in (0.5, 100, 1.0, 0.5, 0.01)))
+  np.testing.assert_allclose([hyperparams.beta_at(s) for s in (0, 25, 100, 400)],
+                             [0.0, 0.125, 0.5, 0.5])
+  np.testing.assert_allclose(hyperparams.temperature_at(10), np.exp(-0.1), rtol=1e-6)
+  np.testing.assert_allclose(hyperparams.temperature_at(1000), 0.5)

@@ -1,0 +1,21 @@
+"""Evaluators by name, one module each; `config.evals` lists those a run uses and their options.
+
+  elbo.py                 elbo          ELBO, E_q log p(x|z) (`reconstruction`), KL, bits/dim
+  posterior.py            active_units  active units per layer, KL per unit
+  exact.py                exact         exact log p(x), ELBO and posterior gap (small discrete z)
+  importance_sampling.py  importance_sampled  log p(x) by importance sampling, ± its error
+  linear_probe.py         linear_probe  logistic regression from posterior means to labels
+  image_grids.py          images        samples, reconstructions, category decodings
+  registry.py             `register(name)`, `create(model, config, dataset)`
+  batched.py              per-example functions over a split in fixed-size batches
+
+A new evaluator is a module with a `@registry.register('name')` factory, imported below, plus
+an entry in `configs/default.py`'s `config.evals`.
+"""
+
+from vae_jax.evaluators import (elbo, exact, image_grids, importance_sampling, linear_probe,
+                                posterior)  # registers the evaluators
+from vae_jax.evaluators.registry import EVALUATORS, Evaluator, create, images_of, register, scalars
+
+__all__ = ['EVALUATORS', 'Evaluator', 'create', 'elbo', 'exact', 'image_grids', 'images_of',
+           'importance_sampling', 'linear_probe', 'posterior', 'register', 'scalars']

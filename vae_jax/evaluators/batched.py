@@ -1,0 +1,34 @@
+"""Per-example functions applied to a whole split in fixed-size batches.
+
+Every per-example function draws example `i`'s noise from `fold_in(rng, i)`, so results depend
+on (params, images, rng) only, never on the batch size. Batches are zero-padded to one size (one
+compiled program per split) and the padding rows are dropped before averaging.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+def per_example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, example_ids)
+
+
+def map_examples(fn, params, images: np.ndarray, *, batch_size: int, rng: jax.Array):
+  """Applies `fn(params, batch, example_ids, rng)` to `images` in padded batches; returns its
+  per-example outputs for the real examples only, as float64 host arrays."""
+  outputs = []
+  for start in range(0, len(images), batch_size):
+    batch = images[start:start + batch_size]
+    example_ids = np.arange(start, start + batch_size)
+    outputs.append(jax.device_get(fn(params, _pad_to(batch, batch_size), example_ids, rng)))
+  return jax.tree.map(lambda *parts: np.concatenate(parts)[:len(images)].astype(np.float64),
+                      *outputs)
+
+
+def _pad_to(batch: np.ndarray, size: int) -> np.ndarray:
+  if len(batch) == size:
+    return batch
+  padding = np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)
+  return np.concatenate([batch, padding])

@@ -1,0 +1,58 @@
+"""The ELBO and its terms, in nats per example, and in bits per dimension."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from vae_jax import objectives
+from vae_jax.evaluators import batched, registry
+
+
+def make_elbo_fn(model, *, num_samples: int, analytic_kl: bool):
+  """A jitted `(params, images [B, ...], example_ids [B], rng) -> {term: [B]}` of ELBO terms:
+  `elbo`, `reconstruction` (E_q log p(x|z)) and `kl`."""
+
+  def example_terms(params, image, key):
+    terms = objectives.elbo_terms(model, params, image[None], key, num_samples=num_samples,
+                                  analytic_kl=analytic_kl)
+    return jax.tree.map(lambda value: value[0], terms)
+
+  @jax.jit
+  def elbo_fn(params, images, example_ids, rng):
+    keys = batched.per_example_keys(rng, example_ids)
+    return jax.vmap(example_terms, in_axes=(None, 0, 0))(params, images, keys)
+
+  return elbo_fn
+
+
+def evaluate_elbo(elbo_fn, params, images: np.ndarray, *, batch_size: int,
+                  rng: jax.Array) -> dict[str, float]:
+  """Mean ELBO terms over `images` (nats per example)."""
+  terms = batched.map_examples(elbo_fn, params, images, batch_size=batch_size, rng=rng)
+  return {name: float(np.mean(values)) for name, values in terms.items()}
+
+
+@dataclasses.dataclass
+class ElboEvaluator:
+  """`elbo`, `reconstruction`, `kl` (nats per example) and `bits_per_dim` (of the ELBO)."""
+  elbo_fn: object
+  batch_size: int
+
+  def __call__(self, params, split, rng) -> dict:
+    terms = evaluate_elbo(self.elbo_fn, params, split.images, batch_size=self.batch_size,
+                          rng=rng)
+    num_dims = int(np.prod(split.images.shape[1:]))
+    terms['bits_per_dim'] = float(objectives.bits_per_dim(terms['elbo'], num_dims))
+    return terms
+
+
+@registry.register('elbo')
+def create(model, config, dataset) -> ElboEvaluator:
+  del dataset
+  options = config.evals.elbo
+  return ElboEvaluator(make_elbo_fn(model, num_samples=options.num_samples,
+                                    analytic_kl=config.objective.analytic_kl),
+                       config.eval_batch_size)

@@ -1,0 +1,77 @@
+"""Exact log p(x), ELBO and posterior quantities, by summing over every value of a small
+discrete latent; and, for one categorical variable on labelled data, how its values cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import models
+from vae_jax.evaluators import batched, registry
+
+
+def make_exact_fn(model):
+  """A jitted `(params, images, example_ids, rng) -> {term: [B]}` of the exact quantities of
+  `DiscreteVAE.exact_terms`, with `map_latent`, the index of the most probable z under p(z|x),
+  in place of the full posterior."""
+
+  @jax.jit
+  def exact_fn(params, images, example_ids, rng):
+    del example_ids, rng  # no randomness: sums over every z
+    terms = dict(model.apply(params, images, method='exact_terms'))
+    terms['map_latent'] = jnp.argmax(terms.pop('posterior'), axis=-1)
+    return terms
+
+  return exact_fn
+
+
+def exact_summary(terms: dict[str, np.ndarray]) -> dict[str, float]:
+  """Means over the split of `make_exact_fn`'s per-example terms (nats)."""
+  return {name: float(np.mean(values)) for name, values in terms.items() if name != 'map_latent'}
+
+
+def cluster_scores(clusters: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """How well clusters (e.g. the MAP value of one categorical latent) match the labels.
+
+  purity    each cluster takes its most frequent label (many clusters may share a label);
+  accuracy  the best one-to-one matching of clusters to labels (Hungarian algorithm), the
+            usual unsupervised clustering accuracy; clusters left unmatched count as errors.
+  """
+  from scipy import optimize  # pylint: disable=import-outside-toplevel
+  clusters, labels = np.asarray(clusters, np.int64), np.asarray(labels, np.int64)
+  counts = np.zeros((clusters.max() + 1, labels.max() + 1), np.int64)
+  np.add.at(counts, (clusters, labels), 1)
+  rows, columns = optimize.linear_sum_assignment(counts, maximize=True)
+  return {'purity': float(counts.max(axis=1).sum() / len(labels)),
+          'accuracy': float(counts[rows, columns].sum() / len(labels)),
+          'num_clusters_used': int(np.sum(counts.sum(axis=1) > 0))}
+
+
+@dataclasses.dataclass
+class ExactEvaluator:
+  """`{'exact': {log_likelihood, elbo, reconstruction, kl, kl_to_posterior, ...}}` (split
+  means), and `{'clusters': ...}` for a single categorical variable on labelled data."""
+  exact_fn: object
+  batch_size: int
+  score_clusters: bool
+
+  def __call__(self, params, split, rng) -> dict:
+    terms = batched.map_examples(self.exact_fn, params, split.images,
+                                 batch_size=self.batch_size, rng=rng)
+    result = {'exact': exact_summary(terms)}
+    if self.score_clusters and split.labels is not None:
+      result['clusters'] = cluster_scores(terms['map_latent'], split.labels)
+    return result
+
+
+@registry.register('exact')
+def create(model, config, dataset) -> ExactEvaluator | None:
+  del dataset
+  if not models.can_enumerate(model):
+    return None
+  single_variable = isinstance(model, models.CategoricalLatents) and model.num_variables == 1
+  return ExactEvaluator(make_exact_fn(model), config.eval_batch_size,
+                        score_clusters=single_variable)
