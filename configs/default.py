@@ -41,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
       activation='tanh',  # tanh, relu, elu, gelu, softplus, swish, leaky_relu, or 'gated'
       conv_channels=(32, 64),  # strided 3x3 convolutions, each halving H and W ('conv')
       min_scale=1e-4,  # floor of the posterior standard deviation
+      # Inverse-autoregressive-flow steps on top of the Gaussian q(z|x) (Kingma et al. 2016;
+      # vae_jax/flows.py); 0: the Gaussian itself. Gaussian latents, any prior but 'vamp'.
+      flow_steps=0,
+      flow_hidden_size=200,  # hidden units of each step's MADE
   ))
   config.model.decoder = ml_collections.ConfigDict(dict(
       kind='mlp',  # 'mlp' | 'conv'
@@ -55,6 +59,20 @@ def get_config() -> ml_collections.ConfigDict:
       hidden_sizes=(100, 100),  # dense layers of every q(h_l|h_l-1) and p(h_l-1|h_l)
       activation='tanh',  # their activation
   ))
+  config.model.top_down = ml_collections.ConfigDict(dict(
+      # model.family='top_down' (vae_jax/models/top_down.py): a bottom-up ResNet encoder and a
+      # top-down decoder of stochastic groups, at each of these resolutions (finest first; the
+      # first is the image size, each next one divides the one before).
+      resolutions=(28, 14, 7),
+      encoder_blocks=(2, 2, 2),  # residual blocks per resolution in the encoder
+      decoder_groups=(2, 2, 2),  # stochastic groups per resolution in the decoder
+      width=32,  # channels of the residual streams
+      bottleneck_ratio=0.25,  # a residual block's middle channels: width × this
+      latent_channels=4,  # channels of each group's z, per position
+      min_scale=1e-3,  # floor of every prior and posterior standard deviation
+      patch_size=1,  # p: the network sees p×p pixel patches (a 28×28 image as 14×14 for p = 2)
+      remat=False,  # recompute each block's activations in the backward pass (less memory)
+  ))
   config.model.prior = ml_collections.ConfigDict(dict(
       # gaussian latents: 'standard_normal' | 'learned_gaussian' | 'mixture' | 'vamp';
       # categorical latents: 'uniform' | 'learned_categorical'
@@ -64,11 +82,14 @@ def get_config() -> ml_collections.ConfigDict:
       pseudo_input_std=0.01,  # vamp: see pseudo_input_mean
   ))
   config.model.likelihood = ml_collections.ConfigDict(dict(
-      kind='bernoulli',  # 'bernoulli' | 'gaussian'
+      # 'bernoulli' (binary pixels) | 'gaussian' | 8-bit pixels: 'discretized_logistic' |
+      # 'discretized_logistic_mixture' (PixelCNN++ / VDVAE)
+      kind='bernoulli',
       scale='decoded',  # gaussian: 'decoded' (per pixel, from z) | 'learned' | 'fixed'
       fixed_scale=1.0,  # gaussian, scale='fixed'
       min_scale=1e-3,  # gaussian: floor of the learned or decoded scale
       mean_activation='sigmoid',  # gaussian: 'sigmoid' (data in [0, 1]) | 'identity'
+      num_components=10,  # discretized_logistic_mixture: logistics per pixel (VDVAE: 10)
   ))
 
   config.objective = ml_collections.ConfigDict(dict(
@@ -93,7 +114,7 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      name='adam',  # 'adam' | 'adamw' | 'adagrad'
+      name='adam',  # 'adam' | 'adamw' | 'adamax' | 'adagrad'
       learning_rate=1e-3,  # the peak learning rate, scaled by the schedule
       schedule='constant',  # 'constant' | 'iwae' (3^i epochs at lr * 10^(-i/7), i = 0..7)
       b1=0.9,  # adam, adamw: first-moment decay
@@ -101,6 +122,13 @@ def get_config() -> ml_collections.ConfigDict:
       eps=1e-4,  # as in the IWAE paper
       weight_decay=0.0,  # adamw: decoupled; adam, adagrad: an L2 penalty on the gradient
       grad_clip_norm=0.0,  # 0 disables clipping
+      warmup_steps=0,  # the learning rate rises linearly from 0 over these steps (0: none)
+      # Skip (and count) every update whose gradient norm exceeds this, as VDVAE does against
+      # rare huge gradients; 0: skip only non-finite ones.
+      skip_threshold=0.0,
+      # Evaluate and sample with an exponential moving average of the parameters, kept in the
+      # optimizer state (VDVAE: 0.9999); 0: the parameters themselves.
+      ema_decay=0.0,
   ))
 
   config.batch_size = 100  # per step, over all devices (each gets batch_size / device count)

@@ -6,9 +6,9 @@ be enumerated, active units and KL per unit, a linear probe, image grids.
 
 Reads the config saved in the workdir (with the data location it was trained on; `--data_dir`
 or `--data_path` point elsewhere) and its latest readable (or `--step`) checkpoint; writes
-`WORKDIR/evaluation/step_<step>_<split>_k<K>.json` (and the image grids beside it as PNG files)
-and prints a summary. Deterministic given `--seed`: rerunning gives the same numbers whatever
-`--batch_size`.
+`WORKDIR/evaluation/step_<step>_<split>_k<K>[_n<N>].json` (and the image grids beside it as PNG
+files) and prints a summary. Deterministic given `--seed`: rerunning gives the same numbers
+whatever `--batch_size`.
 """
 
 import json
@@ -34,6 +34,8 @@ def define_flags() -> None:
   flags.DEFINE_integer('chunk_size', None, 'Importance samples drawn at a time (bounds memory: '
                        'chunk × batch draws; default: the config\'s).')
   flags.DEFINE_integer('batch_size', 100, 'Examples per batch.')
+  flags.DEFINE_integer('num_examples', None, 'Evaluate the first N examples of the split only '
+                       '(default: all of them; the report says how many).')
   flags.DEFINE_integer('seed', 0, 'Seed of the evaluation noise.')
   flags.DEFINE_integer('probe_train_examples', None,
                        'Training examples the linear probe is fitted on (0: no probe; default: '
@@ -44,15 +46,16 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                      names: list[str] | None = None,
                      num_importance_samples: int | None = None, chunk_size: int | None = None,
                      batch_size: int = 100, seed: int = 0,
-                     probe_train_examples: int | None = None, data_dir: str | None = None,
-                     data_path: str | None = None) -> dict:
+                     probe_train_examples: int | None = None, num_examples: int | None = None,
+                     data_dir: str | None = None, data_path: str | None = None) -> dict:
   """Evaluates the checkpoint and returns the report that is also written to the workdir.
   Options left at None take the saved config's values."""
   for name, value in (('num_importance_samples', num_importance_samples),
                       ('probe_train_examples', probe_train_examples)):
     if value is not None and value < 0:
       raise app.UsageError(f'--{name}={value} must be non-negative.')
-  for name, value in (('chunk_size', chunk_size), ('batch_size', batch_size)):
+  for name, value in (('chunk_size', chunk_size), ('batch_size', batch_size),
+                      ('num_examples', num_examples)):
     if value is not None and value < 1:
       raise app.UsageError(f'--{name}={value} must be at least 1.')
   config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
@@ -64,7 +67,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
   config = _with_overrides(config, batch_size=batch_size,
                            num_importance_samples=num_importance_samples,
                            chunk_size=chunk_size, probe_train_examples=probe_train_examples)
-  chosen = _split(dataset, split)
+  chosen = _split(dataset, split).take(slice(0, num_examples))
   step = int(state.step)
   num_samples = (config.evals.importance_sampled.num_samples
                  if names is None or 'importance_sampled' in names else 0)
@@ -82,7 +85,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
                 paper=config.paper.to_dict())
-  stem = os.path.join(workdir, 'evaluation', f'step_{step:08d}_{split}_k{num_samples}')
+  subset = '' if num_examples is None else f'_n{len(chosen.images)}'
+  stem = os.path.join(workdir, 'evaluation', f'step_{step:08d}_{split}_k{num_samples}{subset}')
   os.makedirs(os.path.dirname(stem), exist_ok=True)
   with open(f'{stem}.json', 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=2)
@@ -148,8 +152,8 @@ def format_report(report: dict) -> str:
     lines.append('  KL per unit   ' + ' '.join(f'{kl:.2f}' for kl in kls))
   paper = report['paper']
   if paper.get('test_log_likelihood') is not None:
-    lines.append(f"  paper         {paper['test_log_likelihood']} nats, {paper['active_units']} "
-                 f"active units ({paper['source']})")
+    units = f", {paper['active_units']} active units" if paper.get('active_units') else ''
+    lines.append(f"  paper         {paper['test_log_likelihood']} nats{units} ({paper['source']})")
   elif paper.get('source'):
     lines.append(f"  paper         no published number recorded ({paper['source']})")
   lines.append(f"  written to    {report['path']}")
@@ -165,6 +169,7 @@ def main(argv):
                             chunk_size=options.chunk_size, batch_size=options.batch_size,
                             seed=options.seed,
                             probe_train_examples=options.probe_train_examples,
+                            num_examples=options.num_examples,
                             data_dir=options.data_dir, data_path=options.data_path)
   print(format_report(report))
 

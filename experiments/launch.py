@@ -104,7 +104,8 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
                  data_path: str | None = None):
   """A trained workdir's config (with defaults for keys added since; its data location replaced
   by `data_dir` / `data_path` where given), its data, its model and the train state of
-  checkpoint `step` (default: the latest readable one)."""
+  checkpoint `step` (default: the latest readable one), its `params` replaced by their moving
+  average when the run keeps one (`optimizer.ema_decay`)."""
   config = checkpointing.load_config(workdir, defaults=default.get_config())
   set_data_location(config.data, data_dir, data_path)
   dataset = data.load_dataset(config.data)
@@ -112,4 +113,6 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
   target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
-  return config, dataset, model, checkpointing.restore_state(workdir, target, step)
+  state = checkpointing.restore_state(workdir, target, step)
+  return config, dataset, model, state.replace(
+      params=optimizers.evaluation_params(state.params, state.opt_state))

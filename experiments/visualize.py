@@ -13,8 +13,11 @@ and latest readable (or --step) checkpoint and writes to WORKDIR/figures/:
   manifold.png         2-D Gaussian latents: decodings of a grid of prior quantiles (Kingma &
                        Welling 2013, Figure 4)
   categories.png       one categorical latent: the decoding of each of its values
+  temperatures.png     a hierarchy: prior samples at temperatures 1.0, 0.9, 0.8, 0.6, 0.4, 0.2
+                       (one row each, the same noise)
+  kl_per_group.png     a hierarchy: the test KL of each latent group (first 1000 images)
   latent_space.png     test posterior means coloured by label (2-D, else PCA or t-SNE)
-  training_curves.png  ELBO, log-likelihood, KL and active units against epochs
+  training_curves.png  ELBO, its reconstruction term, KL and active units against epochs
 """
 
 import os
@@ -25,8 +28,8 @@ from absl import flags, logging
 from scipy import stats
 
 from experiments import launch
-from vae_jax import figures, images, metric_writers
-from vae_jax.evaluators import batched, posterior
+from vae_jax import figures, images, metric_writers, models
+from vae_jax.evaluators import batched, elbo, posterior
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
@@ -47,7 +50,16 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
   params, test = state.params, dataset.test
   key = jax.random.key(seed)
   arrays = figures.model_image_grids(model, params, key, test.images, count=64)
-  gaussian = config.model.latent_kind == 'gaussian'
+  hierarchy = isinstance(model, models.Hierarchy)
+  gaussian = config.model.latent_kind == 'gaussian' and not hierarchy  # one latent code
+  if hierarchy:
+    arrays['temperatures'] = figures.temperature_samples(model, params, key,
+                                                         (1.0, 0.9, 0.8, 0.6, 0.4, 0.2))
+    terms = elbo.evaluate_elbo(elbo.make_elbo_fn(model, num_samples=1, analytic_kl=True), params,
+                               test.images[:1000], batch_size=100, rng=key)
+    arrays['kl_per_group'] = figures.group_kl_bars(
+        {name.removeprefix('kl/'): value for name, value in terms.items()
+         if name.startswith('kl/')}, f'KL per group, test (total {terms["kl"]:.1f} nats)')
   if gaussian:
     units = figures.most_informative_units(model, params, test.images[:1000], count=10)
     arrays['traversals'] = figures.traversals(model, params, test.images[0], units,

@@ -25,6 +25,8 @@ import time
 
 from absl import flags
 
+from scripts import pinning
+
 flags.DEFINE_integer('threads', 1, 'Pin to this many cores with one XLA thread each (0: no '
                      'pinning).')
 flags.DEFINE_integer('repeats', 5, 'Timed repetitions per measurement.')
@@ -35,12 +37,7 @@ flags.DEFINE_string('only', '', 'Comma-separated measurements to run (default al
 FLAGS = flags.FLAGS
 FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must precede it
 
-if FLAGS.threads:  # must precede importing jax
-  os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:FLAGS.threads]))
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen=false'
-                             f' intra_op_parallelism_threads={FLAGS.threads}')
-  for variable in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
-    os.environ[variable] = str(FLAGS.threads)
+pinning.pin_threads(FLAGS.threads)  # must precede importing jax
 
 # pylint: disable=wrong-import-position
 import functools

@@ -47,6 +47,19 @@ def test_continuous_data_is_left_unbinarised(mock_tfds):
   assert len(np.unique(dataset.test.images)) > 2
 
 
+@pytest.mark.parametrize('name,shape', [('cifar10', (32, 32, 3)), ('mnist', (28, 28, 1)),
+                                        ('svhn_cropped', (32, 32, 3))])
+def test_8bit_tfds_images_keep_their_256_levels(mock_tfds, name, shape):
+  # Any TFDS image dataset by name: with binarization=none the pixels stay k / 255 exactly,
+  # as the discretised-logistic likelihoods expect.
+  with mock_tfds(num_examples=12):
+    dataset = data.load_dataset(_data_config(name=name, binarization='none'))
+  assert dataset.data_shape == shape and dataset.train.labels is not None
+  levels = dataset.train.images * 255
+  np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+  assert len(np.unique(levels)) > 2
+
+
 def test_dynamic_binarisation_statistics():
   # Each pixel is 1 with probability equal to its intensity, independently per key.
   images = np.linspace(0.0, 1.0, 11, dtype=np.float32)[None].repeat(20_000, 0)

@@ -69,3 +69,28 @@ def test_temperature_anneals_to_its_minimum():
   hyperparams = steps.LossHyperparams.from_config(config, steps_per_epoch=10)
   np.testing.assert_allclose([hyperparams.temperature_at(jnp.asarray(s)) for s in (0, 100, 10_000)],
                              [1.0, np.exp(-0.1), 0.5], rtol=1e-6)
+
+
+def test_the_parameter_average_follows_its_recursion_and_leaves_updates_alone():
+  params = {'w': jnp.array([1.0, -2.0])}
+  optimizer = optimizers.create_optimizer(_optimizer_config(name='adamax', ema_decay=0.5), 10)
+  state = optimizer.init(params)
+  expected = params['w']
+  plain = optimizers.create_optimizer(_optimizer_config(name='adamax'), 10)
+  plain_state = plain.init(params)
+  for step in range(3):
+    grads = {'w': jnp.array([0.3, -0.1]) * (step + 1)}
+    updates, state = optimizer.update(grads, state, params)
+    plain_updates, plain_state = plain.update(grads, plain_state, params)
+    np.testing.assert_array_equal(updates['w'], plain_updates['w'])
+    params = optax.apply_updates(params, updates)
+    expected = 0.5 * expected + 0.5 * params['w']
+  np.testing.assert_allclose(optimizers.evaluation_params(params, state)['w'], expected,
+                             rtol=1e-6)
+  assert optimizers.evaluation_params(params, plain_state) is params
+
+
+def test_warmup_rises_linearly_then_follows_the_schedule():
+  schedule = optimizers.learning_rate_schedule(_optimizer_config(warmup_steps=4), 100)
+  np.testing.assert_allclose([schedule(step) for step in (0, 1, 3, 50)],
+                             [0.25e-3, 0.5e-3, 1e-3, 1e-3], rtol=1e-6)

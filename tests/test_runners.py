@@ -7,6 +7,7 @@ import types
 import jax
 import numpy as np
 import optax
+import pytest
 
 from tests.helpers import small_model_config
 from vae_jax import data, models, runners, steps
@@ -52,6 +53,7 @@ def test_device_and_host_runners_train_identically():
   assert int(device.step) == int(host.step) == NUM_STEPS
 
 
+@pytest.mark.slow
 def test_a_vectorised_group_trains_each_run_as_if_alone():
   group, _ = _train('device', [0, 1])
   for index, seed in enumerate((0, 1)):

@@ -81,3 +81,20 @@ def test_beta_rises_linearly_over_the_warmup_and_temperature_anneals_to_its_floo
                              [0.0, 0.125, 0.5, 0.5])
   np.testing.assert_allclose(hyperparams.temperature_at(10), np.exp(-0.1), rtol=1e-6)
   np.testing.assert_allclose(hyperparams.temperature_at(1000), 0.5)
+
+
+def test_an_update_with_a_gradient_norm_above_the_skip_threshold_is_skipped():
+  model, optimizer, state, hyperparams, _ = _setup()
+  x = (np.random.default_rng(0).uniform(size=(8, 6)) > 0.5).astype(np.float32)
+  results = {}
+  for threshold in (1e-3, 1e6):
+    settings = steps.StepSettings('elbo', 1, True, False, skip_threshold=threshold)
+    step = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                     settings=settings))
+    results[threshold] = step(state, x, jax.random.key(0), hyperparams)
+  (low, low_metrics), (high, high_metrics) = results[1e-3], results[1e6]
+  assert float(low_metrics['grad_norm']) > 1e-3 and bool(low_metrics['skipped'])
+  assert int(low.skipped_steps) == 1 and int(high.skipped_steps) == 0
+  for a, b in zip(jax.tree.leaves(low.params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  assert not bool(high_metrics['skipped'])

@@ -54,6 +54,7 @@ def test_training_improves_the_test_elbo(tiny_config, tmp_path):
 @pytest.mark.slow
 def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_config, tmp_path):
   tiny_config.num_epochs = 4
+  tiny_config.optimizer.ema_decay = 0.9  # the moving average resumes bitwise too
   uninterrupted = training.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
 
   tiny_config.num_epochs = 2
@@ -71,6 +72,8 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_config, t
   assert int(resumed.step) == int(uninterrupted.step) == 4 * 15
   assert _trees_equal(resumed.params, uninterrupted.params)
   assert _trees_equal(resumed.opt_state, uninterrupted.opt_state)
+  average = optimizers.evaluation_params(resumed.params, resumed.opt_state)
+  assert not _trees_equal(average, resumed.params)  # evaluated with the average
 
   def final_test_elbo(workdir):
     return [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m][-1]['test/elbo']

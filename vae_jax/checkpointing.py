@@ -33,7 +33,8 @@ OPERATIONAL_KEY_PREFIXES = ('evals.',)  # what is evaluated, and how, never what
 RENAMED_KEYS = {'eval_num_samples': 'evals.elbo.num_samples',
                 'num_image_samples': 'evals.images.num_images'}
 # Keys that change the shapes or structure of the checkpointed state: never resumable.
-SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm')
+SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm',
+                      'optimizer.ema_decay')
 
 
 class WorkdirConfigMismatchError(UserError, ValueError):

@@ -67,7 +67,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
   """Checks that need the data: its shape, its size, and that every value lies in the support
   of the likelihood (a log-density outside it would be garbage, not an error, in the step)."""
-  problems = list(_support_problems(config, dataset))
+  problems = [*_support_problems(config, dataset),
+              *models.registry.config_problems(config.model, dataset.data_shape)]
   if config.batch_size > len(dataset.train):
     problems.append(f'batch_size={config.batch_size} exceeds the {len(dataset.train)} training '
                     f'examples of {dataset.name}.')
@@ -103,6 +104,11 @@ def _support_problems(config, dataset: data.Dataset):
           and not np.all((values == 0) | (values == 1))):
       yield (f'model.likelihood.kind=bernoulli needs binary data, but the {name} split of '
              f'{dataset.name} holds other values.')
+    elif (config.model.likelihood.kind.startswith('discretized') and
+          not np.allclose(values * 255, np.round(values * 255), atol=1e-3)):
+      yield (f'model.likelihood.kind={config.model.likelihood.kind} needs 8-bit images '
+             f'(k / 255), but the {name} split of {dataset.name} holds other values'
+             f'{" (data.binarization is not none)" if binarised else ""}.')
 
 
 def _evaluator_problems(config):
@@ -161,6 +167,7 @@ def _range_problems(config):
       'evals.elbo.num_samples': config.evals.elbo.num_samples,
       'evals.importance_sampled.chunk_size': config.evals.importance_sampled.chunk_size,
       'model.max_enumeration': config.model.max_enumeration,
+      'model.encoder.flow_hidden_size': config.model.encoder.flow_hidden_size,
       'steps_per_call': config.steps_per_call,
       'max_consecutive_nonfinite_steps': config.max_consecutive_nonfinite_steps,
   }
@@ -169,6 +176,9 @@ def _range_problems(config):
       yield f'{key}={value} must be at least 1.'
   non_negative = {
       'num_epochs': config.num_epochs,
+      'model.encoder.flow_steps': config.model.encoder.flow_steps,
+      'optimizer.warmup_steps': config.optimizer.warmup_steps,
+      'optimizer.skip_threshold': config.optimizer.skip_threshold,
       'evals.images.num_images': config.evals.images.num_images,
       'evals.importance_sampled.num_samples': config.evals.importance_sampled.num_samples,
       'evals.linear_probe.train_examples': config.evals.linear_probe.train_examples,
@@ -223,6 +233,17 @@ def _consistency_problems(config):
     yield ('model.likelihood.kind=bernoulli needs binary data, but data.binarization=none keeps '
            'grey levels. Set data.binarization to dynamic or static, or use '
            'model.likelihood.kind=gaussian.')
+  if config.model.encoder.flow_steps and (config.model.latent_kind != 'gaussian'
+                                          or prior.kind == 'vamp'):
+    yield ('model.encoder.flow_steps needs Gaussian latents and a prior other than vamp (the '
+           "VampPrior evaluates q at any z; a flow's density is known at its samples only).")
+  likelihood = config.model.likelihood
+  if likelihood.kind.startswith('discretized') and config.data.binarization != 'none':
+    yield (f'model.likelihood.kind={likelihood.kind} models the 256 grey levels of 8-bit images, '
+           f'but data.binarization={config.data.binarization} makes them binary. Set '
+           'data.binarization=none, or use model.likelihood.kind=bernoulli.')
+  if likelihood.kind == 'discretized_logistic_mixture' and likelihood.num_components < 1:
+    yield f'model.likelihood.num_components={likelihood.num_components} must be at least 1.'
 
 
 def _gradient_estimator_problems(config):

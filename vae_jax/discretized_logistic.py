@@ -74,7 +74,7 @@ class DiscretizedLogisticMixture:
     x = 2.0 * images - 1.0
     per_channel = logistic_bin_log_prob(x[..., None], self._channel_means(x), self.log_scales)
     per_component = per_channel.sum(axis=-2) + jax.nn.log_softmax(self.logit_weights, axis=-1)
-    return jax.scipy.special.logsumexp(per_component, axis=-1).sum(axis=(-3, -2, -1))
+    return jax.scipy.special.logsumexp(per_component, axis=-1).sum(axis=(-2, -1))
 
   @property
   def mean(self) -> jax.Array:

@@ -65,6 +65,11 @@ class DiagonalGaussian:
     normaliser = jnp.sum(jnp.log(scale), axis=-1) + 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
     return -0.5 * quadratic - normaliser
 
+  def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One reparameterised draw and its log-density (as a flow posterior provides them)."""
+    z = self.sample(rng)
+    return z, self.log_prob(z)
+
   def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
     """Reparameterised sample `mean + scale * ε`: gradients flow to mean and scale."""
     shape = sample_shape + jnp.broadcast_shapes(self.mean.shape, self.scale.shape)
@@ -102,6 +107,11 @@ class Bernoulli:
     x, logits = flatten_event(x, self.event_ndims), flatten_event(self.logits, self.event_ndims)
     return x @ logits.T - jnp.sum(softplus(logits), axis=-1)
 
+  def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One reparameterised draw and its log-density (as a flow posterior provides them)."""
+    z = self.sample(rng)
+    return z, self.log_prob(z)
+
   def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
     """A (non-reparameterisable) 0/1 sample, in the logits' dtype."""
     shape = sample_shape + self.logits.shape
@@ -134,6 +144,11 @@ class MixtureOfDiagonalGaussians:
                                                       self.scales).sum(-1)  # [..., K]
     return jax.scipy.special.logsumexp(jax.nn.log_softmax(self.logits) + component_log_probs,
                                        axis=-1)
+
+  def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One reparameterised draw and its log-density (as a flow posterior provides them)."""
+    z = self.sample(rng)
+    return z, self.log_prob(z)
 
   def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
     """A component per sample, then a Gaussian draw from it (reparameterised given the component)."""
@@ -174,6 +189,11 @@ class Categorical:
   def log_prob(self, z: jax.Array) -> jax.Array:
     """`Σ_d log π_d[z_d]` for one-hot (or relaxed, on the simplex) values z `[..., D, K]`."""
     return sum_event(jnp.sum(z * self.log_probs, axis=-1), self.event_ndims)
+
+  def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One reparameterised draw and its log-density (as a flow posterior provides them)."""
+    z = self.sample(rng)
+    return z, self.log_prob(z)
 
   def sample(self, rng: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
     """One-hot samples `[*sample_shape, ..., D, K]` (not differentiable in the logits)."""

@@ -151,9 +151,11 @@ def training_curves(metrics: list[dict]) -> np.ndarray:
   figure, axes = pyplot.subplots(1, 4, figsize=(18, 4), dpi=90)
   for axis, (term, title) in zip(axes, panels):
     for split in ('train', 'validation', 'test'):
+      # active units: the sum over layers; other terms: the total (not kl/<group>)
+      matches = ((lambda name, t=term, s=split: name.startswith(f'{s}/{t}/'))
+                 if term == 'active_units' else (lambda name, t=term, s=split: name == f'{s}/{t}'))
       points = sorted((line['step'] / steps_per_epoch, value) for line in metrics
-                      for name, value in line.items()
-                      if name.startswith(f'{split}/{term}') and np.isfinite(value))
+                      for name, value in line.items() if matches(name) and np.isfinite(value))
       if points:
         axis.plot(*zip(*points), label=split, marker='.' if split != 'train' else None)
     axis.set_title(title)
@@ -161,6 +163,26 @@ def training_curves(metrics: list[dict]) -> np.ndarray:
     axis.grid(alpha=0.3)
     if axis.has_data():
       axis.legend()
+  figure.tight_layout()
+  return figure_to_array(figure)
+
+
+def temperature_samples(model, params, key, temperatures, per_row: int = 8) -> np.ndarray:
+  """One row of prior samples per temperature (a hierarchy's priors with their scales
+  multiplied by it), the same noise in every row."""
+  rows = [np.asarray(model.apply(params, key, per_row, float(t), method='generate'))
+          for t in temperatures]
+  return images.make_grid(np.concatenate(rows), per_row, min_tile_size=TILE)
+
+
+def group_kl_bars(kl_per_group: dict[str, float], title: str) -> np.ndarray:
+  """The KL of each latent group (nats per example), coarse to fine: where the model puts its
+  information, and which groups it leaves unused."""
+  figure, axis = pyplot.subplots(figsize=(max(6, 0.35 * len(kl_per_group)), 3.5), dpi=90)
+  axis.bar(range(len(kl_per_group)), list(kl_per_group.values()))
+  axis.set_xticks(range(len(kl_per_group)), list(kl_per_group), rotation=90, fontsize=7)
+  axis.set_ylabel('KL (nats)')
+  axis.set_title(title)
   figure.tight_layout()
   return figure_to_array(figure)
 

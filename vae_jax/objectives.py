@@ -59,15 +59,19 @@ def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int 
     rng: a PRNG key for the draws of z.
 
   Returns:
-    `reconstruction`, `kl` and `elbo`, each `[B]`.
+    `reconstruction`, `kl` and `elbo`, each `[B]`, and a hierarchy's per-group KLs `kl/<group>`.
   """
   terms = log_weight_terms(model, params, x, rng, num_samples)
   reconstruction = terms['reconstruction'].mean(axis=0)
   if analytic_kl and 'analytic_kl' in terms:
-    kl = terms['analytic_kl'][0]  # the same for every draw
+    # The same for every draw of a one-layer model (the first is taken: no rounding); a
+    # hierarchy's depends on the draws above each group, and is averaged.
+    kl = (terms['analytic_kl'].mean(axis=0) if isinstance(model, models.Hierarchy)
+          else terms['analytic_kl'][0])
   else:
     kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
-  return {'reconstruction': reconstruction, 'kl': kl, 'elbo': reconstruction - kl}
+  groups = {name: value.mean(axis=0) for name, value in terms.items() if name.startswith('kl/')}
+  return {'reconstruction': reconstruction, 'kl': kl, 'elbo': reconstruction - kl, **groups}
 
 
 def iwae_bound(log_w: jax.Array) -> jax.Array:

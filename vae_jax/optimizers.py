@@ -7,13 +7,15 @@ update, and a vectorised sweep trains them together with `vmap` over stacked sta
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-OPTIMIZERS = ('adam', 'adamw', 'adagrad')
+OPTIMIZERS = ('adam', 'adamw', 'adamax', 'adagrad')
 SCHEDULES = ('constant', 'iwae')
 IWAE_NUM_STAGES = 8  # stages i = 0..7 of 3^i epochs: 3,280 epochs in all
 # Optimizer keys that live in the optimizer state as arrays (sweepable without recompiling).
@@ -23,8 +25,8 @@ _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparam
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      num_train_steps: int) -> optax.GradientTransformation:
-  """`config` is the `optimizer` block: name, learning_rate, schedule, b1, b2, eps,
-  weight_decay, grad_clip_norm (0 disables clipping).
+  """`config` is the `optimizer` block: name, learning_rate, schedule, warmup_steps, b1, b2,
+  eps, weight_decay, grad_clip_norm (0 disables clipping), ema_decay (0: no average).
 
   `weight_decay` is decoupled for 'adamw'; for 'adam' and 'adagrad' it adds `weight_decay·θ` to
   the gradient, i.e. an L2 penalty — with weight_decay = 1/N_train, the per-example share of a
@@ -32,21 +34,63 @@ def create_optimizer(config: ml_collections.ConfigDict,
   """
   if config.name not in OPTIMIZERS:
     raise ValueError(f'Unknown optimizer {config.name!r}; choose one of {OPTIMIZERS}.')
-  multiplier = learning_rate_multiplier(config.schedule, num_train_steps)
+  multiplier = with_warmup(learning_rate_multiplier(config.schedule, num_train_steps),
+                           config.warmup_steps)
 
   def make_optimizer(learning_rate, b1, b2, eps, weight_decay):
     schedule = lambda count: learning_rate * multiplier(count)
     if config.name == 'adamw':
       return optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-    base = (optax.adam(schedule, b1=b1, b2=b2, eps=eps) if config.name == 'adam'
-            else optax.adagrad(schedule, eps=eps))
+    base = {'adam': lambda: optax.adam(schedule, b1=b1, b2=b2, eps=eps),
+            'adamax': lambda: optax.adamax(schedule, b1=b1, b2=b2, eps=eps),
+            'adagrad': lambda: optax.adagrad(schedule, eps=eps)}[config.name]()
     return optax.chain(optax.add_decayed_weights(weight_decay), base)
 
   optimizer = optax.inject_hyperparams(make_optimizer)(
       **{name: config[name] for name in INJECTED_HYPERPARAMETERS})
   if config.grad_clip_norm:
     optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
+  if config.ema_decay:
+    optimizer = optax.chain(optimizer, parameter_average(config.ema_decay))
   return optimizer
+
+
+class ParameterAverageState(NamedTuple):
+  """The exponential moving average of the parameters after each update."""
+  average: optax.Params
+
+
+def parameter_average(decay: float) -> optax.GradientTransformation:
+  """Keeps `average ← decay · average + (1 − decay) · θ` after every update (θ: the updated
+  parameters), starting from the initial parameters; it leaves the updates as they are. Chained
+  last, it lives in the optimizer state: checkpointed and restored with it, untouched by a
+  skipped update (VDVAE evaluates and samples with such an average, decay 0.9999)."""
+
+  def init(params):  # a copy: the train step donates the parameters' buffers
+    return ParameterAverageState(jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+  def update(updates, state, params):
+    new_params = optax.apply_updates(params, updates)
+    average = jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, state.average, new_params)
+    return updates, ParameterAverageState(average)
+
+  return optax.GradientTransformation(init, update)
+
+
+def evaluation_params(params, opt_state):
+  """The parameters to evaluate and sample with: the moving average when the optimizer keeps
+  one (`optimizer.ema_decay`), else `params`."""
+  averages = [node.average for node in jax.tree.leaves(
+      opt_state, is_leaf=lambda node: isinstance(node, ParameterAverageState))
+              if isinstance(node, ParameterAverageState)]
+  return averages[0] if averages else params
+
+
+def with_warmup(multiplier, warmup_steps: int):
+  """`multiplier` times a linear warm-up from 1/warmup_steps to 1 over the first steps."""
+  if not warmup_steps:
+    return multiplier
+  return lambda count: multiplier(count) * jnp.minimum(1.0, (count + 1) / warmup_steps)
 
 
 def with_config_hyperparams(opt_state, config: ml_collections.ConfigDict):
@@ -82,7 +126,8 @@ def learning_rate_multiplier(schedule: str, num_train_steps: int):
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, num_train_steps: int):
   """The learning rate at each step."""
-  multiplier = learning_rate_multiplier(config.schedule, num_train_steps)
+  multiplier = with_warmup(learning_rate_multiplier(config.schedule, num_train_steps),
+                           config.warmup_steps)
   return lambda count: config.learning_rate * multiplier(count)
 
 

@@ -31,7 +31,7 @@ class TrainState:
   step: jax.Array  # int32 scalar: number of steps taken, skipped ones included
   params: Any
   opt_state: Any
-  skipped_steps: jax.Array  # int32: steps whose update was skipped (non-finite loss or gradient)
+  skipped_steps: jax.Array  # int32: steps whose update was skipped (non-finite, or too large)
   consecutive_skipped_steps: jax.Array  # int32: the current run of skipped steps
 
 
@@ -92,6 +92,7 @@ class StepSettings:
   analytic_kl: bool
   dynamic_binarization: bool
   gradient_estimator: str = 'reparameterized'  # resolved: never 'auto'
+  skip_threshold: float = 0.0  # skip updates whose gradient norm exceeds this (0: never)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model) -> StepSettings:
@@ -100,7 +101,8 @@ class StepSettings:
                analytic_kl=objective.analytic_kl,
                dynamic_binarization=config.data.binarization == 'dynamic',
                gradient_estimator=objectives.resolve_gradient_estimator(
-                   objective.gradient_estimator, model))
+                   objective.gradient_estimator, model),
+               skip_threshold=config.optimizer.skip_threshold)
 
 
 def create_train_state(model, optimizer: optax.GradientTransformation,
@@ -116,9 +118,10 @@ def train_step(state: TrainState, images: jax.Array, train_key: jax.Array,
                settings: StepSettings) -> tuple[TrainState, dict]:
   """One optimizer update on the objective of a batch of images `[B, *data_shape]`.
 
-  If the loss or any gradient is not finite, the update is skipped (parameters and optimizer
-  state are kept) and counted in `skipped_steps`; the step counter advances either way, so the
-  data order and noise of later steps do not depend on it.
+  If the loss or any gradient is not finite, or the gradient's global norm exceeds
+  `settings.skip_threshold` (when set), the update is skipped (parameters and optimizer state
+  are kept) and counted in `skipped_steps`; the step counter advances either way, so the data
+  order and noise of later steps do not depend on it.
   """
   binarize_key, sample_key = jax.random.split(jax.random.fold_in(train_key, state.step))
   x = data.binarize(binarize_key, images) if settings.dynamic_binarization else images
@@ -134,21 +137,23 @@ def train_step(state: TrainState, images: jax.Array, train_key: jax.Array,
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.global_norm(grads)
   loss_is_finite = jnp.isfinite(loss)
-  finite = loss_is_finite & jnp.isfinite(grad_norm)  # a NaN or inf anywhere makes the norm so
+  accepted = loss_is_finite & jnp.isfinite(grad_norm)  # a NaN or inf anywhere makes the norm so
+  if settings.skip_threshold:
+    accepted &= grad_norm < settings.skip_threshold
 
   def update(_):
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return optax.apply_updates(state.params, updates), opt_state
 
   # A conditional, not a select: the common, finite case pays nothing for the check.
-  params, opt_state = jax.lax.cond(finite, update, lambda _: (state.params, state.opt_state),
+  params, opt_state = jax.lax.cond(accepted, update, lambda _: (state.params, state.opt_state),
                                    None)
   metrics = {name: jnp.mean(value) for name, value in terms.items()}
-  metrics.update(loss=loss, grad_norm=grad_norm, beta=beta, skipped=~finite,
+  metrics.update(loss=loss, grad_norm=grad_norm, beta=beta, skipped=~accepted,
                  loss_is_finite=loss_is_finite)
   if settings.gradient_estimator in ('gumbel_softmax', 'straight_through'):
     metrics['temperature'] = temperature
-  skipped = (~finite).astype(jnp.int32)
+  skipped = (~accepted).astype(jnp.int32)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                     skipped_steps=state.skipped_steps + skipped,
                     consecutive_skipped_steps=(state.consecutive_skipped_steps + 1) * skipped), metrics

@@ -264,11 +264,18 @@ class _Loop:
     if streaks.max() < limit:
       return
     run = int(streaks.argmax())
-    loss_is_finite = np.asarray(metrics['loss_is_finite']).reshape(len(streaks), -1)[run]
-    quantity = 'gradient' if loss_is_finite[-1] else 'loss'
+    last = lambda name: np.asarray(metrics[name]).reshape(len(streaks), -1)[run][-1]
+    threshold = self.config.optimizer.skip_threshold
+    if not last('loss_is_finite'):
+      cause = 'had a non-finite loss'
+    elif not np.isfinite(last('grad_norm')):
+      cause = 'had a non-finite gradient'
+    else:
+      cause = (f'had a gradient norm above optimizer.skip_threshold={threshold:g} (the last '
+               f'{last("grad_norm"):.4g}; raise the threshold or set optimizer.grad_clip_norm)')
     raise NonFiniteTrainingError(
         f'{self.runs[run].workdir}: training stopped at step {step}: the last {streaks[run]} '
-        f'steps (from step {step - streaks[run] + 1}) had a non-finite {quantity}, and their '
+        f'steps (from step {step - streaks[run] + 1}) {cause}, and their '
         f'updates were skipped (max_consecutive_nonfinite_steps={limit}). '
         f'{_last_checkpoint_sentence(self.runs[run], "holds the last good state")} Lower '
         'optimizer.learning_rate, set '
@@ -308,13 +315,14 @@ class _Loop:
   def _evaluate(self, run: _Run, step: int) -> None:
     """Runs the training-time evaluators of `config.evals` on each evaluation split and writes
     their numbers as `<split>/...` metrics and their images under `WORKDIR/images/`."""
+    params = optimizers.evaluation_params(run.state.params, run.state.opt_state)
     for split_name, split in self.dataset.eval_splits().items():
       metrics = {}
       for name, evaluator in self.evaluators.items():
         splits = run.config.evals[name].get('splits')
         if splits is not None and split_name not in splits:
           continue
-        result = evaluator(run.state.params, split, run.keys.for_evaluator(name))
+        result = evaluator(params, split, run.keys.for_evaluator(name))
         metrics.update(evaluators.scalars(result))
         _write_image_grids(run, step, split_name, evaluators.images_of(result))
       run.writer.write_scalars(step, {f'{split_name}/{name}': value

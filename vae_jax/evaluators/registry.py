@@ -16,6 +16,8 @@ from typing import Protocol
 import jax
 import numpy as np
 
+from vae_jax import registries
+
 
 class Evaluator(Protocol):
 
@@ -27,14 +29,7 @@ EVALUATORS: dict[str, Callable] = {}
 
 def register(name: str):
   """Registers `create(model, config, dataset) -> Evaluator | None` under `name`."""
-
-  def decorator(create_fn):
-    if name in EVALUATORS:
-      raise ValueError(f'Two evaluators registered as {name!r}.')
-    EVALUATORS[name] = create_fn
-    return create_fn
-
-  return decorator
+  return registries.registrar(EVALUATORS, 'Evaluator', name)
 
 
 def create(model, config, dataset, *, names=None,
@@ -42,7 +37,8 @@ def create(model, config, dataset, *, names=None,
   """The evaluators of `config.evals` (all, or `names`; with `during_training`, those whose
   `during_training` option is set) that apply to `model`."""
   chosen = {}
-  for name, options in config.evals.items():
+  # The ELBO first (the headline of every log line and report), then the config's order.
+  for name, options in sorted(config.evals.items(), key=lambda item: item[0] != 'elbo'):
     if (names is not None and name not in names) or (
         during_training and not options.during_training):
       continue

@@ -3,24 +3,27 @@
   vae.py           VAE: one Gaussian stochastic layer, any prior
   hierarchical.py  HierarchicalVAE: stacked Gaussian layers (Burda et al. 2015)
   discrete.py      DiscreteVAE: categorical latents, exact sums over small latent spaces
+  top_down.py      TopDownVAE: deep top-down hierarchy of conv groups (VDVAE / NVAE family)
   components.py    encoders, decoder networks, likelihoods and priors by name
   interface.py     what every family provides, and the capability protocols
   registry.py      `register(name)` and `build_model(model_config, data_shape)`
 """
 
-from vae_jax.models import discrete, hierarchical, vae  # registers the families
+from vae_jax.models import discrete, hierarchical, top_down, vae  # registers the families
 from vae_jax.models.components import (CATEGORICAL_PRIOR_KINDS, DECODER_KINDS, ENCODER_KINDS,
                                        LATENT_KINDS, LIKELIHOOD_KINDS, PRIOR_KINDS, Decoder)
 from vae_jax.models.discrete import DiscreteVAE
 from vae_jax.models.hierarchical import HierarchicalVAE
-from vae_jax.models.interface import (CategoricalLatents, Enumerable, LatentVariableModel,
-                                      can_enumerate)
+from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy,
+                                      LatentVariableModel, can_enumerate)
+from vae_jax.models.top_down import TopDownVAE
 from vae_jax.models.registry import build_model, family_name, register
 from vae_jax.models.vae import VAE
 
 __all__ = [
     'CATEGORICAL_PRIOR_KINDS', 'DECODER_KINDS', 'ENCODER_KINDS', 'LATENT_KINDS',
     'LIKELIHOOD_KINDS', 'PRIOR_KINDS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
-    'Enumerable', 'HierarchicalVAE', 'LatentVariableModel', 'VAE', 'build_model',
-    'can_enumerate', 'discrete', 'family_name', 'hierarchical', 'register', 'vae',
+    'Enumerable', 'Hierarchy', 'HierarchicalVAE', 'LatentVariableModel', 'TopDownVAE', 'VAE',
+    'build_model', 'can_enumerate', 'discrete', 'family_name', 'hierarchical', 'register',
+    'top_down', 'vae',
 ]

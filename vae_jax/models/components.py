@@ -7,7 +7,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from vae_jax import discretized_logistic, encoders, likelihoods, networks, priors
+from vae_jax import discretized_logistic, encoders, flows, likelihoods, networks, priors
 
 ENCODER_KINDS = ('mlp', 'conv')
 DECODER_KINDS = ('mlp', 'conv')
@@ -52,8 +52,12 @@ def build_encoder_torso(config, data_shape, kernel_init: str, dtype: str = 'floa
 
 
 def build_encoder(config, latent_dim: int, data_shape, kernel_init: str = 'lecun_normal',
-                  dtype: str = 'float32') -> encoders.GaussianEncoder:
+                  dtype: str = 'float32') -> nn.Module:
+  """A Gaussian `q(z|x)`, or with `flow_steps` an inverse autoregressive flow on top of one."""
   torso = build_encoder_torso(config, data_shape, kernel_init, dtype)
+  if config.flow_steps:
+    return flows.IAFEncoder(torso, latent_dim, config.flow_steps, config.flow_hidden_size,
+                            min_scale=config.min_scale, kernel_init=kernel_init)
   return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
                                   kernel_init=kernel_init)
 

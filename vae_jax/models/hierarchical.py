@@ -49,9 +49,8 @@ class HierarchicalVAE(nn.Module):
     keys = jax.random.split(key, len(self.encoders))
     layers, log_posterior, below = [], 0.0, x
     for encoder, layer_key in zip(self.encoders, keys):
-      posterior = encoder(below)
-      below = posterior.sample(layer_key)
-      log_posterior += posterior.log_prob(below)
+      below, log_q = encoder(below).sample_and_log_prob(layer_key)
+      log_posterior += log_q
       layers.append(below)
     log_prior = self.prior().log_prob(layers[-1])
     for conditional, lower, upper in zip(self.conditional_priors, layers[:-1], layers[1:]):

@@ -3,8 +3,10 @@ capabilities only some have, which objectives and evaluators test with `isinstan
 
 Every family (`LatentVariableModel`) is called through `model.apply(params, ..., method=...)`:
 
-  sample_log_weight_terms(x, key)  one z ~ q(z|x): log p(x|z), log p(z), log q(z|x), each [B],
-                                   and KL(q(z|x) ‖ p(z)) in closed form when there is one
+  sample_log_weight_terms(x, key)  one z ~ q(z|x): `reconstruction` log p(x|z), `log_prior`
+                                   log p(z), `log_posterior` log q(z|x), each [B], and
+                                   `analytic_kl`, KL(q(z|x) ‖ p(z)) in closed form, when there
+                                   is one (a hierarchy adds each group's as `kl/<group>`)
   analytic_kl(x)                   KL(q(z|x) ‖ p(z)) in closed form [B], or None
   kl_per_dimension(x)              the closed-form KL of each latent unit [B, D], or None
   posterior_means(x)               {layer name: E_q[z|x] [B, D]} ([B, D, K] for categorical z)
@@ -45,6 +47,16 @@ class CategoricalLatents(Protocol):
 
   def relaxed_terms(self, x: jax.Array, key: jax.Array, temperature: jax.Array,
                     hard: bool) -> dict[str, jax.Array]: ...
+
+
+@runtime_checkable
+class Hierarchy(Protocol):
+  """Groups of latents `z_1 … z_L`, each with its own closed-form KL term `kl/<group>` in
+  `sample_log_weight_terms`, and prior samples at a temperature."""
+
+  group_names: tuple[str, ...]
+
+  def generate(self, key: jax.Array, num_samples: int, temperature: float = 1.0) -> jax.Array: ...
 
 
 @runtime_checkable

@@ -13,36 +13,40 @@ from collections.abc import Callable
 import flax.linen as nn
 import ml_collections
 
+from vae_jax import registries
 from vae_jax.models import interface
 
 Builder = Callable[[ml_collections.ConfigDict, tuple[int, ...]], nn.Module]
 BUILDERS: dict[str, Builder] = {}
+# name -> problems(model_config, data_shape) -> list of one-line messages: what a family checks
+# in its own config keys before anything is built.
+CHECKS: dict[str, Callable] = {}
 # name -> loss(model, params, x, rng, *, objective, num_samples, beta, analytic_kl, temperature)
 #   -> (loss, per-example terms), as `objectives.training_loss` returns them.
 ESTIMATORS: dict[str, Callable] = {}
 
 
-def _registrar(table: dict, what: str, name: str):
-  """A decorator that files its function in `table` under `name`, once."""
-
-  def decorate(function):
-    if name in table:
-      raise ValueError(f'{what} {name!r} is registered twice.')
-    table[name] = function
-    return function
-
-  return decorate
-
-
 def register(name: str):
   """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`."""
-  return _registrar(BUILDERS, 'Model family', name)
+  return registries.registrar(BUILDERS, 'Model family', name)
+
+
+def register_check(name: str):
+  """Decorator: `@register_check('top_down')` over `problems(model_config, data_shape)`, the
+  family's own config checks (run with the others, before any compute)."""
+  return registries.registrar(CHECKS, 'Config check', name)
+
+
+def config_problems(model_config: ml_collections.ConfigDict, data_shape) -> list[str]:
+  """What the chosen family's check finds wrong with its config (nothing without a check)."""
+  check = CHECKS.get(family_name(model_config))
+  return list(check(model_config, tuple(data_shape))) if check else []
 
 
 def register_estimator(name: str):
   """Decorator: `@register_estimator('score_function')` over a family's training loss for
   `objective.gradient_estimator=name` (see `ESTIMATORS`)."""
-  return _registrar(ESTIMATORS, 'Gradient estimator', name)
+  return registries.registrar(ESTIMATORS, 'Gradient estimator', name)
 
 
 def family_name(model_config: ml_collections.ConfigDict) -> str:

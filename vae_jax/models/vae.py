@@ -36,11 +36,11 @@ class VAE(nn.Module):
   def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     # One pass through the encoder serves every term (XLA does not merge two applies).
     posterior, prior = self.encoder(x), self.prior_distribution()
-    z = posterior.sample(key)
+    z, log_posterior = posterior.sample_and_log_prob(key)  # a flow's density: at its samples
     terms = {
         'reconstruction': self.decoder(z).log_prob(x),
         'log_prior': prior.log_prob(z),
-        'log_posterior': posterior.log_prob(z),
+        'log_posterior': log_posterior,
     }
     if distributions.has_analytic_kl(posterior, prior):
       terms['analytic_kl'] = distributions.kl_divergence(posterior, prior)

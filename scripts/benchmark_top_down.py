@@ -1,0 +1,93 @@
+r"""Step time, parameters and compiled memory of the top-down configs, with and without
+rematerialisation.
+
+  python -m scripts.benchmark_top_down                          # every variant, 1 pinned core
+  python -m scripts.benchmark_top_down --variants=cifar10 --steps=0   # memory only
+  python -m scripts.benchmark_top_down --threads=0              # all cores / an accelerator
+
+Prints one JSON line per (variant, remat): parameters; the train step's compiled memory from
+XLA's memory analysis (`temp_mb`: activations and other temporaries; `argument_mb`,
+`output_mb`: state and batch, the same with or without remat), at the config's batch size on
+random data of the config's shape; and, with --steps, the median seconds per step and the
+examples per second (compile time apart).
+"""
+
+import json
+import resource
+import sys
+import time
+
+from absl import flags
+
+from scripts import pinning
+
+flags.DEFINE_integer('threads', 1, 'Pin to this many cores with one XLA thread each (0: no '
+                     'pinning).')
+flags.DEFINE_list('variants', ['mnist_small', 'mnist', 'mnist_8bit', 'cifar10_small', 'cifar10'],
+                  'Variants of configs/top_down.py.')
+flags.DEFINE_integer('steps', 3, 'Timed steps per variant (0: memory only).')
+flags.DEFINE_list('remat', ['false', 'true'], 'Rematerialisation settings to measure.')
+FLAGS = flags.FLAGS
+FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must precede it
+
+pinning.pin_threads(FLAGS.threads)  # must precede importing jax
+
+# pylint: disable=wrong-import-position
+import functools
+
+import jax
+import numpy as np
+
+from configs import top_down
+from vae_jax import models, optimizers, steps
+
+MB = 2**20
+
+
+def measure(variant: str, remat: bool) -> dict:
+  config = top_down.get_config(variant)
+  config.model.top_down.remat = remat
+  shape = (28, 28, 1) if variant.startswith('mnist') else (32, 32, 3)
+  model = models.build_model(config.model, shape)
+  optimizer = optimizers.create_optimizer(config.optimizer, 1000)
+  state = steps.create_train_state(model, optimizer, shape, jax.random.key(0))
+  step = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                   settings=steps.StepSettings.from_config(config, model)),
+                 donate_argnums=0)
+  images = np.round(np.random.default_rng(0).uniform(size=(config.batch_size, *shape)) * 255) / 255
+  hyperparams = steps.LossHyperparams.from_config(config, 100)
+  start = time.perf_counter()
+  compiled = step.lower(state, images, jax.random.key(1), hyperparams).compile()
+  result = {'benchmark': 'top_down_step', 'variant': variant, 'remat': remat,
+            'batch_size': config.batch_size,
+            'parameters': int(sum(x.size for x in jax.tree.leaves(state.params))),
+            'compile_seconds': time.perf_counter() - start}
+  memory = compiled.memory_analysis()
+  if memory is not None:
+    result.update(temp_mb=memory.temp_size_in_bytes / MB,
+                  argument_mb=memory.argument_size_in_bytes / MB,
+                  output_mb=memory.output_size_in_bytes / MB)
+  if FLAGS.steps:
+    state, _ = compiled(state, images, jax.random.key(1), hyperparams)  # warm
+    times = []
+    for index in range(FLAGS.steps):
+      begin = time.perf_counter()
+      state, metrics = compiled(state, images, jax.random.key(index), hyperparams)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - begin)
+    seconds = float(np.median(times))
+    result.update(seconds_per_step=seconds, examples_per_sec=config.batch_size / seconds)
+  return result
+
+
+def main():
+  for variant in FLAGS.variants:
+    for remat in FLAGS.remat:
+      result = measure(variant, remat == 'true')
+      result.update(device=jax.devices()[0].device_kind, threads=FLAGS.threads,
+                    peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+      print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,150 @@
+"""vae_jax/models/top_down.py: the ELBO's terms against a composition of the groups' densities
+by SciPy, the per-group closed-form KLs against Monte-Carlo, importance sampling above the
+ELBO, temperatures, patches, rematerialisation, and the CIFAR-10 config on mock data."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from configs import default, top_down as top_down_configs
+from vae_jax import models, objectives
+from vae_jax.evaluators import batched, importance_sampling
+from vae_jax.models import top_down
+
+SHAPE = (8, 8, 1)
+
+
+def _tiny(patch_size=1, remat=False):
+  config = default.get_config().model
+  config.family = 'top_down'
+  config.top_down.update(resolutions=(8 // patch_size, 4 // patch_size), patch_size=patch_size,
+                         encoder_blocks=(1, 1), decoder_groups=(1, 2), width=8,
+                         latent_channels=2, remat=remat)
+  model = models.build_model(config, SHAPE)
+  x = (np.random.default_rng(0).uniform(size=(3, *SHAPE)) > 0.5).astype(np.float32)
+  return model, model.init(jax.random.key(0), x[:1]), x
+
+
+def test_terms_are_the_groups_densities_composed_by_scipy():
+  model, params, x = _tiny()
+  key = jax.random.key(5)
+  terms = model.apply(params, x, key, method='sample_log_weight_terms')
+  keys = jax.random.split(key, 3)
+  likelihood, chosen = model.apply(
+      params, x, method=lambda m, x: m._top_down(  # pylint: disable=protected-access
+          x.shape[0], lambda i, prior, posterior: posterior.sample(keys[i]), m.encoder(x)))
+  log_prior = log_posterior = kl = 0.0
+  for z, prior, posterior in chosen:
+    z, pm, ps, qm, qs = (np.asarray(a, np.float64) for a in (
+        z, prior.mean, prior.scale, posterior.mean, posterior.scale))
+    log_prior += stats.norm.logpdf(z, pm, ps).sum(axis=(1, 2, 3))
+    log_posterior += stats.norm.logpdf(z, qm, qs).sum(axis=(1, 2, 3))
+    kl += (np.log(ps / qs) + (qs**2 + (qm - pm)**2) / (2 * ps**2) - 0.5).sum(axis=(1, 2, 3))
+  reconstruction = stats.bernoulli.logpmf(
+      x, 1 / (1 + np.exp(-np.asarray(likelihood.logits, np.float64)))).sum(axis=(1, 2, 3))
+  np.testing.assert_allclose(terms['log_prior'], log_prior, rtol=1e-5)
+  np.testing.assert_allclose(terms['log_posterior'], log_posterior, rtol=1e-5)
+  np.testing.assert_allclose(terms['analytic_kl'], kl, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(terms['reconstruction'], reconstruction, rtol=1e-5)
+  np.testing.assert_allclose(sum(terms[f'kl/{name}'] for name in model.group_names),
+                             terms['analytic_kl'], rtol=1e-6)
+  assert model.group_names == ('g00_r4', 'g01_r4', 'g02_r8')
+
+
+@pytest.mark.slow
+def test_the_groups_closed_form_kls_average_to_the_monte_carlo_kl():
+  # E_q[Σ_l KL_l(z_<l)] = E_q[log q(z|x) − log p(z)]: the same draws, two estimators.
+  model, params, x = _tiny()
+  terms = objectives.log_weight_terms(model, params, jnp.asarray(x), jax.random.key(1), 4000)
+  closed = np.asarray(terms['analytic_kl'])
+  sampled = np.asarray(terms['log_posterior'] - terms['log_prior'])
+  error = np.sqrt(closed.var(0) / 4000 + sampled.var(0) / 4000)
+  assert np.all(np.abs(closed.mean(0) - sampled.mean(0)) < 4 * error + 1e-3)
+
+
+@pytest.mark.slow
+def test_importance_sampling_is_above_the_elbo_and_the_elbo_has_group_terms():
+  model, params, x = _tiny()
+  fn = importance_sampling.make_importance_sampling_fn(model, num_samples=200, chunk_size=50)
+  sampled = batched.map_examples(fn, params, x, batch_size=3, rng=jax.random.key(2))
+  elbo = objectives.elbo_terms(model, params, jnp.asarray(x), jax.random.key(3), num_samples=200)
+  assert np.all(sampled['log_likelihood'] > np.asarray(elbo['elbo']))
+  assert {f'kl/{name}' for name in model.group_names} <= set(elbo)
+
+
+def test_temperature_zero_generates_the_prior_means_path():
+  model, params, _ = _tiny()
+  assert isinstance(model, models.Hierarchy)
+  cold = [model.apply(params, jax.random.key(seed), 2, 0.0, method='generate') for seed in (0, 1)]
+  np.testing.assert_array_equal(cold[0], cold[1])
+  warm = model.apply(params, jax.random.key(0), 2, method='generate')
+  assert warm.shape == (2, *SHAPE) and not np.array_equal(warm, cold[0])
+
+
+def test_patches_round_trip_and_a_patched_model_reads_whole_images():
+  x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
+  patched = top_down.space_to_depth(x, 2)
+  assert patched.shape == (2, 4, 4, 12)
+  np.testing.assert_array_equal(patched[0, 0, 0], x[0, :2, :2].reshape(-1))
+  np.testing.assert_array_equal(top_down.depth_to_space(patched, 2), x)
+  model, params, images = _tiny(patch_size=2)
+  assert model.apply(params, images, method='reconstruct').shape == images.shape
+
+
+@pytest.mark.slow
+def test_rematerialisation_changes_neither_values_nor_gradients():
+  (plain, params, x), (remat, _, _) = _tiny(), _tiny(remat=True)
+
+  def loss(model, params):
+    return -objectives.elbo_terms(model, params, jnp.asarray(x), jax.random.key(0))['elbo'].sum()
+
+  np.testing.assert_allclose(loss(remat, params), loss(plain, params), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(jax.grad(functools.partial(loss, remat))(params)),
+                  jax.tree.leaves(jax.grad(functools.partial(loss, plain))(params))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_layout_that_does_not_fit_the_images_is_refused_with_every_problem():
+  from vae_jax import config_checks, data  # pylint: disable=import-outside-toplevel
+  config = top_down_configs.get_config('mnist_small')
+  config.model.top_down.update(resolutions=(14, 6), decoder_groups=(1, 1, 1))
+  config.data.binarization = 'dynamic'
+  config.model.likelihood.kind = 'discretized_logistic'
+  images = np.zeros((4, 28, 28, 1), np.float32)
+  dataset = data.Dataset('test', data.Split(images, None), None, data.Split(images, None))
+  with pytest.raises(config_checks.ConfigError) as error:
+    config_checks.validate_config(config)
+  assert 'data.binarization=dynamic makes them binary' in str(error.value)
+  config.data.binarization = 'none'
+  with pytest.raises(config_checks.ConfigError, match=r'(?s)decoder_groups=\(1, 1, 1\) needs one '
+                     r'count.*each must divide the one before'):
+    config_checks.validate_config_for_data(config, dataset)
+
+
+@pytest.mark.slow
+def test_the_cifar10_config_trains_evaluates_and_draws_on_mock_data(mock_tfds, tmp_path):
+  # The launchers' functions on the CIFAR-10 protocol (AdamW, warm-up, clipping, skip
+  # threshold, EMA, discretised logistic mixture), on mock 8-bit images.
+  from experiments import evaluate, visualize  # pylint: disable=import-outside-toplevel
+  from vae_jax import metric_writers, optimizers, training  # pylint: disable=import-outside-toplevel
+  config = top_down_configs.get_config('cifar10_small')
+  config.update(num_epochs=2, log_every_steps=1)
+  config.evals.images.num_images = 4
+  workdir = str(tmp_path)
+  with mock_tfds(num_examples=16):
+    state = training.train_and_evaluate(config, workdir)
+    report = evaluate.evaluate_workdir(workdir, names=['elbo'], num_examples=8, batch_size=8)
+    paths = visualize.write_figures(workdir, num_points=16)
+  assert int(state.step) == 4 and int(state.skipped_steps) == 0
+  average = optimizers.evaluation_params(state.params, state.opt_state)
+  assert not np.array_equal(jax.tree.leaves(average)[0], jax.tree.leaves(state.params)[0])
+  last = [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m][-1]
+  assert {'test/kl/g00_r8', 'test/kl/g02_r32', 'test/active_units/g01_r16'} <= set(last)
+  assert 0 < last['test/bits_per_dim'] < 20  # 8 bits/dim is a uniform guess
+  assert report['num_examples'] == 8 and report['path'].endswith('_k0_n8.json')
+  assert 'kl/g00_r8' in report  # the ELBO evaluator reports each group's KL
+  assert {'kl_per_group', 'temperatures', 'samples'} <= set(paths)
