@@ -272,7 +272,7 @@ class _Loop:
       cause = 'had a non-finite gradient'
     else:
       cause = (f'had a gradient norm above optimizer.skip_threshold={threshold:g} (the last '
-               f'{last("grad_norm"):.4g}; raise the threshold or set optimizer.grad_clip_norm)')
+               f'{last("grad_norm"):.4g}; or raise the threshold)')
     raise NonFiniteTrainingError(
         f'{self.runs[run].workdir}: training stopped at step {step}: the last {streaks[run]} '
         f'steps (from step {step - streaks[run] + 1}) {cause}, and their '
