@@ -173,6 +173,36 @@ def get_config() -> ml_collections.ConfigDict:
       during_training=False,  # minutes per split at K = 5000: experiments.evaluate
       num_samples=5000,  # K: importance samples per example (Burda et al. use 5000)
       chunk_size=100,  # samples drawn at a time (memory: chunk_size × eval_batch_size draws)
+      num_repeats=2,  # independent seeds: the Monte-Carlo error is measured across them
+  ))
+  # log p(x) by annealed importance sampling with HMC (Wu et al. 2017), continuous z; run by
+  # experiments.evaluate only when named (--evals=ais): its cost is set by the options below.
+  config.evals.ais = ml_collections.ConfigDict(dict(
+      during_training=False,
+      by_default=False,  # experiments.evaluate runs it only when --evals names it
+      num_steps=400,  # intermediate distributions (a sigmoidal schedule of β)
+      num_chains=16,  # chains per example; the estimate is their log-mean-exp
+      leapfrog_steps=2,  # per HMC transition
+      step_size=0.05,  # initial; each chain adapts it towards acceptance 0.65
+      # The path starts at q(z|x) ('posterior'), p(z) ('prior'), or their even mixture
+      # ('mixture': half the chains from each), which finds posterior modes q misses.
+      initial='mixture',
+  ))
+  # Bidirectional Monte Carlo (Grosse et al. 2015): AIS (evals.ais settings) forward and in
+  # reverse on data simulated from the model; the gap bounds the AIS error there.
+  config.evals.bdmc = ml_collections.ConfigDict(dict(
+      during_training=False,
+      by_default=False,
+      num_simulated=100,  # examples drawn from the model
+  ))
+  # Exact log p(x) by quadrature over z, for the one-layer family with 1 or 2 latent units.
+  config.evals.quadrature = ml_collections.ConfigDict(dict(
+      during_training=False,
+      points_per_dim=256,  # of the first grid; each refinement doubles it
+      max_refinements=3,
+      tolerance=0.01,  # nats: refinement stops once no example moves by more
+      posterior_widths=10.0,  # the box holds each posterior mean ± this many q standard deviations
+      batch_size=10_000,  # examples per pass over the grid (memory: this × 4096 floats)
   ))
   config.evals.linear_probe = ml_collections.ConfigDict(dict(
       during_training=False,  # logistic regression from posterior means to labels

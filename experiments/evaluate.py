@@ -1,14 +1,18 @@
 r"""Evaluates a trained model on a whole split with the evaluators of its config (`config.evals`,
-the same the training loop runs): ELBO, importance-sampled log p(x), exact log p(x) where z can
-be enumerated, active units and KL per unit, a linear probe, image grids.
+the same the training loop runs): ELBO, log p(x) by importance sampling (with its diagnostics),
+exact log p(x) where z can be enumerated or integrated over a grid (1- or 2-D z), active units
+and KL per unit, a linear probe, image grids; and, when named, log p(x) by annealed importance
+sampling (`ais`) and its bidirectional bounds on simulated data (`bdmc`).
 
   python -m experiments.evaluate --workdir=/tmp/mnist [--num_importance_samples=5000]
+  python -m experiments.evaluate --workdir=/tmp/mnist --evals=ais --options=ais.num_steps=1000
 
 Reads the config saved in the workdir (with the data location it was trained on; `--data_dir`
 or `--data_path` point elsewhere) and its latest readable (or `--step`) checkpoint; writes
-`WORKDIR/evaluation/step_<step>_<split>_k<K>[_n<N>].json` (and the image grids beside it as PNG
-files) and prints a summary. Deterministic given `--seed`: rerunning gives the same numbers
-whatever `--batch_size`.
+`WORKDIR/evaluation/step_<step>_<split>_<evaluators>[_k<K>][_n<N>][_seed<S>].json` (never over
+an earlier report: a repeat gets `_2`, `_3`, ...; image grids beside it as PNG files) and
+prints a summary. Deterministic given `--seed`: rerunning gives the same numbers whatever
+`--batch_size`.
 """
 
 import json
@@ -19,7 +23,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import launch
-from vae_jax import data, evaluators, images, models
+from vae_jax import config_checks, data, evaluators, images, models
 
 
 def define_flags() -> None:
@@ -37,6 +41,8 @@ def define_flags() -> None:
   flags.DEFINE_integer('num_examples', None, 'Evaluate the first N examples of the split only '
                        '(default: all of them; the report says how many).')
   flags.DEFINE_integer('seed', 0, 'Seed of the evaluation noise.')
+  flags.DEFINE_list('options', [], 'Evaluator options over the saved config\'s, as '
+                    'evaluator.option=value (e.g. ais.num_steps=1000,ais.initial=prior).')
   flags.DEFINE_integer('probe_train_examples', None,
                        'Training examples the linear probe is fitted on (0: no probe; default: '
                        'config.evals.linear_probe.train_examples).')
@@ -47,6 +53,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                      num_importance_samples: int | None = None, chunk_size: int | None = None,
                      batch_size: int = 100, seed: int = 0,
                      probe_train_examples: int | None = None, num_examples: int | None = None,
+                     options: list[str] | None = None,
                      data_dir: str | None = None, data_path: str | None = None) -> dict:
   """Evaluates the checkpoint and returns the report that is also written to the workdir.
   Options left at None take the saved config's values."""
@@ -66,16 +73,22 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                          f'from {list(config.evals)}.')
   config = _with_overrides(config, batch_size=batch_size,
                            num_importance_samples=num_importance_samples,
-                           chunk_size=chunk_size, probe_train_examples=probe_train_examples)
+                           chunk_size=chunk_size, probe_train_examples=probe_train_examples,
+                           options=options or [])
+  problems = list(config_checks.evaluator_problems(config))
+  if problems:
+    raise app.UsageError(' '.join(problems))
   chosen = _split(dataset, split).take(slice(0, num_examples))
   step = int(state.step)
-  num_samples = (config.evals.importance_sampled.num_samples
-                 if names is None or 'importance_sampled' in names else 0)
+  try:  # builds (and checks) every evaluator before any of them computes
+    chosen_evaluators = evaluators.create(model, config, dataset, names=names)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from error
   logging.info('Evaluating %s at step %d on %d %s examples.', workdir, step, len(chosen.images),
                split)
   report, seconds, grids = {'num_examples': len(chosen.images)}, {}, {}
   rng = jax.random.key(seed)
-  for name, evaluator in evaluators.create(model, config, dataset, names=names).items():
+  for name, evaluator in chosen_evaluators.items():
     start = time.perf_counter()
     result = evaluator(state.params, chosen, rng)
     seconds[name] = time.perf_counter() - start
@@ -85,9 +98,10 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
                 paper=config.paper.to_dict())
-  subset = '' if num_examples is None else f'_n{len(chosen.images)}'
-  stem = os.path.join(workdir, 'evaluation', f'step_{step:08d}_{split}_k{num_samples}{subset}')
-  os.makedirs(os.path.dirname(stem), exist_ok=True)
+  stem = _unused_stem(os.path.join(workdir, 'evaluation', _report_name(
+      step, split, names, seed, len(chosen.images) if num_examples is not None else None,
+      config.evals.importance_sampled.num_samples if 'importance_sampled' in chosen_evaluators
+      else None)))
   with open(f'{stem}.json', 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=2)
   for name, grid in grids.items():
@@ -96,11 +110,51 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
   return report
 
 
+def _report_name(step: int, split: str, names, seed: int, num_examples, num_samples) -> str:
+  parts = [f'step_{step:08d}', split, '+'.join(names) if names else 'all']
+  parts += [f'k{num_samples}'] if num_samples else []
+  parts += [f'n{num_examples}'] if num_examples is not None else []
+  parts += [f'seed{seed}'] if seed else []
+  return '_'.join(parts)
+
+
+def _unused_stem(stem: str) -> str:
+  """`stem`, or `stem_2`, `stem_3`, ...: the first with no report yet (none is overwritten)."""
+  os.makedirs(os.path.dirname(stem), exist_ok=True)
+  candidate, repeat = stem, 1
+  while os.path.exists(f'{candidate}.json'):
+    repeat += 1
+    candidate = f'{stem}_{repeat}'
+  return candidate
+
+
+def _parse_option(config, assignment: str) -> tuple[str, str, object]:
+  """`evaluator.option=value` -> (evaluator, option, value of the option's type)."""
+  key, _, text = assignment.partition('=')
+  evaluator, _, option = key.strip().partition('.')
+  if not _ or evaluator not in config.evals or option not in config.evals[evaluator]:
+    raise app.UsageError(f'--options={assignment!r}: expected evaluator.option=value with an '
+                         f'option of config.evals (e.g. ais.num_steps=1000).')
+  current = config.evals[evaluator][option]
+  try:
+    if isinstance(current, bool):
+      if text.lower() not in ('true', 'false'):
+        raise ValueError
+      return evaluator, option, text.lower() == 'true'
+    return evaluator, option, type(current)(text) if current is not None else text
+  except ValueError as error:
+    raise app.UsageError(f'--options={assignment!r}: {text!r} is not a '
+                         f'{type(current).__name__}.') from error
+
+
 def _with_overrides(config, *, batch_size, num_importance_samples, chunk_size,
-                    probe_train_examples):
+                    probe_train_examples, options):
   """The saved config with the command line's evaluation options in place."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
+    for assignment in options:
+      evaluator, option, value = _parse_option(config, assignment)
+      config.evals[evaluator][option] = value
     config.eval_batch_size = batch_size
     for key, value in (('importance_sampled.num_samples', num_importance_samples),
                        ('importance_sampled.chunk_size', chunk_size),
@@ -120,11 +174,20 @@ def _split(dataset: data.Dataset, split: str) -> data.Split:
 def format_report(report: dict) -> str:
   lines = [f"{report['workdir']}: step {report['step']} (epoch {report['epoch']:g}), "
            f"{report['split']} split, {report['num_examples']} examples"]
+  if 'quadrature' in report:
+    lines.extend(_quadrature_lines(report['quadrature'], report['seconds']['quadrature']))
   if 'importance_sampled' in report:
-    sampled = report['importance_sampled']
-    lines.append(f"  log p(x)      {sampled['log_likelihood']:10.3f} ± {sampled['standard_error']:.3f}"
-                 f" nats  (importance sampling, k = {sampled['num_samples']}, "
-                 f"{report['seconds']['importance_sampled']:.0f} s)")
+    lines.extend(_importance_sampling_lines(report['importance_sampled'],
+                                            report['seconds']['importance_sampled']))
+  if 'ais' in report:
+    lines.extend(_ais_lines(report['ais'], report['seconds']['ais']))
+  if 'bdmc' in report:
+    bdmc = report['bdmc']
+    lines.append(f"  BDMC          on {bdmc['num_simulated']} examples simulated from the model: "
+                 f"AIS lower bound {bdmc['lower_bound']:.3f}, upper bound "
+                 f"{bdmc['upper_bound']:.3f}; gap {bdmc['gap']:.3f} nats (largest "
+                 f"{bdmc['max_gap']:.3f}), which bounds AIS's error there "
+                 f"({report['seconds']['bdmc']:.0f} s)")
   if 'exact' in report:
     exact = report['exact']
     lines.append(f"  log p(x)      {exact['log_likelihood']:10.3f} nats  exact: a sum over every z "
@@ -160,6 +223,56 @@ def format_report(report: dict) -> str:
   return '\n'.join(lines)
 
 
+def _errors(result: dict) -> str:
+  errors = []
+  if result.get('monte_carlo_error') is not None:
+    errors.append(f"± {result['monte_carlo_error']:.3f} (Monte Carlo)")
+  if result.get('test_set_error') is not None:
+    errors.append(f"± {result['test_set_error']:.3f} (test set)")
+  return ' '.join(errors)
+
+
+def _importance_sampling_lines(sampled: dict, seconds: float) -> list[str]:
+  lines = [f"  log p(x)      {sampled['log_likelihood']:10.3f} {_errors(sampled)} nats  "
+           f"(importance sampling, k = {sampled['num_samples']}, {sampled['num_repeats']} "
+           f"seed{'s' if sampled['num_repeats'] > 1 else ''}, {seconds:.0f} s)",
+           f"                k̂ > {sampled['reliable_pareto_k']} on "
+           f"{100 * sampled['unreliable_fraction']:.1f}% of examples ("
+           + (f"median k̂ {sampled['median_pareto_k']:.2f}" if sampled['median_pareto_k']
+              is not None else 'k̂ needs k ≥ 25') + "); effective sample size median "
+           f"{sampled['median_effective_sample_size']:.0f}, min "
+           f"{sampled['min_effective_sample_size']:.1f} of {sampled['num_samples']}"]
+  if sampled['unreliable_fraction'] > 0:
+    worst = ', '.join(f"#{e['index']} (k̂ {e['pareto_k']:.2f})"
+                      for e in sampled['worst_examples'][:5])
+    lines.append(f"                WARNING: on those examples q(z|x) misses posterior mass, so the "
+                 f"estimate is most likely too low by more than its errors say (worst: {worst}). "
+                 f"Quote AIS (--evals=ais) or, for 1-2 latent units, quadrature.")
+  if sampled['monte_carlo_error'] is None:
+    lines.append('                the Monte-Carlo error over seeds was not measured '
+                 '(--options=importance_sampled.num_repeats=2 measures it)')
+  return lines
+
+
+def _ais_lines(result: dict, seconds: float) -> list[str]:
+  start = {'posterior': 'q(z|x)', 'prior': 'p(z)', 'mixture': '½q(z|x) + ½p(z)'}[result['initial']]
+  return [f"  log p(x)      {result['log_likelihood']:10.3f} {_errors(result)} nats  (AIS from "
+          f"{start}, {result['num_steps']} "
+          f"steps × {result['num_chains']} chains × {result['leapfrog_steps']} leapfrog, "
+          f"acceptance {result['acceptance_rate']:.2f}, {seconds:.0f} s)"]
+
+
+def _quadrature_lines(result: dict, seconds: float) -> list[str]:
+  points = result['refinements'][-1]['points_per_dim']
+  status = (f"converged: no example moved by more than {result['max_change']:.1e} at the last "
+            f"doubling" if result['converged'] else
+            f"NOT converged: {result['num_unconverged']} examples still moved by up to "
+            f"{result['max_change']:.3g} nats at {points} points per dimension")
+  return [f"  log p(x)      {result['log_likelihood']:10.3f} nats  exact by quadrature "
+          f"({points} points per dimension, {seconds:.0f} s); {status}; edge cells hold at most "
+          f"{result['max_edge_share']:.1e} of any p(x)"]
+
+
 def main(argv):
   del argv
   options = flags.FLAGS
@@ -169,7 +282,7 @@ def main(argv):
                             chunk_size=options.chunk_size, batch_size=options.batch_size,
                             seed=options.seed,
                             probe_train_examples=options.probe_train_examples,
-                            num_examples=options.num_examples,
+                            num_examples=options.num_examples, options=options.options,
                             data_dir=options.data_dir, data_path=options.data_path)
   print(format_report(report))
 

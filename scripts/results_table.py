@@ -58,14 +58,24 @@ def describe_model(config) -> str:
 
 
 def log_likelihood_cell(report: dict) -> str:
-  """The exact log p(x) where the latent space was enumerated, else the importance-sampled one."""
-  if 'exact' in report:
-    return f"{report['exact']['log_likelihood']:.2f} (exact)"
+  """The exact log p(x) where there is one (enumeration, quadrature), else AIS's, else the
+  importance-sampled one with its Monte-Carlo error and the share of examples its k̂ flags."""
+  for name in ('exact', 'quadrature'):
+    if name in report:
+      return f"{report[name]['log_likelihood']:.2f} (exact)"
+  if 'ais' in report:
+    annealed = report['ais']
+    return (f"{annealed['log_likelihood']:.2f} ± {annealed['monte_carlo_error']:.3f} "
+            f"(AIS, {annealed['num_steps']} steps)")
   sampled = report.get('importance_sampled')
   if not sampled:
     return '—'
-  return (f"{sampled['log_likelihood']:.2f} ± {sampled['standard_error']:.3f} "
-          f"(k={sampled['num_samples']})")
+  # Reports from before the diagnostics (2026-11-29) carry the delta-method `standard_error`.
+  error = next(sampled[key] for key in ('monte_carlo_error', 'delta_method_error',
+                                        'standard_error') if sampled.get(key) is not None)
+  flagged = (f"; k̂>0.7 on {100 * sampled['unreliable_fraction']:.0f}%"
+             if sampled.get('unreliable_fraction') else '')
+  return f"{sampled['log_likelihood']:.2f} ± {error:.3f} (k={sampled['num_samples']}{flagged})"
 
 
 def with_current_names(report: dict) -> dict:

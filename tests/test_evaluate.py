@@ -17,13 +17,17 @@ def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_
   report = evaluate.evaluate_workdir(trained_workdir, batch_size=50, **kwargs)
   with open(report['path'], encoding='utf-8') as f:
     saved = json.load(f)
-  assert os.path.basename(report['path']) == 'step_00000030_test_k20.json'
+  assert os.path.basename(report['path']) == 'step_00000030_test_all_k20.json'
   assert saved['step'] == 30 and saved['num_examples'] == 297 and saved['split'] == 'test'
   assert saved['paper']['test_log_likelihood'] == -30.0
   assert set(saved['active_units']) == {'h1', 'h2'}
   assert 'kl_per_dimension' not in saved  # two layers: no closed-form KL
   sampled = saved['importance_sampled']
-  assert sampled['num_samples'] == 20 and sampled['standard_error'] > 0
+  assert sampled['num_samples'] == 20 and sampled['num_repeats'] == 2
+  assert sampled['monte_carlo_error'] > 0 and sampled['delta_method_error'] > 0
+  assert sampled['test_set_error'] > sampled['monte_carlo_error']
+  assert len(sampled['seed_means']) == 2 and len(sampled['per_example_pareto_k']) == 297
+  assert 0 <= sampled['unreliable_fraction'] <= 1 and len(sampled['worst_examples']) == 10
   assert sampled['log_likelihood'] > saved['elbo']  # IWAE_20 ≥ ELBO, here by far
   assert saved['elbo'] == pytest.approx(saved['reconstruction'] - saved['kl'])
   assert set(saved['seconds']) == {'elbo', 'active_units', 'importance_sampled', 'images',
@@ -73,6 +77,69 @@ def test_evaluation_reports_a_linear_probe_on_labelled_data(trained_workdir):
 def test_evals_chooses_evaluators_by_name(trained_workdir):
   report = evaluate.evaluate_workdir(trained_workdir, names=['elbo'], batch_size=100)
   assert set(report['seconds']) == {'elbo'} and 'importance_sampled' not in report
-  assert os.path.basename(report['path']) == 'step_00000030_test_k0.json'
+  assert os.path.basename(report['path']) == 'step_00000030_test_elbo.json'
+  again = evaluate.evaluate_workdir(trained_workdir, names=['elbo'], batch_size=100)
+  assert os.path.basename(again['path']) == 'step_00000030_test_elbo_2.json'  # none overwritten
+  assert os.path.isfile(report['path'])
   with pytest.raises(app.UsageError, match=r"--evals names \['nope'\]"):
     evaluate.evaluate_workdir(trained_workdir, names=['nope'])
+
+
+@pytest.mark.slow
+def test_ais_and_bdmc_run_when_named_with_options_from_the_command_line(trained_workdir):
+  # The two-layer model: AIS runs over both stochastic layers.
+  report = evaluate.evaluate_workdir(
+      trained_workdir, names=['ais', 'bdmc', 'importance_sampled'], num_examples=20,
+      batch_size=10, num_importance_samples=50,
+      options=['ais.num_steps=20', 'ais.num_chains=4', 'bdmc.num_simulated=6'])
+  annealed, bdmc = report['ais'], report['bdmc']
+  assert annealed['num_steps'] == 20 and annealed['num_chains'] == 4
+  assert annealed['gradient_evaluations_per_example'] == 4 * 20 * (2 + 1)
+  assert len(annealed['per_example_log_likelihood']) == 20
+  # AIS from the even mixture of q and p(z) at 20 steps is close to IS with 50 samples.
+  assert abs(annealed['log_likelihood'] - report['importance_sampled']['log_likelihood']) < 3
+  assert bdmc['num_simulated'] == 6 and bdmc['upper_bound'] > bdmc['lower_bound'] - 0.5
+  summary = evaluate.format_report(report)
+  assert 'AIS from ½q(z|x) + ½p(z), 20 steps × 4 chains' in summary and 'BDMC' in summary
+  assert os.path.basename(report['path']) == (
+      'step_00000030_test_ais+bdmc+importance_sampled_k50_n20.json')
+
+
+@pytest.mark.slow
+def test_costly_estimators_run_only_when_named(trained_workdir):
+  report = evaluate.evaluate_workdir(trained_workdir, num_examples=10, batch_size=10,
+                                     num_importance_samples=5, probe_train_examples=0)
+  assert 'ais' not in report and 'bdmc' not in report
+  assert 'quadrature' not in report  # three latent units over two layers: no grid
+
+
+@pytest.mark.slow
+def test_bad_evaluator_options_are_named_before_any_compute(trained_workdir):
+  for options, message in (
+      (['ais.num_steps=many'], "'many' is not a int"),
+      (['ais.nope=1'], 'expected evaluator.option=value'),
+      (['ais.initial=uniform'], "evals.ais.initial='uniform': choose from"),
+      (['quadrature.tolerance=0'], 'evals.quadrature.tolerance=0.0 must be positive')):
+    with pytest.raises(app.UsageError, match=message):
+      evaluate.evaluate_workdir(trained_workdir, names=['ais'], options=options)
+
+
+@pytest.mark.slow
+def test_quadrature_is_the_oracle_for_a_two_unit_latent(tmp_path):
+  from tests import conftest  # pylint: disable=import-outside-toplevel
+  from vae_jax import training  # pylint: disable=import-outside-toplevel
+  config = conftest.make_tiny_config()  # one layer of two latent units
+  config.num_epochs = 1
+  training.train_and_evaluate(config, str(tmp_path))
+  report = evaluate.evaluate_workdir(
+      str(tmp_path), names=['quadrature', 'importance_sampled'], num_examples=40,
+      batch_size=20, num_importance_samples=2000,
+      options=['quadrature.points_per_dim=64', 'quadrature.tolerance=0.001'])
+  exact, sampled = report['quadrature'], report['importance_sampled']
+  assert exact['converged'] and exact['max_change'] < 0.001 and exact['max_edge_share'] < 1e-6
+  per_example_gap = (np.array(exact['per_example_log_likelihood'])
+                     - np.array(sampled['per_example_log_likelihood']))
+  # Importance sampling is a stochastic lower bound: on average at or below the exact value.
+  assert np.mean(per_example_gap) > -3 * sampled['monte_carlo_error']
+  assert np.abs(per_example_gap).max() < 1.0  # a trained 2-unit q covers the posterior here
+  assert 'exact by quadrature' in evaluate.format_report(report)

@@ -58,7 +58,7 @@ def listing(heading: str, problems: list[str]) -> str:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  problems = [*_choice_problems(config), *_range_problems(config), *_evaluator_problems(config),
+  problems = [*_choice_problems(config), *_range_problems(config), *evaluator_problems(config),
               *_consistency_problems(config)]
   if problems:
     raise ConfigError(listing('Invalid config', problems))
@@ -111,7 +111,7 @@ def _support_problems(config, dataset: data.Dataset):
              f'{" (data.binarization is not none)" if binarised else ""}.')
 
 
-def _evaluator_problems(config):
+def evaluator_problems(config):
   unknown = [name for name in config.evals if name not in evaluators.EVALUATORS]
   if unknown:
     yield (f'config.evals names no evaluator {unknown}; the evaluators are '
@@ -119,6 +119,12 @@ def _evaluator_problems(config):
   for name, options in config.evals.items():
     if 'splits' in options and not set(options.splits) <= {'validation', 'test'}:
       yield f"evals.{name}.splits={tuple(options.splits)} may hold only 'validation' and 'test'."
+  if 'ais' in config.evals:
+    yield from evaluators.ais.option_problems(config)
+  if 'quadrature' in config.evals:
+    yield from evaluators.quadrature.option_problems(config)
+  if config.evals.get('importance_sampled', {}).get('num_repeats', 1) < 1:
+    yield 'evals.importance_sampled.num_repeats must be at least 1.'
 
 
 def _choice_problems(config):

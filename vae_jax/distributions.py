@@ -57,13 +57,29 @@ class DiagonalGaussian:
 
   def pairwise_log_prob(self, x: jax.Array) -> jax.Array:
     """`log p(x_b)` under every distribution z of a batch: x `[B, *event]`, this distribution's
-    batch `[Z]` -> `[B, Z]`, by matrix products instead of a `[B, Z, *event]` intermediate."""
-    x, mean, scale = (flatten_event(a, self.event_ndims) for a in (x, self.mean, self.scale))
-    precision = 1.0 / jnp.square(scale)  # [Z, N]
-    quadratic = (jnp.square(x) @ precision.T - 2.0 * x @ (mean * precision).T
-                 + jnp.sum(jnp.square(mean) * precision, axis=-1))
+    batch `[Z]` -> `[B, Z]`.
+
+    Computed from the standardised differences `(x_b − μ_z)/σ_z`, exact to float32 rounding. Not
+    by expanding `(x−μ)²/σ² = x²/σ² − 2xμ/σ² + μ²/σ²` into matrix products: in float32 that
+    cancels catastrophically at small scales — at σ = 1e-3 with data of order 1 each term is
+    ~1e6 and the sums over 784 pixels were hundreds of nats off (on log p ≈ 4300).
+
+    One row of x at a time (`jax.lax.map`), so the only large intermediate is one `[Z, N]` block
+    and never `[B, Z, N]`; rematerialised (`jax.checkpoint`) so that the backward pass does not
+    keep the `B` blocks either. Blocks of several rows (`batch_size=`) compute no faster and make
+    the gradient 30× slower on CPU. Cost on one CPU core at B=1000, Z=256, N=784: 5× the matrix
+    products, forward and gradient alike (64 ms and 140 ms)."""
+    x = flatten_event(x, self.event_ndims)  # [B, N]
+    mean, scale = (flatten_event(a, self.event_ndims)
+                   for a in jnp.broadcast_arrays(self.mean, self.scale))  # [Z, N]
+    inverse_scale = 1.0 / scale
     normaliser = jnp.sum(jnp.log(scale), axis=-1) + 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
-    return -0.5 * quadratic - normaliser
+
+    @jax.checkpoint
+    def half_squared_distances(x_b: jax.Array) -> jax.Array:  # [N] -> [Z]
+      return 0.5 * jnp.sum(jnp.square((x_b - mean) * inverse_scale), axis=-1)
+
+    return -jax.lax.map(half_squared_distances, x) - normaliser  # [B, Z]
 
   def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One reparameterised draw and its log-density (as a flow posterior provides them)."""

@@ -36,7 +36,7 @@ def test_every_applicable_evaluator_reports_and_the_bounds_are_ordered():
     result.update(evaluator(params, data.Split(x, None), jax.random.key(3)))
   sampled = result['importance_sampled']
   assert result['elbo'] < sampled['log_likelihood'] <= np.mean(
-      linear_gaussian.exact_log_marginal(x)) + 3 * sampled['standard_error']
+      linear_gaussian.exact_log_marginal(x)) + 3 * sampled['monte_carlo_error']
   assert sampled['num_samples'] == 100
   # The per-unit KLs add up to the KL term.
   np.testing.assert_allclose(sum(result['kl_per_dimension']), result['kl'], rtol=1e-5)

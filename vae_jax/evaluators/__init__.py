@@ -3,7 +3,10 @@
   elbo.py                 elbo          ELBO, E_q log p(x|z) (`reconstruction`), KL, bits/dim
   posterior.py            active_units  active units per layer, KL per unit
   exact.py                exact         exact log p(x), ELBO and posterior gap (small discrete z)
-  importance_sampling.py  importance_sampled  log p(x) by importance sampling, ± its error
+  importance_sampling.py  importance_sampled  log p(x) by importance sampling, its errors, k̂
+  ais.py                  ais           log p(x) by annealed importance sampling (HMC)
+  bdmc.py                 bdmc          AIS lower and upper bounds on simulated data
+  quadrature.py           quadrature    exact log p(x) over a 1- or 2-D latent (the oracle)
   linear_probe.py         linear_probe  logistic regression from posterior means to labels
   image_grids.py          images        samples, reconstructions, category decodings
   registry.py             `register(name)`, `create(model, config, dataset)`
@@ -13,9 +16,10 @@ A new evaluator is a module with a `@registry.register('name')` factory, importe
 an entry in `configs/default.py`'s `config.evals`.
 """
 
-from vae_jax.evaluators import (elbo, exact, image_grids, importance_sampling, linear_probe,
-                                posterior)  # registers the evaluators
+from vae_jax.evaluators import (ais, bdmc, elbo, exact, image_grids, importance_sampling,
+                                linear_probe, posterior, quadrature)  # registers the evaluators
 from vae_jax.evaluators.registry import EVALUATORS, Evaluator, create, images_of, register, scalars
 
-__all__ = ['EVALUATORS', 'Evaluator', 'create', 'elbo', 'exact', 'image_grids', 'images_of',
-           'importance_sampling', 'linear_probe', 'posterior', 'register', 'scalars']
+__all__ = ['EVALUATORS', 'Evaluator', 'ais', 'bdmc', 'create', 'elbo', 'exact', 'image_grids',
+           'images_of', 'importance_sampling', 'linear_probe', 'posterior', 'quadrature',
+           'register', 'scalars']

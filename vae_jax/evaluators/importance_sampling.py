@@ -1,4 +1,6 @@
-"""The importance-sampled estimate of log p(x), with its Monte-Carlo standard error."""
+"""The importance-sampled estimate of log p(x), with what says how far it can be off: the
+Pareto k̂ and effective sample size of each example's weights, the Monte-Carlo error measured
+over repeated seeds, and the test-set sampling error."""
 
 from __future__ import annotations
 
@@ -9,44 +11,50 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import objectives
+from vae_jax import objectives, psis
 from vae_jax.evaluators import batched, registry
+
+WORST_EXAMPLES = 10  # indices of the examples with the largest k̂ that a report lists
 
 
 def make_importance_sampling_fn(model, *, num_samples: int, chunk_size: int):
   """A jitted `(params, images [B, ...], example_ids [B], rng) -> {'log_likelihood': [B],
-  'standard_error': [B]}`: the importance-sampled estimate
+  'standard_error': [B], 'pareto_k': [B], 'effective_sample_size': [B]}`: the estimate
 
       log p(x) ≈ log (1/K) Σ_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x),   K = num_samples,
 
   (the IWAE bound with K samples, which tends to log p(x) from below as K grows). The K draws
   are made `chunk_size` at a time inside a `lax.scan`, keeping running log-sums of the weights
-  and of their squares, so memory is set by `chunk_size`, not K. The standard error is the
-  delta-method Monte-Carlo error of log p̂: the sample standard deviation of the weights over
-  √K times their mean.
+  and of their squares and the largest weights (for k̂), so memory is set by `chunk_size`, not
+  K. `standard_error` is the delta-method Monte-Carlo error of log p̂ (the weights' sample
+  standard deviation over √K times their mean): it is itself unreliable when k̂ is large.
   """
   chunk_size = min(chunk_size, num_samples)
   num_chunks = math.ceil(num_samples / chunk_size)
+  num_top = min(psis.tail_length(num_samples) + 1, num_samples)
 
   def example_estimate(params, image, key):
     x = image[None]
 
     def add_chunk(carry, chunk_index):
-      log_sum_w, log_sum_w2 = carry
+      log_sum_w, log_sum_w2, top = carry
       terms = objectives.log_weight_terms(model, params, x, jax.random.fold_in(key, chunk_index),
                                           chunk_size)
       log_w = objectives.log_weights(terms)[:, 0]
       in_range = chunk_index * chunk_size + jnp.arange(chunk_size) < num_samples
       log_w = jnp.where(in_range, log_w, -jnp.inf)
+      top = jax.lax.top_k(jnp.concatenate([top, log_w]), num_top)[0]
       return (jnp.logaddexp(log_sum_w, jax.scipy.special.logsumexp(log_w)),
-              jnp.logaddexp(log_sum_w2, jax.scipy.special.logsumexp(2 * log_w))), None
+              jnp.logaddexp(log_sum_w2, jax.scipy.special.logsumexp(2 * log_w)), top), None
 
-    init = (jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(-jnp.inf, jnp.float32))
-    (log_sum_w, log_sum_w2), _ = jax.lax.scan(add_chunk, init, jnp.arange(num_chunks))
+    none = jnp.asarray(-jnp.inf, jnp.float32)
+    (log_sum_w, log_sum_w2, top), _ = jax.lax.scan(
+        add_chunk, (none, none, jnp.full(num_top, -jnp.inf)), jnp.arange(num_chunks))
     # Var(w) / mean(w)² = K Σw² / (Σw)² − 1.
     relative_variance = jnp.maximum(num_samples * jnp.exp(log_sum_w2 - 2 * log_sum_w) - 1.0, 0.0)
     return {'log_likelihood': log_sum_w - math.log(num_samples),
-            'standard_error': jnp.sqrt(relative_variance / num_samples)}
+            'standard_error': jnp.sqrt(relative_variance / num_samples),
+            **psis.diagnostics_from_top(top, log_sum_w, log_sum_w2)}
 
   @jax.jit
   def importance_sampling_fn(params, images, example_ids, rng):
@@ -56,33 +64,73 @@ def make_importance_sampling_fn(model, *, num_samples: int, chunk_size: int):
   return importance_sampling_fn
 
 
-def importance_sampled_log_likelihood(importance_sampling_fn, params, images: np.ndarray, *,
-                                      batch_size: int, rng: jax.Array) -> dict[str, float]:
-  """Mean estimate of log p(x) over `images`, the Monte-Carlo standard error of that mean, and
-  the per-example estimates' standard deviation across the split."""
-  result = batched.map_examples(importance_sampling_fn, params, images, batch_size=batch_size,
-                                rng=rng)
-  estimates = result['log_likelihood']
+def repeated_estimates(importance_sampling_fn, params, images: np.ndarray, *, batch_size: int,
+                       rng: jax.Array, num_repeats: int) -> dict[str, np.ndarray]:
+  """The per-example results of `num_repeats` independent runs (seed r: `fold_in(rng, r)`;
+  the first is the single run's), each `[R, N]`."""
+  runs = [batched.map_examples(importance_sampling_fn, params, images, batch_size=batch_size,
+                               rng=rng if repeat == 0 else jax.random.fold_in(rng, repeat))
+          for repeat in range(num_repeats)]
+  return {key: np.stack([run[key] for run in runs]) for key in runs[0]}
+
+
+def summarize(runs: dict[str, np.ndarray]) -> dict:
+  """The split's estimate (the mean over seeds of each seed's split mean, all at K samples), its
+  errors, and the diagnostics of the first seed's weights.
+
+  monte_carlo_error     standard error of the reported mean from the estimator's noise, measured
+                        across seeds: √(Σ_i s_i² / R) / N with s_i² example i's variance over
+                        the R seeds (None for R = 1)
+  delta_method_error    the same from the within-run delta-method formula (unreliable where k̂
+                        is large)
+  test_set_error        standard error of the mean over a test set of this size: the examples'
+                        standard deviation over √N
+  """
+  estimates = runs['log_likelihood']  # [R, N]
+  num_repeats, num_examples = estimates.shape
+  per_example = estimates.mean(axis=0)
+  pareto_k = runs['pareto_k'][0]
+  unreliable = pareto_k > psis.RELIABLE_PARETO_K
+  worst = np.argsort(np.nan_to_num(-pareto_k, nan=np.inf))[:WORST_EXAMPLES]
   return {
-      'log_likelihood': float(np.mean(estimates)),
-      'standard_error': float(np.sqrt(np.sum(result['standard_error']**2)) / len(estimates)),
-      'std_across_examples': float(np.std(estimates)),
+      'log_likelihood': float(per_example.mean()),
+      'seed_means': [float(m) for m in estimates.mean(axis=1)],
+      'monte_carlo_error': (float(np.sqrt(np.sum(estimates.var(axis=0, ddof=1)) / num_repeats)
+                                  / num_examples) if num_repeats > 1 else None),
+      'delta_method_error': float(np.sqrt(np.sum(runs['standard_error'][0]**2)) / num_examples
+                                  / np.sqrt(num_repeats)),
+      'test_set_error': (float(per_example.std(ddof=1) / np.sqrt(num_examples))
+                         if num_examples > 1 else None),
+      'unreliable_fraction': float(np.mean(unreliable)),
+      'reliable_pareto_k': psis.RELIABLE_PARETO_K,
+      # k̂ needs at least 25 samples (psis.MIN_TAIL_LENGTH tail weights): None below that.
+      'median_pareto_k': (float(np.nanmedian(pareto_k)) if np.any(np.isfinite(pareto_k))
+                          else None),
+      'median_effective_sample_size': float(np.median(runs['effective_sample_size'][0])),
+      'min_effective_sample_size': float(np.min(runs['effective_sample_size'][0])),
+      'worst_examples': [{'index': int(i), 'pareto_k': float(pareto_k[i]),
+                          'log_likelihood': float(per_example[i]),
+                          'effective_sample_size': float(runs['effective_sample_size'][0][i])}
+                         for i in worst],
+      'num_repeats': num_repeats,
+      'per_example_log_likelihood': per_example.tolist(),
+      'per_example_pareto_k': pareto_k.tolist(),
   }
 
 
 @dataclasses.dataclass
 class ImportanceSamplingEvaluator:
-  """`{'importance_sampled': {log_likelihood, standard_error, std_across_examples,
-  num_samples}}`."""
+  """`{'importance_sampled': {log_likelihood, monte_carlo_error, test_set_error, diagnostics,
+  num_samples, ...}}` (see `summarize`)."""
   importance_sampling_fn: object
   num_samples: int
+  num_repeats: int
   batch_size: int
 
   def __call__(self, params, split, rng) -> dict:
-    estimate = importance_sampled_log_likelihood(self.importance_sampling_fn, params,
-                                                 split.images, batch_size=self.batch_size,
-                                                 rng=rng)
-    return {'importance_sampled': {**estimate, 'num_samples': self.num_samples}}
+    runs = repeated_estimates(self.importance_sampling_fn, params, split.images,
+                              batch_size=self.batch_size, rng=rng, num_repeats=self.num_repeats)
+    return {'importance_sampled': {**summarize(runs), 'num_samples': self.num_samples}}
 
 
 @registry.register('importance_sampled')
@@ -94,4 +142,4 @@ def create(model, config, dataset) -> ImportanceSamplingEvaluator | None:
   return ImportanceSamplingEvaluator(
       make_importance_sampling_fn(model, num_samples=options.num_samples,
                                   chunk_size=options.chunk_size),
-      options.num_samples, config.eval_batch_size)
+      options.num_samples, options.num_repeats, config.eval_batch_size)

@@ -34,13 +34,15 @@ def register(name: str):
 
 def create(model, config, dataset, *, names=None,
            during_training: bool = False) -> dict[str, Evaluator]:
-  """The evaluators of `config.evals` (all, or `names`; with `during_training`, those whose
-  `during_training` option is set) that apply to `model`."""
+  """The evaluators of `config.evals` that apply to `model`: those named in `names`; with
+  `during_training`, those whose `during_training` option is set; else all but those whose
+  `by_default` option is False (costly ones, run when named)."""
   chosen = {}
   # The ELBO first (the headline of every log line and report), then the config's order.
   for name, options in sorted(config.evals.items(), key=lambda item: item[0] != 'elbo'):
     if (names is not None and name not in names) or (
-        during_training and not options.during_training):
+        during_training and not options.during_training) or (
+            names is None and not during_training and not options.get('by_default', True)):
       continue
     evaluator = EVALUATORS[name](model, config, dataset)
     if evaluator is not None:

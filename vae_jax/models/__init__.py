@@ -15,7 +15,7 @@ from vae_jax.models.components import (CATEGORICAL_PRIOR_KINDS, DECODER_KINDS, E
 from vae_jax.models.discrete import DiscreteVAE
 from vae_jax.models.hierarchical import HierarchicalVAE
 from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy,
-                                      LatentVariableModel, can_enumerate)
+                                      LatentDensities, LatentVariableModel, can_enumerate)
 from vae_jax.models.top_down import TopDownVAE
 from vae_jax.models.registry import build_model, family_name, register
 from vae_jax.models.vae import VAE
@@ -23,7 +23,7 @@ from vae_jax.models.vae import VAE
 __all__ = [
     'CATEGORICAL_PRIOR_KINDS', 'DECODER_KINDS', 'ENCODER_KINDS', 'LATENT_KINDS',
     'LIKELIHOOD_KINDS', 'PRIOR_KINDS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
-    'Enumerable', 'Hierarchy', 'HierarchicalVAE', 'LatentVariableModel', 'TopDownVAE', 'VAE',
+    'Enumerable', 'Hierarchy', 'HierarchicalVAE', 'LatentDensities', 'LatentVariableModel', 'TopDownVAE', 'VAE',
     'build_model', 'can_enumerate', 'discrete', 'family_name', 'hierarchical', 'register',
     'top_down', 'vae',
 ]

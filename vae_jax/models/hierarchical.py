@@ -58,6 +58,36 @@ class HierarchicalVAE(nn.Module):
     return {'reconstruction': self.decoder(layers[0]).log_prob(x), 'log_prior': log_prior,
             'log_posterior': log_posterior}
 
+  def encode_context(self, x: jax.Array):
+    return self.encoders[0](x)
+
+  def draw_latents(self, key: jax.Array, context, num: int, from_prior: bool) -> tuple:
+    keys = jax.random.split(key, len(self.encoders))
+    if from_prior:
+      layers = [self.prior().sample(keys[-1], (num,))]
+      for conditional, layer_key in zip(reversed(self.conditional_priors), reversed(keys[:-1])):
+        layers.insert(0, conditional(layers[0]).sample(layer_key))
+      return tuple(layers)
+    layers = [context.sample(keys[0])]
+    for encoder, layer_key in zip(self.encoders[1:], keys[1:]):
+      layers.append(encoder(layers[-1]).sample(layer_key))
+    return tuple(layers)
+
+  def latent_log_densities(self, x: jax.Array, layers, context) -> dict[str, jax.Array]:
+    log_prior = self.prior().log_prob(layers[-1])
+    for conditional, lower, upper in zip(self.conditional_priors, layers[:-1], layers[1:]):
+      log_prior += conditional(upper).log_prob(lower)
+    log_posterior = context.log_prob(layers[0])
+    for encoder, lower, upper in zip(self.encoders[1:], layers[:-1], layers[1:]):
+      log_posterior += encoder(lower).log_prob(upper)
+    return {'reconstruction': self.decoder(layers[0]).log_prob(x), 'log_prior': log_prior,
+            'log_posterior': log_posterior}
+
+  def simulate(self, key: jax.Array, num: int) -> tuple[jax.Array, tuple]:
+    latent_key, data_key = jax.random.split(key)
+    layers = self.draw_latents(latent_key, None, num, from_prior=True)
+    return self.decoder(layers[0]).sample(data_key), layers
+
   def analytic_kl(self, x: jax.Array) -> None:
     del x  # q(h_2|x) is a continuous mixture over h_1: no closed form
     return None

@@ -71,6 +71,32 @@ class Enumerable(Protocol):
   def exact_terms(self, x: jax.Array) -> dict[str, jax.Array]: ...
 
 
+@runtime_checkable
+class LatentDensities(Protocol):
+  """Continuous latents whose densities can be evaluated at any z, what annealed importance
+  sampling, bidirectional Monte Carlo and quadrature need. z is the family's pytree of latent
+  arrays (one per layer or group), batch axis first.
+
+    encode_context(x)                  what q(z|x) needs from x, computed once per example
+    draw_latents(key, context, num, from_prior)
+                                       z ~ q(z|x) (num must match the context's batch) or
+                                       z ~ p(z)
+    latent_log_densities(x, z, context)
+                                       `reconstruction` log p(x|z), `log_prior` log p(z) and,
+                                       where q(z|x) has a density at any z (not an IAF flow),
+                                       `log_posterior` log q(z|x), each [B]
+    simulate(key, num)                 exact draws from the model: (x ~ p(x|z), z ~ p(z))
+  """
+
+  def encode_context(self, x: jax.Array): ...
+
+  def draw_latents(self, key: jax.Array, context, num: int, from_prior: bool): ...
+
+  def latent_log_densities(self, x: jax.Array, z, context) -> dict[str, jax.Array]: ...
+
+  def simulate(self, key: jax.Array, num: int): ...
+
+
 def can_enumerate(model) -> bool:
   """Whether log p(x) and p(z|x) are exact sums for this model (small discrete latent spaces)."""
   return isinstance(model, Enumerable) and model.is_enumerable

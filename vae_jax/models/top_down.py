@@ -210,6 +210,31 @@ class TopDownVAE(nn.Module):
       terms[f'kl/{name}'] = kl
     return terms
 
+  def encode_context(self, x: jax.Array) -> dict[int, jax.Array]:
+    return self.encoder(x)
+
+  def draw_latents(self, key: jax.Array, context, num: int, from_prior: bool) -> tuple:
+    keys = jax.random.split(key, len(self.groups))
+
+    def draw(index, prior, posterior):
+      return (prior if from_prior else posterior).sample(keys[index])
+
+    _, chosen = self._top_down(num, draw, None if from_prior else context)
+    return tuple(z for z, _, _ in chosen)
+
+  def latent_log_densities(self, x: jax.Array, groups, context) -> dict[str, jax.Array]:
+    likelihood, chosen = self._top_down(x.shape[0], lambda index, prior, posterior: groups[index],
+                                        context)
+    return {'reconstruction': likelihood.log_prob(x),
+            'log_prior': sum(prior.log_prob(z) for z, prior, _ in chosen),
+            'log_posterior': sum(posterior.log_prob(z) for z, _, posterior in chosen)}
+
+  def simulate(self, key: jax.Array, num: int) -> tuple[jax.Array, tuple]:
+    keys = jax.random.split(key, len(self.groups) + 1)
+    likelihood, chosen = self._top_down(
+        num, lambda index, prior, posterior: prior.sample(keys[index]))
+    return likelihood.sample(keys[-1]), tuple(z for z, _, _ in chosen)
+
   def analytic_kl(self, x: jax.Array) -> None:
     del x  # each group's KL is closed-form only given the z above it
     return None

@@ -46,6 +46,26 @@ class VAE(nn.Module):
       terms['analytic_kl'] = distributions.kl_divergence(posterior, prior)
     return terms
 
+  def encode_context(self, x: jax.Array):
+    return self.encoder(x)
+
+  def draw_latents(self, key: jax.Array, context, num: int, from_prior: bool) -> jax.Array:
+    if from_prior:
+      return self.prior_distribution().sample(key, (num,))
+    return context.sample_and_log_prob(key)[0]
+
+  def latent_log_densities(self, x: jax.Array, z: jax.Array, context) -> dict[str, jax.Array]:
+    terms = {'reconstruction': self.decoder(z).log_prob(x),
+             'log_prior': self.prior_distribution().log_prob(z)}
+    if hasattr(context, 'log_prob'):  # an IAF posterior has its density at its samples only
+      terms['log_posterior'] = context.log_prob(z)
+    return terms
+
+  def simulate(self, key: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
+    prior_key, data_key = jax.random.split(key)
+    z = self.prior_distribution().sample(prior_key, (num,))
+    return self.decoder(z).sample(data_key), z
+
   def analytic_kl(self, x: jax.Array) -> jax.Array | None:
     posterior, prior = self.encoder(x), self.prior_distribution()
     if not distributions.has_analytic_kl(posterior, prior):

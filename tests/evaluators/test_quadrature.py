@@ -1,0 +1,75 @@
+"""vae_jax/evaluators/quadrature.py: the oracle against closed forms — a linear-Gaussian VAE's
+marginal with one and with two latent units — and its convergence record."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from tests import test_objectives as linear_gaussian
+from vae_jax import distributions, models, priors
+from vae_jax.evaluators import quadrature
+
+OPTIONS = dict(points_per_dim=32, max_refinements=4, tolerance=1e-3, posterior_widths=10.0,
+               batch_size=2)
+W1 = np.array([[1.5], [-0.5], [2.0]])  # one latent unit
+
+
+class OneUnitDecoder(nn.Module):
+
+  def __call__(self, z):
+    mean = z @ jnp.asarray(W1.T, jnp.float32) + jnp.asarray(linear_gaussian.B, jnp.float32)
+    return distributions.DiagonalGaussian(mean, jnp.full(mean.shape, linear_gaussian.SIGMA))
+
+
+class ShiftedEncoder(nn.Module):
+  """A deliberately poor q: the grid must not depend on q being right."""
+
+  def __call__(self, x):
+    return distributions.DiagonalGaussian(jnp.ones((x.shape[0], 1)), jnp.full((x.shape[0], 1),
+                                                                                0.3))
+
+
+def test_quadrature_matches_the_closed_form_marginal_with_two_latent_units():
+  model, params = linear_gaussian._linear_gaussian_vae(mean_shift=0.7)  # pylint: disable=protected-access
+  x = np.asarray(linear_gaussian.X, np.float32)
+  result = quadrature.integrate(model, params, x, **OPTIONS)
+  np.testing.assert_allclose(result['per_example'], linear_gaussian.exact_log_marginal(x),
+                             atol=2e-3)
+  assert result['change'].max() < OPTIONS['tolerance']
+  assert result['edge_share'].max() < np.log(1e-8)
+  # The box holds the prior's draws and every posterior mean ± 10 standard deviations.
+  mean, scale = linear_gaussian.exact_posterior(x)
+  assert np.all(result['box'][:, 0] <= (mean + 0.7 - 10 * scale).min(axis=0))
+
+
+def test_quadrature_matches_the_closed_form_marginal_with_one_latent_unit():
+  model = models.VAE(ShiftedEncoder(), OneUnitDecoder(), priors.StandardNormalPrior(1))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+  x = np.asarray(linear_gaussian.X, np.float32)
+  covariance = W1 @ W1.T + linear_gaussian.SIGMA**2 * np.eye(3)
+  exact = stats.multivariate_normal(linear_gaussian.B, covariance).logpdf(x)
+  result = quadrature.integrate(model, params, x, **OPTIONS)
+  np.testing.assert_allclose(result['per_example'], exact, atol=2e-3)
+
+
+def test_the_report_says_when_the_grid_has_not_converged():
+  model, params = linear_gaussian._linear_gaussian_vae()  # pylint: disable=protected-access
+  split = type('Split', (), {'images': np.asarray(linear_gaussian.X, np.float32)})
+  coarse = quadrature.QuadratureEvaluator(model, {**OPTIONS, 'points_per_dim': 4,
+                                                  'max_refinements': 1})
+  report = coarse(params, split, jax.random.key(0))['quadrature']
+  assert not report['converged'] and report['num_unconverged'] >= 1
+  assert [level['points_per_dim'] for level in report['refinements']] == [4, 8]
+  fine = quadrature.QuadratureEvaluator(model, OPTIONS)(params, split, jax.random.key(0))
+  assert fine['quadrature']['converged']
+  np.testing.assert_allclose(fine['quadrature']['log_likelihood'],
+                             np.mean(linear_gaussian.exact_log_marginal(split.images)), atol=2e-3)
+
+
+def test_grid_cells_are_midpoints_with_the_outer_ring_marked():
+  cells, log_volume, on_edge = quadrature.grid_cells(np.array([[0.0, 1.0], [-2.0, 2.0]]), 4)
+  assert cells.shape == (16, 2) and on_edge.sum() == 12
+  np.testing.assert_allclose(sorted(set(cells[:, 0])), [0.125, 0.375, 0.625, 0.875])
+  np.testing.assert_allclose(log_volume, np.log(0.25 * 1.0))

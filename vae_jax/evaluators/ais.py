@@ -1,0 +1,162 @@
+"""log p(x) by annealed importance sampling (Neal 2001), as Wu et al. (2017) evaluate
+decoder-based models: a stochastic lower bound that, unlike importance sampling from q(z|x),
+tends to log p(x) as the number of intermediate distributions grows, even where q misses part of
+the posterior."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import ais, models
+from vae_jax.evaluators import batched, registry
+
+INITIAL_DISTRIBUTIONS = ('mixture', 'posterior', 'prior')
+
+
+def settings(options) -> dict:
+  """The AIS settings a report records (and `make_ais_fn` takes)."""
+  return {'num_steps': int(options.num_steps), 'num_chains': int(options.num_chains),
+          'leapfrog_steps': int(options.leapfrog_steps), 'step_size': float(options.step_size),
+          'initial': str(options.initial)}
+
+
+def gradient_evaluations(settings: dict) -> int:
+  """Gradient evaluations of log p(x, z) per example: (leapfrog steps + 1) per temperature and
+  chain (the +1 evaluates the state at each new temperature)."""
+  return settings['num_chains'] * settings['num_steps'] * (settings['leapfrog_steps'] + 1)
+
+
+def chain_log_densities(model, params, x: jax.Array, context, initial: str):
+  """`z -> (log f_0(z), log p(x, z))` for one chain (no batch axis) on one example `x [1, ...]`,
+  with f_0 = q(z|x), p(z), or their even mixture."""
+
+  def log_densities(z):
+    terms = model.apply(params, x, jax.tree.map(lambda a: a[None], z), context,
+                        method='latent_log_densities')
+    log_joint = terms['reconstruction'] + terms['log_prior']
+    log_initial = {
+        'posterior': lambda: terms['log_posterior'],
+        'prior': lambda: terms['log_prior'],
+        'mixture': lambda: jnp.logaddexp(terms['log_posterior'], terms['log_prior']) - jnp.log(2.0),
+    }[initial]()
+    return log_initial[0], log_joint[0]
+
+  return log_densities
+
+
+def initial_draws(model, params, key: jax.Array, context, num_chains: int, initial: str):
+  """The chains' starts, from f_0: for the mixture, the first half of the chains from q(z|x)
+  and the rest from p(z) (stratified: the mean of the chains' weights stays unbiased)."""
+  chains_context = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape[1:])),
+                                context)
+  posterior_key, prior_key = jax.random.split(key)
+  if initial != 'mixture':
+    return model.apply(params, posterior_key, chains_context, num_chains, initial == 'prior',
+                       method='draw_latents')
+  from_posterior = model.apply(params, posterior_key, chains_context, num_chains, False,
+                               method='draw_latents')
+  from_prior = model.apply(params, prior_key, chains_context, num_chains, True,
+                           method='draw_latents')
+  half = num_chains // 2
+  return jax.tree.map(lambda a, b: jnp.concatenate([a[:half], b[half:]]), from_posterior,
+                      from_prior)
+
+
+def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
+                step_size: float, initial: str):
+  """A jitted `(params, images [B, ...], example_ids [B], rng) -> {'log_likelihood': [B], ...}`:
+  per example, the log-mean-exp over `num_chains` AIS chains of their log-weights along
+  `num_steps` intermediate distributions from `initial` (q(z|x) or p(z)) to p(x, z), with the
+  chains' Monte-Carlo error (delta method over chains), mean acceptance rate and final step
+  size."""
+  betas = ais.sigmoid_schedule(num_steps)
+
+  def example_estimate(params, image, key):
+    x = image[None]
+    start_key, run_key = jax.random.split(key)
+    context = model.apply(params, x, method='encode_context')
+    z0 = initial_draws(model, params, start_key, context, num_chains, initial)
+    log_w, info = ais.anneal(run_key, z0, chain_log_densities(model, params, x, context, initial),
+                             betas, leapfrog_steps=leapfrog_steps, step_size=step_size)
+    weights = jnp.exp(log_w - jnp.max(log_w))
+    return {'log_likelihood': ais.log_mean_exp(log_w),
+            'standard_error': jnp.std(weights, ddof=1) / (jnp.sqrt(num_chains) * jnp.mean(weights)),
+            'chain_effective_sample_size': jnp.sum(weights)**2 / jnp.sum(weights**2),
+            **info}
+
+  @jax.jit
+  def ais_fn(params, images, example_ids, rng):
+    keys = batched.per_example_keys(rng, example_ids)
+    return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
+
+  return ais_fn
+
+
+def summarize(per_example: dict[str, np.ndarray]) -> dict:
+  """Split means of the per-example AIS results, and the errors of that mean."""
+  estimates = per_example['log_likelihood']
+  return {
+      'log_likelihood': float(np.mean(estimates)),
+      'monte_carlo_error': float(np.sqrt(np.sum(per_example['standard_error']**2))
+                                 / len(estimates)),
+      'test_set_error': float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
+                        if len(estimates) > 1 else float('nan'),
+      'acceptance_rate': float(np.mean(per_example['acceptance_rate'])),
+      'step_size': float(np.mean(per_example['step_size'])),
+      'min_chain_effective_sample_size': float(np.min(per_example['chain_effective_sample_size'])),
+      'per_example_log_likelihood': estimates.tolist(),
+  }
+
+
+@dataclasses.dataclass
+class AISEvaluator:
+  """`{'ais': {log_likelihood, monte_carlo_error, test_set_error, acceptance_rate, ...,
+  settings}}`."""
+  ais_fn: object
+  options: dict
+  batch_size: int
+
+  def __call__(self, params, split, rng) -> dict:
+    per_example = batched.map_examples(self.ais_fn, params, split.images,
+                                       batch_size=self.batch_size, rng=rng)
+    return {'ais': {**summarize(per_example), **self.options,
+                    'gradient_evaluations_per_example': gradient_evaluations(self.options)}}
+
+
+def option_problems(config) -> list[str]:
+  """What in `config.evals.ais` cannot run on this config's model, each naming the fix."""
+  options, problems = config.evals.ais, []
+  if options.initial not in INITIAL_DISTRIBUTIONS:
+    problems.append(f'evals.ais.initial={options.initial!r}: choose from '
+                    f'{INITIAL_DISTRIBUTIONS}.')
+  elif options.initial != 'prior' and config.model.encoder.get('flow_steps', 0):
+    problems.append(f"evals.ais.initial={options.initial!r} needs q(z|x) at any z, and an IAF "
+                    "posterior has its density at its own samples only: set "
+                    "evals.ais.initial='prior'.")
+  for key in ('num_steps', 'num_chains', 'leapfrog_steps'):
+    if options[key] < 1:
+      problems.append(f'evals.ais.{key}={options[key]} must be at least 1.')
+  if options.step_size <= 0:
+    problems.append(f'evals.ais.step_size={options.step_size} must be positive.')
+  return problems
+
+
+def check_options(config) -> None:
+  problems = option_problems(config)
+  if problems:
+    raise ValueError(' '.join(problems))
+
+
+@registry.register('ais')
+def create(model, config, dataset) -> AISEvaluator | None:
+  del dataset
+  options = config.evals.ais
+  if not isinstance(model, models.LatentDensities):
+    return None  # discrete latents: evals.exact sums over them
+  check_options(config)
+  return AISEvaluator(make_ais_fn(model, **settings(options)), settings(options),
+                      config.eval_batch_size)

@@ -1,0 +1,82 @@
+"""Bidirectional Monte Carlo (Grosse, Ghahramani & Adams 2015; Wu et al. 2017): how far the AIS
+estimate of log p(x) can be off, measured where the truth is bracketed.
+
+On data simulated from the model itself, `z* ~ p(z)`, `x ~ p(x|z*)`, z* is an exact draw from
+p(z|x). AIS forward (from q(z|x) or p(z) to p(x, z)) gives a stochastic lower bound on log p(x);
+AIS in reverse, started at z*, gives a stochastic upper bound. Their gap bounds the error of the
+forward estimate on these examples and, as Wu et al. argue, indicates it on real data of the
+same kind when the model fits the data well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import ais, models
+from vae_jax.evaluators import ais as forward_ais
+from vae_jax.evaluators import registry
+
+
+def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
+                 step_size: float, initial: str):
+  """A jitted `(params, rng, example_ids [B]) -> {'lower_bound', 'upper_bound'} [B]` on B
+  examples simulated from the model (example i from `fold_in(rng, i)`)."""
+  betas = ais.sigmoid_schedule(num_steps)
+  run = dict(leapfrog_steps=leapfrog_steps, step_size=step_size)
+
+  def example_bounds(params, key):
+    simulate_key, start_key, forward_key, reverse_key = jax.random.split(key, 4)
+    x, z_star = model.apply(params, simulate_key, 1, method='simulate')
+    context = model.apply(params, x, method='encode_context')
+    log_densities = forward_ais.chain_log_densities(model, params, x, context, initial)
+    z0 = forward_ais.initial_draws(model, params, start_key, context, num_chains, initial)
+    forward, _ = ais.anneal(forward_key, z0, log_densities, betas, **run)
+    # Every reverse chain starts at the exact posterior draw z*.
+    z_star = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape[1:])), z_star)
+    reverse, _ = ais.anneal(reverse_key, z_star, log_densities, betas[::-1], **run)
+    return {'lower_bound': ais.log_mean_exp(forward), 'upper_bound': -ais.log_mean_exp(reverse)}
+
+  @jax.jit
+  def bdmc_fn(params, rng, example_ids):
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, example_ids)
+    return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
+
+  return bdmc_fn
+
+
+@dataclasses.dataclass
+class BDMCEvaluator:
+  """`{'bdmc': {lower_bound, upper_bound, gap, max_gap, num_simulated, AIS settings}}`: means
+  over `num_simulated` examples drawn from the model (the split's images are not used)."""
+  bdmc_fn: object
+  options: dict
+  num_simulated: int
+  batch_size: int
+
+  def __call__(self, params, split, rng) -> dict:
+    del split  # the data are simulated from the model
+    parts = []
+    for start in range(0, self.num_simulated, self.batch_size):
+      ids = np.arange(start, min(start + self.batch_size, self.num_simulated))
+      parts.append(jax.device_get(self.bdmc_fn(params, rng, ids)))
+    lower = np.concatenate([p['lower_bound'] for p in parts]).astype(np.float64)
+    upper = np.concatenate([p['upper_bound'] for p in parts]).astype(np.float64)
+    return {'bdmc': {
+        'lower_bound': float(lower.mean()), 'upper_bound': float(upper.mean()),
+        'gap': float(np.mean(upper - lower)), 'max_gap': float(np.max(upper - lower)),
+        'num_simulated': self.num_simulated, **self.options}}
+
+
+@registry.register('bdmc')
+def create(model, config, dataset) -> BDMCEvaluator | None:
+  del dataset
+  if not isinstance(model, models.LatentDensities):
+    return None
+  forward_ais.check_options(config)
+  settings = forward_ais.settings(config.evals.ais)
+  return BDMCEvaluator(make_bdmc_fn(model, **settings), settings,
+                       int(config.evals.bdmc.num_simulated), config.eval_batch_size)
