@@ -185,7 +185,8 @@ def get_config() -> ml_collections.ConfigDict:
       leapfrog_steps=2,  # per HMC transition
       step_size=0.05,  # initial; each chain adapts it towards acceptance 0.65
       # The path starts at q(z|x) ('posterior'), p(z) ('prior'), or their even mixture
-      # ('mixture': half the chains from each), which finds posterior modes q misses.
+      # ('mixture': half the chains from each), which finds posterior modes q misses; with many
+      # latent units 'posterior' spends the budget better (docs/results.md).
       initial='mixture',
   ))
   # Bidirectional Monte Carlo (Grosse et al. 2015): AIS (evals.ais settings) forward and in

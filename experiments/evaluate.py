@@ -248,6 +248,8 @@ def _importance_sampling_lines(sampled: dict, seconds: float) -> list[str]:
     lines.append(f"                WARNING: on those examples q(z|x) misses posterior mass, so the "
                  f"estimate is most likely too low by more than its errors say (worst: {worst}). "
                  f"Quote AIS (--evals=ais) or, for 1-2 latent units, quadrature.")
+  lines.append('                (k̂ sees only where q(z|x) samples: a posterior mode q never '
+               'reaches goes unflagged; AIS from ½q + ½p(z) can find it)')
   if sampled['monte_carlo_error'] is None:
     lines.append('                the Monte-Carlo error over seeds was not measured '
                  '(--options=importance_sampled.num_repeats=2 measures it)')

@@ -5,6 +5,7 @@ a lower bound; reverse from exact draws: an upper bound)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from vae_jax import ais
@@ -37,42 +38,26 @@ def test_hmc_transitions_leave_a_gaussian_target_invariant():
   # adapting): the chains' mean and covariance stay those of the target.
   mean, covariance = _exact_posterior()
   z0 = np.random.default_rng(0).multivariate_normal(mean, covariance, 4000).astype(np.float32)
-  betas = np.ones(41, np.float32)
-  log_w, info = ais.anneal(jax.random.key(1), jnp.asarray(z0), _log_densities, betas,
-                           leapfrog_steps=5, step_size=0.3)
+  log_w, z, info = ais.anneal(jax.random.key(1), jnp.asarray(z0), _log_densities,
+                              np.ones(41, np.float32), leapfrog_steps=5, step_size=0.3)
   np.testing.assert_array_equal(log_w, 0.0)  # β never moves: no weight
-  assert 0.3 < info['acceptance_rate'] < 0.99
-  # The final positions are not returned by anneal; rerun one transition at a time instead.
-  z = jnp.asarray(z0)
-  for seed in range(40):
-    z = _one_transition(jax.random.key(seed), z)
+  assert 0.5 < info['acceptance_rate'] < 0.95
   z = np.asarray(z)
+  assert np.mean(np.abs(z - z0) > 1e-3) > 0.5  # the chains moved
   standard_error = np.sqrt(np.diag(covariance) / len(z))
   assert np.all(np.abs(z.mean(axis=0) - mean) < 4 * standard_error)
   np.testing.assert_allclose(np.cov(z.T), covariance, rtol=0.1, atol=0.1 * covariance.max())
 
 
-def _one_transition(key, z):
-  from blackjax.mcmc import hmc  # pylint: disable=import-outside-toplevel
-  kernel = hmc.build_kernel()
-  logdensity = lambda z: _log_densities(z)[1]
-  keys = jax.random.split(key, z.shape[0])
-
-  def step(key, position):
-    state = hmc.init(position, logdensity)
-    return kernel(key, state, logdensity, 0.3, jnp.ones(2), 5)[0].position
-
-  return jax.jit(jax.vmap(step))(keys, z)
-
-
 def _forward_weights(num_chains, num_steps, adapt, seed=0):
   z0 = jax.random.normal(jax.random.key(seed), (num_chains, 2))
-  log_w, _ = ais.anneal(jax.random.key(seed + 1), z0, _log_densities,
+  log_w, _, _ = ais.anneal(jax.random.key(seed + 1), z0, _log_densities,
                         ais.sigmoid_schedule(num_steps), leapfrog_steps=3, step_size=0.3,
                         adapt_step_size=adapt)
   return np.asarray(log_w, np.float64)
 
 
+@pytest.mark.slow  # many chains: statistical, not quick
 def test_ais_is_unbiased_for_the_normaliser_of_a_gaussian_model():
   # E[w] = Z: the mean of 4000 chains' weights is within 4 standard errors of the closed form,
   # with few intermediate distributions (where the weights vary a lot) and with many.
@@ -89,6 +74,7 @@ def test_ais_is_unbiased_for_the_normaliser_of_a_gaussian_model():
   assert exact - np.mean(many) < 0.15
 
 
+@pytest.mark.slow  # many chains: statistical, not quick
 def test_adapted_step_sizes_keep_the_weights_unbiased_within_their_error():
   # Step sizes set from the chain's own past bias AIS in principle; here E[w]/Z stays within 4
   # standard errors (about 3% at these settings) of 1.
@@ -99,21 +85,22 @@ def test_adapted_step_sizes_keep_the_weights_unbiased_within_their_error():
   assert abs(weights.mean() - 1.0) < 4 * standard_error
 
 
+@pytest.mark.slow  # many chains: statistical, not quick
 def test_reverse_chains_from_exact_draws_bound_log_z_from_above():
   mean, covariance = _exact_posterior()
   z_star = np.random.default_rng(3).multivariate_normal(mean, covariance, 200).astype(np.float32)
   exact = _log_normaliser()
   gaps = []
-  for num_steps in (3, 100, 400):
+  for num_steps in (3, 300):
     betas = ais.sigmoid_schedule(num_steps)
     forward = _forward_weights(200, num_steps, adapt=True)
-    reverse, _ = ais.anneal(jax.random.key(9), jnp.asarray(z_star), _log_densities, betas[::-1],
-                            leapfrog_steps=3, step_size=0.3)
+    reverse, _, _ = ais.anneal(jax.random.key(9), jnp.asarray(z_star), _log_densities, betas[::-1],
+                               leapfrog_steps=3, step_size=0.3)
     lower, upper = float(np.mean(forward)), float(-np.mean(np.asarray(reverse)))
     assert lower <= exact + 1e-3 and upper >= exact - 1e-3, (num_steps, lower, upper, exact)
     gaps.append(upper - lower)
   # The gap between the bounds closes as the chains lengthen.
-  assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 0.15, gaps
+  assert gaps[0] > 1.0 > 0.2 > gaps[1], gaps
 
 
 def test_sigmoid_schedule_runs_from_zero_to_one_increasing():

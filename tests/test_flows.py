@@ -4,6 +4,7 @@ and importance sampling with a flow posterior above its ELBO."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tests.helpers import small_model_config
 from vae_jax import flows, models, objectives
@@ -21,6 +22,7 @@ def _flow_vae(steps=2):
   return model, params, x
 
 
+@pytest.mark.slow  # over 10 s of compilation
 def test_the_log_density_is_the_base_density_minus_log_det_of_the_jacobian():
   model, params, x = _flow_vae()
   posterior = model.apply(params, x[:1], method='encode')

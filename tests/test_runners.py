@@ -45,6 +45,7 @@ def _assert_same_params(a, b):
     np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # over 10 s of compilation
 def test_device_and_host_runners_train_identically():
   device, device_stops = _train('device', [0])
   host, host_stops = _train('host', [0])

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments import evaluate
@@ -64,3 +65,19 @@ def test_benchmark_prints_json_lines_for_each_measurement():
   assert {'device_scan', 'sweep_2', 'memory'} <= set(names) and 'host_loop' not in names
   scan = next(line for line in lines if line['benchmark'] == 'device_scan')
   assert scan['examples_per_sec'] > 0 and 0 < scan['fraction_of_matmul_bound']
+
+
+def test_compare_estimators_measures_errors_and_how_the_flags_match():
+  from scripts import compare_estimators  # pylint: disable=import-outside-toplevel
+  reference = np.array([-100.0, -90.0, -80.0, -70.0])
+  sampled = {'importance_sampled': {
+      'per_example_log_likelihood': [-100.1, -95.0, -80.0, -69.5], 'num_samples': 50,
+      'per_example_pareto_k': [0.2, 1.3, 0.9, 0.1], 'reliable_pareto_k': 0.7},
+      'seconds': {'importance_sampled': 3.0}}
+  row, = compare_estimators.comparison_rows(reference, [sampled])
+  np.testing.assert_allclose(row['mean_error'], (0.1 + 5.0 + 0.0 - 0.5) / 4)
+  assert row['worst_error'] == pytest.approx(5.0) and row['worst_index'] == 1
+  assert row['overestimate'] == pytest.approx(0.5) and row['off_by_1_nat'] == 0.25
+  # Two flagged (k̂ 1.3 and 0.9), one of them off by more than a nat; the one off is flagged.
+  assert (row['flagged'], row['precision'], row['recall']) == (0.5, 0.5, 1.0)
+  assert '| IS k=50 |' in compare_estimators.markdown(-80.0, [row])

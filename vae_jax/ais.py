@@ -41,8 +41,9 @@ def anneal(key: jax.Array, z0, log_densities, betas: jax.Array, *, leapfrog_step
 
   z0             the chains' start, a pytree with the chain axis leading
   log_densities  `z -> (log f_0(z), log f_1(z))` for one chain's z (no chain axis)
-  Returns the chains' log-weights `Σ_t (β_t − β_{t−1})(log f_1 − log f_0)(z_{t−1})` [C] and
-  `{'acceptance_rate': mean over steps and chains, 'step_size': mean final step size}`.
+  Returns the chains' log-weights `Σ_t (β_t − β_{t−1})(log f_1 − log f_0)(z_{t−1})` [C], their
+  final positions, and `{'acceptance_rate': mean over steps and chains, 'step_size': mean final
+  step size}`.
   """
   num_chains = jax.tree.leaves(z0)[0].shape[0]
   inverse_mass = jnp.ones(ravel_pytree(jax.tree.map(lambda a: a[0], z0))[0].shape)
@@ -75,10 +76,10 @@ def anneal(key: jax.Array, z0, log_densities, betas: jax.Array, *, leapfrog_step
   step_keys = jax.random.split(key, betas.shape[0] - 1)
   init = (z0, jnp.zeros(num_chains), jnp.full(num_chains, step_size, jnp.float32),
           jnp.zeros(num_chains))
-  (_, log_w, steps, acceptance), _ = jax.lax.scan(transition, init,
+  (z, log_w, steps, acceptance), _ = jax.lax.scan(transition, init,
                                                   (betas[:-1], betas[1:], step_keys))
-  return log_w, {'acceptance_rate': jnp.mean(acceptance) / (betas.shape[0] - 1),
-                 'step_size': jnp.mean(steps)}
+  return log_w, z, {'acceptance_rate': jnp.mean(acceptance) / (betas.shape[0] - 1),
+                    'step_size': jnp.mean(steps)}
 
 
 def log_mean_exp(log_w: jax.Array, axis: int = -1) -> jax.Array:

@@ -26,26 +26,30 @@ def test_ais_converges_to_the_closed_form_log_marginal(initial):
   assert np.all(result['acceptance_rate'] > 0.4)
 
 
+@pytest.mark.slow  # many chains: statistical, not quick
 def test_bdmc_brackets_log_p_x_on_simulated_data_and_the_gap_closes():
   model, params = linear_gaussian._linear_gaussian_vae(mean_shift=0.5)  # pylint: disable=protected-access
   gaps = []
-  for num_steps in (2, 200):
+  for num_steps in (2, 100):
     fn = bdmc.make_bdmc_fn(model, num_steps=num_steps, num_chains=8, leapfrog_steps=3,
                            step_size=0.1, initial='posterior')
-    bounds = jax.device_get(fn(params, jax.random.key(1), np.arange(40)))
+    bounds = jax.device_get(fn(params, jax.random.key(1), np.arange(20)))
     gaps.append(bounds['upper_bound'] - bounds['lower_bound'])
-  assert np.mean(gaps[0]) > 0.1 > np.mean(gaps[1]) > -0.02
+  # Both bounds are stochastic: the mean gap is non-negative up to 3 of its standard errors.
+  standard_error = np.std(gaps[1]) / np.sqrt(len(gaps[1]))
+  assert np.mean(gaps[0]) > 0.1 > np.mean(gaps[1]) > -3 * standard_error
   assert np.mean(gaps[1]) < 0.3 * np.mean(gaps[0])
 
 
+@pytest.mark.slow  # many chains: statistical, not quick
 def test_the_simulated_data_bounds_agree_with_the_closed_form():
   # The evaluator draws x from the model; the closed form of log p(x) at those x lies between
   # the averaged bounds (within their spread).
   model, params = linear_gaussian._linear_gaussian_vae()  # pylint: disable=protected-access
   fn = bdmc.make_bdmc_fn(model, num_steps=100, num_chains=8, leapfrog_steps=3, step_size=0.1,
                          initial='prior')
-  bounds = jax.device_get(fn(params, jax.random.key(2), np.arange(30)))
-  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(2), np.arange(30))
+  bounds = jax.device_get(fn(params, jax.random.key(2), np.arange(20)))
+  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(2), np.arange(20))
   simulated = np.stack([np.asarray(model.apply(params, jax.random.split(key, 4)[0], 1,
                                                method='simulate')[0][0]) for key in keys])
   exact = linear_gaussian.exact_log_marginal(simulated)

@@ -25,7 +25,10 @@ def _family(name):
   return model, model.init(jax.random.key(0), x[:1]), x
 
 
-@pytest.mark.parametrize('name', ['vae', 'vampprior', 'hierarchical', 'top_down'])
+TOP_DOWN = pytest.param('top_down', marks=pytest.mark.slow)  # 30 s of compilation
+
+
+@pytest.mark.parametrize('name', ['vae', 'vampprior', 'hierarchical', TOP_DOWN])
 def test_densities_at_the_drawn_z_are_the_sampled_terms(name):
   model, params, x = _family(name)
   assert isinstance(model, models.LatentDensities)
@@ -38,7 +41,7 @@ def test_densities_at_the_drawn_z_are_the_sampled_terms(name):
     np.testing.assert_allclose(densities[term], terms[term], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize('name', ['vae', 'hierarchical', 'top_down'])
+@pytest.mark.parametrize('name', ['vae', 'hierarchical', TOP_DOWN])
 def test_simulated_data_come_with_prior_draws_of_the_right_shapes(name):
   model, params, x = _family(name)
   simulated, z = model.apply(params, jax.random.key(0), 5, method='simulate')
@@ -57,3 +60,15 @@ def test_discrete_latents_have_no_densities_at_any_z():
   config.latent_kind, config.prior.kind = 'categorical', 'uniform'
   model = models.build_model(config, (4, 4, 1))
   assert not isinstance(model, models.LatentDensities)
+
+
+@pytest.mark.slow
+def test_ais_runs_on_the_top_down_family():
+  # (The one-layer and two-layer families run AIS and BDMC in tests/evaluators and
+  # tests/test_evaluate; BDMC's chains are AIS's.)
+  from vae_jax.evaluators import ais  # pylint: disable=import-outside-toplevel
+  model, params, x = _family('top_down')
+  annealed = jax.device_get(ais.make_ais_fn(
+      model, num_steps=3, num_chains=2, leapfrog_steps=1, step_size=0.01, initial='mixture')(
+          params, x, np.arange(len(x)), jax.random.key(0)))
+  assert np.all(np.isfinite(annealed['log_likelihood']))

@@ -80,7 +80,7 @@ def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
     start_key, run_key = jax.random.split(key)
     context = model.apply(params, x, method='encode_context')
     z0 = initial_draws(model, params, start_key, context, num_chains, initial)
-    log_w, info = ais.anneal(run_key, z0, chain_log_densities(model, params, x, context, initial),
+    log_w, _, info = ais.anneal(run_key, z0, chain_log_densities(model, params, x, context, initial),
                              betas, leapfrog_steps=leapfrog_steps, step_size=step_size)
     weights = jnp.exp(log_w - jnp.max(log_w))
     return {'log_likelihood': ais.log_mean_exp(log_w),
@@ -106,7 +106,7 @@ def summarize(per_example: dict[str, np.ndarray]) -> dict:
       'test_set_error': float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
                         if len(estimates) > 1 else float('nan'),
       'acceptance_rate': float(np.mean(per_example['acceptance_rate'])),
-      'step_size': float(np.mean(per_example['step_size'])),
+      'final_step_size': float(np.mean(per_example['step_size'])),
       'min_chain_effective_sample_size': float(np.min(per_example['chain_effective_sample_size'])),
       'per_example_log_likelihood': estimates.tolist(),
   }

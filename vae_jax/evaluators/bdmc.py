@@ -34,10 +34,10 @@ def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
     context = model.apply(params, x, method='encode_context')
     log_densities = forward_ais.chain_log_densities(model, params, x, context, initial)
     z0 = forward_ais.initial_draws(model, params, start_key, context, num_chains, initial)
-    forward, _ = ais.anneal(forward_key, z0, log_densities, betas, **run)
+    forward, _, _ = ais.anneal(forward_key, z0, log_densities, betas, **run)
     # Every reverse chain starts at the exact posterior draw z*.
     z_star = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape[1:])), z_star)
-    reverse, _ = ais.anneal(reverse_key, z_star, log_densities, betas[::-1], **run)
+    reverse, _, _ = ais.anneal(reverse_key, z_star, log_densities, betas[::-1], **run)
     return {'lower_bound': ais.log_mean_exp(forward), 'upper_bound': -ais.log_mean_exp(reverse)}
 
   @jax.jit
