@@ -84,6 +84,13 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
     chosen_evaluators = evaluators.create(model, config, dataset, names=names)
   except ValueError as error:
     raise app.UsageError(str(error)) from error
+  not_applicable = sorted(set(names or ()) - set(chosen_evaluators))
+  if not_applicable:
+    raise app.UsageError(
+        f'--evals names {not_applicable}, which do not apply to this model or are switched off '
+        f'by their options (quadrature: 1 or 2 latent units of the one-layer family; exact: a '
+        f'small discrete latent; ais, bdmc: continuous latents; importance_sampled: '
+        f'num_samples > 0; linear_probe: labels and train_examples > 0).')
   logging.info('Evaluating %s at step %d on %d %s examples.', workdir, step, len(chosen.images),
                split)
   report, seconds, grids = {'num_examples': len(chosen.images)}, {}, {}

@@ -122,6 +122,9 @@ def test_bad_evaluator_options_are_named_before_any_compute(trained_workdir):
       (['quadrature.tolerance=0'], 'evals.quadrature.tolerance=0.0 must be positive')):
     with pytest.raises(app.UsageError, match=message):
       evaluate.evaluate_workdir(trained_workdir, names=['ais'], options=options)
+  # Named but not applicable (three latent units over two layers: no grid): said, not skipped.
+  with pytest.raises(app.UsageError, match=r"--evals names \['quadrature'\], which do not apply"):
+    evaluate.evaluate_workdir(trained_workdir, names=['quadrature', 'elbo'])
 
 
 @pytest.mark.slow
