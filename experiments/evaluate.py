@@ -138,8 +138,8 @@ def _unused_stem(stem: str) -> str:
 def _parse_option(config, assignment: str) -> tuple[str, str, object]:
   """`evaluator.option=value` -> (evaluator, option, value of the option's type)."""
   key, _, text = assignment.partition('=')
-  evaluator, _, option = key.strip().partition('.')
-  if not _ or evaluator not in config.evals or option not in config.evals[evaluator]:
+  evaluator, dot, option = key.strip().partition('.')
+  if not dot or evaluator not in config.evals or option not in config.evals[evaluator]:
     raise app.UsageError(f'--options={assignment!r}: expected evaluator.option=value with an '
                          f'option of config.evals (e.g. ais.num_steps=1000).')
   current = config.evals[evaluator][option]

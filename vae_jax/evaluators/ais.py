@@ -103,8 +103,7 @@ def summarize(per_example: dict[str, np.ndarray]) -> dict:
       'log_likelihood': float(np.mean(estimates)),
       'monte_carlo_error': float(np.sqrt(np.sum(per_example['standard_error']**2))
                                  / len(estimates)),
-      'test_set_error': float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
-                        if len(estimates) > 1 else float('nan'),
+      'test_set_error': batched.test_set_error(estimates),
       'acceptance_rate': float(np.mean(per_example['acceptance_rate'])),
       'final_step_size': float(np.mean(per_example['step_size'])),
       'min_chain_effective_sample_size': float(np.min(per_example['chain_effective_sample_size'])),

@@ -32,3 +32,10 @@ def _pad_to(batch: np.ndarray, size: int) -> np.ndarray:
     return batch
   padding = np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)
   return np.concatenate([batch, padding])
+
+
+def test_set_error(per_example: np.ndarray) -> float | None:
+  """Standard error of a split mean from the examples' spread (None for one example)."""
+  if len(per_example) < 2:
+    return None
+  return float(np.std(per_example, ddof=1) / np.sqrt(len(per_example)))

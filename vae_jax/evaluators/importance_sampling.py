@@ -99,8 +99,7 @@ def summarize(runs: dict[str, np.ndarray]) -> dict:
                                   / num_examples) if num_repeats > 1 else None),
       'delta_method_error': float(np.sqrt(np.sum(runs['standard_error'][0]**2)) / num_examples
                                   / np.sqrt(num_repeats)),
-      'test_set_error': (float(per_example.std(ddof=1) / np.sqrt(num_examples))
-                         if num_examples > 1 else None),
+      'test_set_error': batched.test_set_error(per_example),
       'unreliable_fraction': float(np.mean(unreliable)),
       'reliable_pareto_k': psis.RELIABLE_PARETO_K,
       # k̂ needs at least 25 samples (psis.MIN_TAIL_LENGTH tail weights): None below that.

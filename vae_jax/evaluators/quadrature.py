@@ -59,12 +59,13 @@ def make_level_fn(model, num_points: int):
     cells = jnp.concatenate([cells, jnp.repeat(cells[:1], padded, axis=0)])
     real = jnp.arange(num_chunks * chunk) < num_points
     on_edge = jnp.concatenate([on_edge, jnp.zeros(padded, bool)])
+    prior = model.apply(params, method='prior_distribution')  # once, not per chunk
 
     def add_chunk(carry, inputs):
       log_total, log_edge = carry
       z, is_real, is_edge = inputs
       log_joint = (pairwise_log_likelihood(model.apply(params, z, method='decode'), images)
-                   + model.apply(params, method='prior_distribution').log_prob(z)[None])
+                   + prior.log_prob(z)[None])
       log_joint = jnp.where(is_real[None], log_joint, -jnp.inf)
       edge_joint = jnp.where(is_edge[None], log_joint, -jnp.inf)
       return (jnp.logaddexp(log_total, jax.scipy.special.logsumexp(log_joint, axis=1)),
