@@ -41,6 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
       activation='tanh',  # tanh, relu, elu, gelu, softplus, swish, leaky_relu, or 'gated'
       conv_channels=(32, 64),  # strided 3x3 convolutions, each halving H and W ('conv')
       min_scale=1e-4,  # floor of the posterior standard deviation
+      # (low, high): log σ² = clip(·, low, high) instead (VampPrior code: (-6, 2)); (): softplus
+      log_variance_range=(),
       # Inverse-autoregressive-flow steps on top of the Gaussian q(z|x) (Kingma et al. 2016;
       # vae_jax/flows.py); 0: the Gaussian itself. Gaussian latents, any prior but 'vamp'.
       flow_steps=0,
@@ -122,6 +124,8 @@ def get_config() -> ml_collections.ConfigDict:
       eps=1e-4,  # as in the IWAE paper
       weight_decay=0.0,  # adamw: decoupled; adam, adagrad: an L2 penalty on the gradient
       grad_clip_norm=0.0,  # 0 disables clipping
+      # Divide each gradient tensor by its L2 norm before the optimizer (VampPrior's AdamNormGrad)
+      normalize_gradients=False,
       warmup_steps=0,  # the learning rate rises linearly from 0 over these steps (0: none)
       # Skip (and count) every update whose gradient norm exceeds this, as VDVAE does against
       # rare huge gradients; 0: skip only non-finite ones.
@@ -142,6 +146,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100  # training metrics (means since the last log) and progress
   config.checkpoint_every_steps = 1000  # also at every evaluation and at the end
   config.checkpoints_to_keep = 3  # the latest ones; older checkpoints are deleted
+  # Early stopping (vae_jax/early_stopping.py): the run stops at the first evaluation at which
+  # more than patience_epochs epochs have passed since its best one (or since start_epoch, if
+  # later); the best evaluation's checkpoint is kept in WORKDIR/checkpoints_best/, apart from
+  # the latest ones, and experiments.evaluate evaluates it. num_epochs stays the upper limit.
+  config.early_stopping = ml_collections.ConfigDict(dict(
+      metric='',  # '<split>/<name>' of an evaluation during training, e.g. 'validation/elbo'; '': off
+      mode='max',  # 'max' | 'min': the better direction of the metric
+      patience_epochs=50,  # epochs without improvement before stopping
+      start_epoch=0,  # patience is spent only after this epoch (e.g. the KL warm-up's end)
+      min_delta=0.0,  # an improvement must exceed this
+  ))
   # Updates with a non-finite loss or gradient are skipped and counted; this many in a row stop
   # the run with an error (the last checkpoint stays the last good state).
   config.max_consecutive_nonfinite_steps = 20
@@ -215,5 +230,9 @@ def get_config() -> ml_collections.ConfigDict:
       source='',  # e.g. 'Burda et al. 2015, Table 1'
       test_log_likelihood=config_dict.placeholder(float),  # nats (negative: -NLL)
       active_units=config_dict.placeholder(str),  # as printed, e.g. '19' or '16+5'
+      # The data the published number is on: 'dynamic', or 'static' (the fixed binarisation of
+      # Larochelle & Murray, not available here: a measured row cannot match it exactly).
+      binarization=config_dict.placeholder(str),
+      num_samples=config_dict.placeholder(int),  # k of the published importance-sampled log p(x)
   ))
   return config

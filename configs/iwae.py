@@ -64,5 +64,5 @@ def get_config(variant: str = 'iwae_k5_l1') -> 'ml_collections.ConfigDict':
   config.checkpoint_every_steps = 30_000
   nll, active = PAPER_TABLE_1[objective, k, layers]
   config.paper.update(source='Burda et al. 2015, Table 1', test_log_likelihood=-nll,
-                      active_units=active)
+                      active_units=active, binarization='dynamic', num_samples=5000)
   return config

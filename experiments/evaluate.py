@@ -8,7 +8,8 @@ sampling (`ais`) and its bidirectional bounds on simulated data (`bdmc`).
   python -m experiments.evaluate --workdir=/tmp/mnist --evals=ais --options=ais.num_steps=1000
 
 Reads the config saved in the workdir (with the data location it was trained on; `--data_dir`
-or `--data_path` point elsewhere) and its latest readable (or `--step`) checkpoint; writes
+or `--data_path` point elsewhere) and its latest readable (or `--step`) checkpoint — for a run
+that stops early, its best one (`--checkpoint=latest` for the other); writes
 `WORKDIR/evaluation/step_<step>_<split>_<evaluators>[_k<K>][_n<N>][_seed<S>].json` (never over
 an earlier report: a repeat gets `_2`, `_3`, ...; image grids beside it as PNG files) and
 prints a summary. Deterministic given `--seed`: rerunning gives the same numbers whatever
@@ -29,7 +30,12 @@ from vae_jax import config_checks, data, evaluators, images, models
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
   flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
-  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest, or the '
+                       'best: see --checkpoint).')
+  flags.DEFINE_enum('checkpoint', 'auto', list(launch.CHECKPOINT_CHOICES),
+                    'best: the best evaluation of a run that stops early '
+                    '(WORKDIR/checkpoints_best/); latest: WORKDIR/checkpoints/; auto: best when '
+                    'the run has early stopping, else latest.')
   flags.DEFINE_enum('split', 'test', ['test', 'validation', 'train'], 'Split to evaluate.')
   flags.DEFINE_list('evals', None, 'Evaluators to run (default: every one in config.evals).')
   flags.DEFINE_integer('num_importance_samples', None,
@@ -53,7 +59,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                      num_importance_samples: int | None = None, chunk_size: int | None = None,
                      batch_size: int = 100, seed: int = 0,
                      probe_train_examples: int | None = None, num_examples: int | None = None,
-                     options: list[str] | None = None,
+                     options: list[str] | None = None, checkpoint: str = 'auto',
                      data_dir: str | None = None, data_path: str | None = None) -> dict:
   """Evaluates the checkpoint and returns the report that is also written to the workdir.
   Options left at None take the saved config's values."""
@@ -66,7 +72,9 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
     if value is not None and value < 1:
       raise app.UsageError(f'--{name}={value} must be at least 1.')
   config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
-                                                      data_path=data_path)
+                                                      data_path=data_path, checkpoint=checkpoint)
+  if checkpoint == 'auto':
+    checkpoint = 'best' if config.early_stopping.metric else 'latest'
   unknown = sorted(set(names or ()) - set(config.evals))
   if unknown:
     raise app.UsageError(f'--evals names {unknown}, which the config does not list; choose '
@@ -101,7 +109,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
     seconds[name] = time.perf_counter() - start
     grids.update(evaluators.images_of(result))
     report.update({key: value for key, value in result.items() if key not in grids})
-  report.update(seconds=seconds, workdir=os.path.abspath(workdir), step=step,
+  report.update(seconds=seconds, workdir=os.path.abspath(workdir), step=step, checkpoint=checkpoint,
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
                 paper=config.paper.to_dict())
@@ -179,7 +187,8 @@ def _split(dataset: data.Dataset, split: str) -> data.Split:
 
 
 def format_report(report: dict) -> str:
-  lines = [f"{report['workdir']}: step {report['step']} (epoch {report['epoch']:g}), "
+  which = ' (the best checkpoint)' if report.get('checkpoint') == 'best' else ''
+  lines = [f"{report['workdir']}: step {report['step']}{which} (epoch {report['epoch']:g}), "
            f"{report['split']} split, {report['num_examples']} examples"]
   if 'quadrature' in report:
     lines.extend(_quadrature_lines(report['quadrature'], report['seconds']['quadrature']))
@@ -292,6 +301,7 @@ def main(argv):
                             seed=options.seed,
                             probe_train_examples=options.probe_train_examples,
                             num_examples=options.num_examples, options=options.options,
+                            checkpoint=options.checkpoint,
                             data_dir=options.data_dir, data_path=options.data_path)
   print(format_report(report))
 

@@ -3,16 +3,22 @@ r"""Collects the evaluations of several workdirs into a markdown table, beside t
   python -m scripts.results_table --root=/tmp/repro            # every workdir under a folder
   python -m scripts.results_table --workdirs=/tmp/a,/tmp/b
 
-For each workdir: its latest evaluation (`experiments.evaluate` JSON; the most importance
-samples at the latest step; a workdir never evaluated so, a sweep's say, shows the last test
-evaluation made during training, without log p(x)), the epochs trained, the training wall time (summed from
-metrics.jsonl, evaluations during training included), and the paper's value from the config's
-`paper` block. log p(x) is in nats (higher is better; papers print the NLL, its negative).
+For each workdir: its evaluation (`experiments.evaluate` JSON: of the best checkpoint for a
+run that stops early, else of the latest step; the most importance samples there; a workdir
+never evaluated so, a sweep's say, shows the last test evaluation made during training, without
+log p(x)), the epochs trained, the training wall time (summed from metrics.jsonl, evaluations
+during training included), and the paper's value from the config's `paper` block, marked
+"static" where it is on the fixed binarisation of Larochelle & Murray (a different test set
+from a dynamically binarised run's). Runs whose configs differ only in `seed` form one row:
+mean ± standard deviation over the seeds (n in the first column). log p(x) is in nats (higher
+is better; papers print the NLL, its negative).
 """
 
 import glob
 import json
 import os
+
+import numpy as np
 
 from absl import app, flags
 
@@ -31,7 +37,8 @@ def latest_evaluation(workdir: str) -> dict | None:
   reports = [r for r in reports if r.get('split') == 'test']
   if not reports:
     return None
-  return max(reports, key=lambda r: (r['step'], r.get('importance_sampled', {}).get('num_samples', 0)))
+  return max(reports, key=lambda r: (r.get('checkpoint') == 'best', r['step'],
+                                     r.get('importance_sampled', {}).get('num_samples', 0)))
 
 
 def training_seconds(workdir: str) -> float:
@@ -108,7 +115,8 @@ def training_evaluation(workdir: str) -> dict | None:
           'active_units': active}
 
 
-def table_row(workdir: str) -> dict | None:
+def run_summary(workdir: str) -> dict | None:
+  """One run's numbers: name, config, epochs, seconds, log p(x) (and its cell), ELBO, units."""
   report = latest_evaluation(workdir) or training_evaluation(workdir)
   if report is None:
     return None
@@ -116,21 +124,67 @@ def table_row(workdir: str) -> dict | None:
   config = checkpointing.load_config(workdir, defaults=default.get_config())
   estimate = report['exact']['log_likelihood'] if 'exact' in report else report.get(
       'importance_sampled', {}).get('log_likelihood')
-  active = '+'.join(str(count) for count in report['active_units'].values())
+  return {'run': os.path.basename(os.path.normpath(workdir)), 'config': config,
+          'epochs': report['epoch'], 'seconds': training_seconds(workdir),
+          'log_likelihood': estimate, 'log_likelihood_cell': log_likelihood_cell(report),
+          'elbo': report['elbo'],
+          'active': '+'.join(str(count) for count in report['active_units'].values())}
+
+
+def seed_groups(summaries: list[dict]) -> list[list[dict]]:
+  """The runs grouped by their config without `seed` (and without where the data is)."""
+  groups = {}
+  for summary in summaries:
+    key = json.loads(summary['config'].to_json())
+    key.pop('seed')
+    for name in ('tfds_data_dir', 'path', 'download'):
+      key['data'].pop(name, None)
+    groups.setdefault(json.dumps(key, sort_keys=True), []).append(summary)
+  return list(groups.values())
+
+
+def table_row(group: list[dict]) -> dict:
+  """A table row of one run, or of runs that differ only in seed (mean ± sd over them)."""
+  config, first = group[0]['config'], group[0]
   paper_ll = config.paper.test_log_likelihood
+  estimates = [s['log_likelihood'] for s in group if s['log_likelihood'] is not None]
+  if len(group) == 1:
+    name, estimate_cell = first['run'], first['log_likelihood_cell']
+    elbo_cell, epochs = f"{first['elbo']:.2f}", f"{first['epochs']:g}"
+    active = first['active']
+  else:
+    seeds = ','.join(str(s['config'].seed) for s in group)
+    name = f"{first['run']} (seeds {seeds}; n = {len(group)})"
+    estimate_cell = (_mean_sd(estimates) + (f' (k={first["config"].evals.importance_sampled.num_samples})'
+                                            if estimates else '')) if estimates else '—'
+    elbo_cell = _mean_sd([s['elbo'] for s in group])
+    epoch_values = [s['epochs'] for s in group]
+    epochs = f'{min(epoch_values):g}–{max(epoch_values):g}'
+    active = ', '.join(s['active'] for s in group)
+  if len(estimates) < len(group):
+    estimates = []  # a gap needs every run's log p(x)
+  static = config.paper.binarization == 'static'
+  paper_cell = '—' if paper_ll is None else f'{paper_ll:.2f}' + (' (static)' if static else '')
+  gap = ('—' if paper_ll is None or not estimates
+         else f'{np.mean(estimates) - paper_ll:+.2f}' + (' (other data)' if static else ''))
   return {
-      'run': os.path.basename(os.path.normpath(workdir)),
+      'run': name,
       'model': describe_model(config),
-      'epochs': f"{report['epoch']:g}",
-      'train time': _format_seconds(training_seconds(workdir)),
-      'test log p(x)': log_likelihood_cell(report),
-      'test ELBO': f"{report['elbo']:.2f}",
+      'epochs': epochs,
+      'train time': _format_seconds(sum(s['seconds'] for s in group)),
+      'test log p(x)': estimate_cell,
+      'test ELBO': elbo_cell,
       'active units': active,
-      'paper log p(x)': '—' if paper_ll is None else f'{paper_ll:.2f}',
+      'paper log p(x)': paper_cell,
       'paper active': config.paper.active_units or '—',
-      'gap to paper': ('—' if paper_ll is None or estimate is None
-                       else f'{estimate - paper_ll:+.2f}'),
+      'gap to paper': gap,
   }
+
+
+def _mean_sd(values: list[float]) -> str:
+  if len(values) == 1:
+    return f'{values[0]:.2f}'
+  return f'{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}'
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -157,8 +211,8 @@ def main(argv):
                        glob.glob(os.path.join(_ROOT.value, '*', checkpointing.CONFIG_FILENAME)))
   if not workdirs:
     raise app.UsageError('Give --root or --workdirs.')
-  rows = [row for row in map(table_row, workdirs) if row is not None]
-  print(markdown_table(rows))
+  summaries = [summary for summary in map(run_summary, workdirs) if summary is not None]
+  print(markdown_table([table_row(group) for group in seed_groups(summaries)]))
 
 
 if __name__ == '__main__':

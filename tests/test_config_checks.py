@@ -22,6 +22,9 @@ BAD_CONFIGS = [
     ('optimizer.learning_rate', 0.0, 'optimizer.learning_rate=0.0 must be positive'),
     ('model.encoder.hidden_sizes', (200, 0), 'model.encoder.hidden_sizes=(200, 0)'),
     ('data.binarization', 'none', 'model.likelihood.kind=bernoulli needs binary data'),
+    ('early_stopping.metric', 'test/elbo', 'would choose the checkpoint on the test set'),
+    ('early_stopping.metric', 'elbo', "must be '<split>/<name>'"),
+    ('model.encoder.log_variance_range', (2.0, -6.0), 'must be () or (low, high) with low < high'),
 ]
 
 

@@ -292,8 +292,11 @@ def test_sweep_runs_are_named_in_the_log_and_summarised(tmp_path, caplog):
   assert [row.split('|')[1].strip() for row in table[2:]] == ['seed=0', 'seed=1']
   rows = subprocess.run([sys.executable, '-m', 'scripts.results_table', f'--root={tmp_path}'],
                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120).stdout
-  elbo = [m for m in metric_writers.read_metrics(workdirs[1]) if 'test/elbo' in m][-1]
-  assert f"{elbo['test/elbo']:.2f}" in rows and 'seed=1' in rows
+  # The two seeds are one row: the mean and standard deviation of their last test ELBOs.
+  elbos = [[m for m in metric_writers.read_metrics(w) if 'test/elbo' in m][-1]['test/elbo']
+           for w in workdirs]
+  row, = [line for line in rows.splitlines() if 'seeds 0,1; n = 2' in line]
+  assert f'{np.mean(elbos):.2f} ± {np.std(elbos, ddof=1):.2f}' in row
 
 
 def test_print_commands_carry_the_data_location(tmp_path):

@@ -47,3 +47,31 @@ def test_bfloat16_computation_keeps_float32_parameters_and_likelihoods():
                                     jax.random.key(2), num_samples=4)
   # The same parameters give nearly the same bound; bfloat16 has an 8-bit mantissa.
   np.testing.assert_allclose(terms['elbo'], reference['elbo'], rtol=0.02)
+
+
+def test_clipped_log_variance_encoder_bounds_the_posterior_scale():
+  """log σ² = clip(W h + b, -6, 2) (the VampPrior code's hard tanh): σ from the layer's own
+  numbers, and no gradient reaches a unit whose log-variance is clipped."""
+  config = _model_config()
+  config.encoder.log_variance_range = (-6.0, 2.0)
+  model = models.build_model(config, (4, 4, 1))
+  x = jax.random.uniform(jax.random.key(0), (5, 4, 4, 1))
+  params = model.init(jax.random.key(1), x)
+  encoder_params = params['params']['encoder']
+  # Scale the layer so that some units land outside [-6, 2].
+  encoder_params['log_variance']['kernel'] = encoder_params['log_variance']['kernel'] * 30.0
+  hidden = networks.MLP(config.encoder.hidden_sizes, config.encoder.activation,
+                        flatten_ndims=3).apply({'params': encoder_params['torso']}, x)
+  raw = hidden @ encoder_params['log_variance']['kernel'] + encoder_params['log_variance']['bias']
+  assert (raw < -6).any() and (raw > 2).any() and ((raw > -6) & (raw < 2)).any()
+  posterior = model.apply(params, x, method=lambda m, x: m.encoder(x))
+  np.testing.assert_allclose(posterior.scale, np.exp(0.5 * np.clip(raw, -6, 2)), rtol=1e-5)
+
+  def total_log_scale(bias):
+    changed = jax.tree.map(lambda v: v, params)
+    changed['params']['encoder']['log_variance']['bias'] = bias
+    return jnp.log(model.apply(changed, x, method=lambda m, x: m.encoder(x)).scale).sum()
+
+  gradient = jax.grad(total_log_scale)(encoder_params['log_variance']['bias'])
+  inside = ((raw > -6) & (raw < 2)).sum(0)  # examples per unit where the clip passes gradient
+  np.testing.assert_allclose(gradient, 0.5 * inside, rtol=1e-6)

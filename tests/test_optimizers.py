@@ -1,5 +1,6 @@
 """Optimizers and schedules: the IWAE paper's learning rates, weight decay, KL warm-up."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -94,3 +95,38 @@ def test_warmup_rises_linearly_then_follows_the_schedule():
   schedule = optimizers.learning_rate_schedule(_optimizer_config(warmup_steps=4), 100)
   np.testing.assert_allclose([schedule(step) for step in (0, 1, 3, 50)],
                              [0.25e-3, 0.5e-3, 1e-3, 1e-3], rtol=1e-6)
+
+
+def test_gradient_normalisation_then_adam_matches_numpy():
+  """AdamNormGrad (the VampPrior code): g / (||g||_2 + 1e-7) per tensor, then Adam with bias
+  correction (Kingma & Ba's form; PyTorch adds eps to the uncorrected √v, a 1e-8-sized
+  difference); two steps, so that the moments are exercised."""
+  config = _optimizer_config(learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8,
+                             normalize_gradients=True)
+  rng = np.random.default_rng(0)
+  params = {'w': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+            'b': jnp.asarray(rng.normal(size=4), jnp.float32)}
+  grads = [{'w': rng.normal(size=(3, 4)) * 100.0, 'b': rng.normal(size=4) * 1e-3}
+           for _ in range(2)]
+  optimizer = optimizers.create_optimizer(config, num_train_steps=10)
+  state, new_params = optimizer.init(params), params
+  for grad in grads:
+    updates, state = optimizer.update(jax.tree.map(jnp.asarray, grad), state, new_params)
+    new_params = optax.apply_updates(new_params, updates)
+
+  for name in params:
+    theta, m, v = np.asarray(params[name], np.float64), 0.0, 0.0
+    for t, grad in enumerate(grads, start=1):
+      g = grad[name] / (np.sqrt(np.sum(grad[name]**2)) + 1e-7)
+      m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+      m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
+      theta = theta - 5e-4 * m_hat / (np.sqrt(v_hat) + 1e-8)
+    np.testing.assert_allclose(new_params[name], theta, rtol=1e-6, atol=1e-7)
+  # The same gradients unnormalised give other parameters (so the option is not a no-op).
+  plain = optimizers.create_optimizer(_optimizer_config(learning_rate=5e-4, eps=1e-8), 10)
+  plain_state, plain_params = plain.init(params), params
+  for grad in grads:
+    updates, plain_state = plain.update(jax.tree.map(jnp.asarray, grad), plain_state,
+                                        plain_params)
+    plain_params = optax.apply_updates(plain_params, updates)
+  assert not np.allclose(plain_params['w'], new_params['w'], rtol=1e-6, atol=1e-7)

@@ -2,6 +2,7 @@
 
 WORKDIR/config.json       the config of the run (ml_collections JSON)
 WORKDIR/checkpoints/N/    orbax checkpoints of the train state at step N (the last few kept)
+WORKDIR/checkpoints_best/N/  with early stopping: the state of the best evaluation, at step N
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vae_jax.errors import UserError
 
 CONFIG_FILENAME = 'config.json'
 CHECKPOINT_DIRNAME = 'checkpoints'
+BEST_CHECKPOINT_DIRNAME = 'checkpoints_best'  # early stopping: the best evaluation's state
 UNREADABLE_DIRNAME = 'checkpoints_unreadable'  # unreadable checkpoints are moved here, never deleted
 
 # Keys that change neither what is trained nor its result: a resumed run may change them.
@@ -26,15 +28,15 @@ OPERATIONAL_KEYS = frozenset({
     'eval_every_epochs', 'eval_batch_size', 'log_every_steps', 'checkpoint_every_steps',
     'checkpoints_to_keep', 'input_pipeline', 'steps_per_call',
     'max_consecutive_nonfinite_steps', 'divergence_factor', 'data.tfds_data_dir', 'data.download', 'data.path',
-    'paper.source', 'paper.test_log_likelihood', 'paper.active_units',
 })
-OPERATIONAL_KEY_PREFIXES = ('evals.',)  # what is evaluated, and how, never what is trained
+# What is evaluated, and how, and the published numbers: never what is trained.
+OPERATIONAL_KEY_PREFIXES = ('evals.', 'paper.')
 # Keys renamed since configs were first saved: old name -> new dotted name.
 RENAMED_KEYS = {'eval_num_samples': 'evals.elbo.num_samples',
                 'num_image_samples': 'evals.images.num_images'}
 # Keys that change the shapes or structure of the checkpointed state: never resumable.
 SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm',
-                      'optimizer.ema_decay')
+                      'optimizer.normalize_gradients', 'optimizer.ema_decay')
 
 
 class WorkdirConfigMismatchError(UserError, ValueError):
@@ -190,9 +192,10 @@ def _lists_to_tuples(tree):
   return tree
 
 
-def create_checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+def create_checkpoint_manager(workdir: str, max_to_keep: int,
+                              folder: str = CHECKPOINT_DIRNAME) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), CHECKPOINT_DIRNAME),
+      os.path.join(os.path.abspath(workdir), folder),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
@@ -226,15 +229,21 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
   return None
 
 
-def restore_state(workdir: str, target, step: int | None = None):
-  """Reads the checkpointed state at `step`, shaped like `target`, moving nothing (for
-  evaluation). Without `step`, the latest readable one: an unreadable later one is skipped
-  with a warning that names it."""
-  manager = create_checkpoint_manager(workdir, max_to_keep=1_000_000)  # never deletes here
+def restore_state(workdir: str, target, step: int | None = None,
+                  folder: str = CHECKPOINT_DIRNAME):
+  """Reads the checkpointed state at `step` of `WORKDIR/folder`, shaped like `target`, moving
+  nothing (for evaluation). Without `step`, the latest readable one: an unreadable later one is
+  skipped with a warning that names it."""
+  # max_to_keep: this manager never deletes anything
+  manager = create_checkpoint_manager(workdir, max_to_keep=1_000_000, folder=folder)
   try:
     available = sorted(manager.all_steps(), reverse=True)
+    if not available and folder == BEST_CHECKPOINT_DIRNAME:
+      raise CheckpointError(f'No best checkpoint in {os.path.join(workdir, folder)}: the run has '
+                            'no early stopping (early_stopping.metric), or has not evaluated yet. '
+                            'Evaluate the latest checkpoint instead (--checkpoint=latest).')
     if not available:
-      raise CheckpointError(f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIRNAME)}: '
+      raise CheckpointError(f'No checkpoint in {os.path.join(workdir, folder)}: '
                             'train this workdir first (python -m experiments.train).')
     if step is not None and step not in available:
       raise CheckpointError(f'No checkpoint at step {step} in {workdir}; available steps: '
@@ -252,7 +261,7 @@ def restore_state(workdir: str, target, step: int | None = None):
         logging.warning('Using the checkpoint at step %d: the later %s cannot be read. Pass '
                         '--step to choose another.', candidate, ', '.join(failures))
       return state
-    others = [s for s in available if s != step]
+    others = [other for other in available if other != step]
     choice = (f' Other steps: {sorted(others)} (pass one with --step).' if others and step
               is not None else '')
     raise CheckpointError(f'Cannot read the checkpoint{"s" if len(failures) > 1 else ""} in '

@@ -69,6 +69,10 @@ def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Da
   of the likelihood (a log-density outside it would be garbage, not an error, in the step)."""
   problems = [*_support_problems(config, dataset),
               *models.registry.config_problems(config.model, dataset.data_shape)]
+  split = config.early_stopping.metric.partition('/')[0]
+  if config.early_stopping.metric and split not in dataset.eval_splits():
+    problems.append(f'early_stopping.metric={config.early_stopping.metric!r} needs a {split} '
+                    f'split, which {dataset.name} lacks here: set data.validation_size > 0.')
   if config.batch_size > len(dataset.train):
     problems.append(f'batch_size={config.batch_size} exceeds the {len(dataset.train)} training '
                     f'examples of {dataset.name}.')
@@ -225,6 +229,7 @@ def _range_problems(config):
 
 def _consistency_problems(config):
   yield from _gradient_estimator_problems(config)
+  yield from _early_stopping_problems(config)
   num_devices = jax.device_count()
   if config.batch_size % num_devices:
     yield (f'batch_size={config.batch_size} must be divisible by the {num_devices} devices that '
@@ -239,6 +244,14 @@ def _consistency_problems(config):
     yield ('model.likelihood.kind=bernoulli needs binary data, but data.binarization=none keeps '
            'grey levels. Set data.binarization to dynamic or static, or use '
            'model.likelihood.kind=gaussian.')
+  log_variance_range = tuple(config.model.encoder.log_variance_range)
+  if log_variance_range and (len(log_variance_range) != 2 or
+                             not log_variance_range[0] < log_variance_range[1]):
+    yield (f'model.encoder.log_variance_range={log_variance_range} must be () or (low, high) '
+           'with low < high.')
+  elif log_variance_range and config.model.encoder.flow_steps:
+    yield ('model.encoder.log_variance_range applies to the Gaussian encoder, not to an IAF '
+           'encoder (model.encoder.flow_steps > 0): use one or the other.')
   if config.model.encoder.flow_steps and (config.model.latent_kind != 'gaussian'
                                           or prior.kind == 'vamp'):
     yield ('model.encoder.flow_steps needs Gaussian latents and a prior other than vamp (the '
@@ -287,3 +300,24 @@ def _gradient_estimator_problems(config):
   if estimator == 'score_function' and objective.num_samples < 2:
     yield (f'objective.gradient_estimator=score_function needs objective.num_samples >= 2 for its '
            f'leave-one-out baseline (got {objective.num_samples}).')
+
+
+def _early_stopping_problems(config):
+  options = config.early_stopping
+  if not options.metric:
+    return
+  split, _, name = options.metric.partition('/')
+  if split not in ('validation', 'test') or not name:
+    yield (f"early_stopping.metric={options.metric!r} must be '<split>/<name>' of a training-time "
+           "evaluation, e.g. 'validation/elbo'.")
+  elif split == 'test':
+    yield (f'early_stopping.metric={options.metric!r} would choose the checkpoint on the test '
+           "set; stop on the validation split ('validation/...', with data.validation_size > 0).")
+  if options.mode not in ('max', 'min'):
+    yield f"early_stopping.mode={options.mode!r} is not one of ['max', 'min']."
+  for key in ('patience_epochs', 'start_epoch', 'min_delta'):
+    if options[key] < 0:
+      yield f'early_stopping.{key}={options[key]} must be non-negative.'
+  if options.patience_epochs < config.eval_every_epochs:
+    yield (f'early_stopping.patience_epochs={options.patience_epochs} is shorter than '
+           f'eval_every_epochs={config.eval_every_epochs}: evaluate at least once per patience.')

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from vae_jax import distributions, networks
 
 
 class GaussianEncoder(nn.Module):
-  """`q(z|x) = N(μ(x), diag σ(x)²)`, σ = softplus(·) + min_scale so it is positive and bounded below."""
+  """`q(z|x) = N(μ(x), diag σ(x)²)`, σ = softplus(·) + min_scale so it is positive and bounded
+  below; or, with `log_variance_range=(lo, hi)`, log σ² = clip(·, lo, hi), as Tomczak & Welling's
+  VampPrior code bounds it (a hard tanh to [-6, 2]; no gradient outside the range)."""
 
   torso: nn.Module
   latent_dim: int
   min_scale: float = 1e-4
   kernel_init: str = 'lecun_normal'
+  log_variance_range: tuple[float, ...] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> distributions.DiagonalGaussian:
     features = self.torso(x).astype(jax.numpy.float32)  # posterior parameters in float32
     init = networks.get_kernel_init(self.kernel_init)
     mean = nn.Dense(self.latent_dim, kernel_init=init, name='mean')(features)
+    if self.log_variance_range:
+      low, high = self.log_variance_range
+      log_variance = nn.Dense(self.latent_dim, kernel_init=init, name='log_variance')(features)
+      return distributions.DiagonalGaussian(mean, jnp.exp(0.5 * jnp.clip(log_variance, low, high)))
     raw_scale = nn.Dense(self.latent_dim, kernel_init=init, name='raw_scale')(features)
     return distributions.DiagonalGaussian(mean, nn.softplus(raw_scale) + self.min_scale)
 

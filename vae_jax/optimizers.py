@@ -26,7 +26,8 @@ _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparam
 def create_optimizer(config: ml_collections.ConfigDict,
                      num_train_steps: int) -> optax.GradientTransformation:
   """`config` is the `optimizer` block: name, learning_rate, schedule, warmup_steps, b1, b2,
-  eps, weight_decay, grad_clip_norm (0 disables clipping), ema_decay (0: no average).
+  eps, weight_decay, grad_clip_norm (0 disables clipping), normalize_gradients (each tensor's
+  gradient divided by its norm first), ema_decay (0: no average).
 
   `weight_decay` is decoupled for 'adamw'; for 'adam' and 'adagrad' it adds `weight_decay·θ` to
   the gradient, i.e. an L2 penalty — with weight_decay = 1/N_train, the per-example share of a
@@ -48,11 +49,24 @@ def create_optimizer(config: ml_collections.ConfigDict,
 
   optimizer = optax.inject_hyperparams(make_optimizer)(
       **{name: config[name] for name in INJECTED_HYPERPARAMETERS})
+  if config.normalize_gradients:
+    optimizer = optax.chain(normalize_each_tensor(), optimizer)
   if config.grad_clip_norm:
     optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
   if config.ema_decay:
     optimizer = optax.chain(optimizer, parameter_average(config.ema_decay))
   return optimizer
+
+
+GRADIENT_NORM_EPS = 1e-7  # as the VampPrior code's AdamNormGrad (utils/optimizer.py)
+
+
+def normalize_each_tensor(eps: float = GRADIENT_NORM_EPS) -> optax.GradientTransformation:
+  """Divides each gradient tensor by its own L2 norm (plus `eps`) before the optimizer sees it,
+  as Tomczak & Welling's AdamNormGrad does: every tensor takes steps of the same size whatever
+  its gradient's scale."""
+  return optax.stateless(
+      lambda updates, params: jax.tree.map(lambda g: g / (jnp.linalg.norm(g) + eps), updates))
 
 
 class ParameterAverageState(NamedTuple):

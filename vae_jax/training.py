@@ -27,8 +27,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax import (checkpointing, config_checks, data, evaluators, images, metric_writers,
-                     models, optimizers, runners, steps, workdir_lock)
+from vae_jax import (checkpointing, config_checks, data, early_stopping, evaluators, images,
+                     metric_writers, models, optimizers, runners, steps, workdir_lock)
 from vae_jax.errors import UserError
 
 
@@ -127,14 +127,15 @@ def _train_group(configs, workdirs, dataset, model, settings, schedule) -> list[
                sum(x.size for x in jax.tree.leaves(runs[0].state.params)),
                schedule.num_train_steps, config.num_epochs, schedule.steps_per_epoch,
                mesh.size, config.input_pipeline)
-  initial_steps = {int(run.state.step) for run in runs}
+  # Runs stopped early keep the step they stopped at; the others resume together.
+  initial_steps = {int(run.state.step) for run in runs if not run.stopping.stopped}
   if len(initial_steps) > 1:
     raise ValueError(f'The runs were checkpointed at different steps {sorted(initial_steps)}; '
                      'resume them one by one with experiments.train.')
   loop = _Loop(config, runs, dataset, model, settings, schedule, mesh)
   try:
     with _StopRequests() as stop_requests:
-      loop.run(initial_steps.pop(), stop_requests)
+      loop.run(initial_steps.pop() if initial_steps else None, stop_requests)
   finally:
     for run in runs:
       run.close()
@@ -170,11 +171,28 @@ class _Schedule:
 class _Run:
   """One run's own pieces: config, workdir, keys, hyperparameters, checkpoints, writer, state."""
 
-  def __init__(self, config, workdir, keys, hyperparams, checkpoints, state, log_name=None):
+  def __init__(self, config, workdir, keys, hyperparams, checkpoints, state, log_name=None,
+               stopping_criterion=None):
     self.config, self.workdir, self.keys = config, workdir, keys
     self.hyperparams, self.checkpoints, self.state = hyperparams, checkpoints, state
     self.writer = metric_writers.MetricWriter(workdir, resume_step=int(state.step),
                                               enabled=jax.process_index() == 0, name=log_name)
+    self.log_name = log_name or workdir
+    # Early stopping: the record is replayed from the metrics the run logged up to its
+    # checkpoint (the writer has just dropped any later ones), so it resumes exactly.
+    self.criterion, self.best_checkpoints = stopping_criterion, None
+    self.stopping = early_stopping.Record()
+    if stopping_criterion is not None:
+      if int(state.step):
+        self.stopping = early_stopping.replay(
+            stopping_criterion, metric_writers.read_metrics(workdir), int(state.step))
+      self.best_checkpoints = checkpointing.create_checkpoint_manager(
+          workdir, max_to_keep=1, folder=checkpointing.BEST_CHECKPOINT_DIRNAME)
+      for later in [s for s in self.best_checkpoints.all_steps() if s > int(state.step)]:
+        # Written by the stretch a killed run lost; the resumed run replays it (and saves again).
+        logging.info('%s: removing the best checkpoint at step %d, after the resumed step %d.',
+                     workdir, later, int(state.step))
+        self.best_checkpoints.delete(later)
     if not int(state.step):
       self.writer.write_text(0, 'config', f'```\n{config}\n```')
     # The divergence check's reference: the loss at step 0, logged once as train/initial_loss
@@ -199,14 +217,46 @@ class _Run:
       logging.info('%s: resumed from the checkpoint at step %d.', workdir, int(state.step))
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     hyperparams = steps.LossHyperparams.from_config(config, schedule.steps_per_epoch)
-    return cls(config, workdir, keys, hyperparams, checkpoints, state, log_name)
+    criterion = early_stopping.Criterion.from_config(config, schedule.steps_per_epoch)
+    return cls(config, workdir, keys, hyperparams, checkpoints, state, log_name, criterion)
 
   def save(self, step: int) -> None:
     self.checkpoints.save(step, args=ocp.args.StandardSave(self.state))
 
+  def save_best(self, step: int) -> None:
+    """The state at `step` as the best checkpoint (replacing one a killed run wrote at the same
+    step: a resumed run replays to the same state, or, after a config change, to its own)."""
+    if step in self.best_checkpoints.all_steps():
+      self.best_checkpoints.wait_until_finished()
+      self.best_checkpoints.delete(step)
+    self.best_checkpoints.save(step, args=ocp.args.StandardSave(self.state))
+
+  def record_evaluation(self, step: int, metrics: dict[str, float]) -> None:
+    """Updates the early-stopping record with the evaluation at `step`: keeps the checkpoint of
+    a new best, and says when the run stops."""
+    name = self.criterion.metric
+    if name not in metrics:
+      raise config_checks.ConfigError(
+          f'early_stopping.metric={name!r} is not among the metrics of the evaluation at step '
+          f'{step}: {sorted(metrics)}. Choose one of them.')
+    previous = self.stopping
+    self.stopping = early_stopping.update(previous, self.criterion, step, metrics[name])
+    if self.stopping.best_step == step and previous.best_step != step:
+      self.save_best(step)
+    if self.stopping.stopped:
+      logging.info('%s: stopped early at step %d: %s has not improved on %.6g (step %d) for '
+                   'more than %d steps. The best checkpoint is in %s.', self.log_name, step,
+                   name, self.stopping.best_value, self.stopping.best_step,
+                   self.criterion.patience_steps,
+                   os.path.join(self.workdir, checkpointing.BEST_CHECKPOINT_DIRNAME))
+      self.writer.write_scalars(step, {'early_stopping/best_step': self.stopping.best_step,
+                                       'early_stopping/best_value': self.stopping.best_value})
+
   def close(self) -> None:
-    self.checkpoints.wait_until_finished()
-    self.checkpoints.close()
+    for manager in (self.checkpoints, self.best_checkpoints):
+      if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
     self.writer.close()
 
 
@@ -225,35 +275,50 @@ class _Loop:
     # Built once for the group: each is compiled once, whatever the number of runs.
     self.evaluators = evaluators.create(model, config, dataset, during_training=True)
 
-  def run(self, initial_step: int, stop_requests: _StopRequests) -> None:
+  def _active(self) -> list[int]:
+    """The runs still training: not stopped early. A stopped run's slice of a vectorised
+    group's state goes on being computed (the group trains until every run has stopped), but
+    it is never handed back, logged, evaluated or saved: the run stays as it stopped."""
+    return [index for index, run in enumerate(self.runs) if not run.stopping.stopped]
+
+  def run(self, initial_step: int | None, stop_requests: _StopRequests) -> None:
     schedule, runs = self.schedule, self.runs
+    if initial_step is None:
+      logging.info('Nothing to train: every run stopped early (%s).', ', '.join(
+          f'{run.log_name} at step {run.stopping.stopped_step}, best at step '
+          f'{run.stopping.best_step}' for run in runs))
+      return
     state = runners.stack([run.state for run in runs], self.vectorised)
     progress = ProgressReporter(schedule.num_train_steps, initial_step)
     pending_metrics, step = [], initial_step
     if step == schedule.num_train_steps:
       logging.info('Nothing to train: the checkpoint is at the final step %d.', step)
-    while step < schedule.num_train_steps:
+    while step < schedule.num_train_steps and self._active():
       state, metrics, step = self.runner(state, step, schedule.next_stop(step))
       pending_metrics.append(metrics)
       self._check_finite(state, metrics, step)
       interrupted = stop_requests.signal_number is not None
       if not (schedule.is_log(step) or schedule.is_checkpoint(step) or interrupted):
         continue
-      for index, run in enumerate(runs):  # hand each run its own state
-        run.state = jax.tree.map(lambda x, i=index: x[i], state) if self.vectorised else state
+      active = self._active()
+      for index in active:  # hand each run its own state
+        runs[index].state = (jax.tree.map(lambda x, i=index: x[i], state) if self.vectorised
+                             else state)
       if interrupted:
-        for run in runs:
-          run.save(step)
+        for index in active:
+          runs[index].save(step)
         raise TrainingInterrupted(step, stop_requests.signal_number)
       if schedule.is_log(step):
-        self._write_train_metrics(step, pending_metrics, progress)
+        self._write_train_metrics(step, pending_metrics, progress, active)
         pending_metrics = []
       if schedule.is_eval(step):
-        for run in runs:
-          self._evaluate(run, step)
+        for index in active:
+          metrics = self._evaluate(runs[index], step)
+          if runs[index].criterion is not None:
+            runs[index].record_evaluation(step, metrics)
       if schedule.is_checkpoint(step):
-        for run in runs:
-          run.save(step)
+        for index in active:
+          runs[index].save(step)
 
   def _check_finite(self, state, metrics, step: int) -> None:
     """Raises once `max_consecutive_nonfinite_steps` updates in a row were skipped (checked
@@ -261,9 +326,10 @@ class _Loop:
     the parameters as they were, so the last checkpoint holds the last good state."""
     limit = self.config.max_consecutive_nonfinite_steps
     streaks = np.atleast_1d(np.asarray(state.consecutive_skipped_steps))
-    if streaks.max() < limit:
+    active = self._active()
+    if streaks[active].max() < limit:
       return
-    run = int(streaks.argmax())
+    run = active[int(streaks[active].argmax())]
     last = lambda name: np.asarray(metrics[name]).reshape(len(streaks), -1)[run][-1]
     threshold = self.config.optimizer.skip_threshold
     if not last('loss_is_finite'):
@@ -297,13 +363,14 @@ class _Loop:
           'optimizer.learning_rate or set '
           'optimizer.grad_clip_norm (divergence_factor=0 disables this check).')
 
-  def _write_train_metrics(self, step, pending_metrics, progress) -> None:
+  def _write_train_metrics(self, step, pending_metrics, progress, active) -> None:
     # Each leaf is [steps] (one run) or [runs, steps]: the mean over the steps since the last log.
     means = jax.device_get(jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=-1).mean(-1),
                                         *pending_metrics))
     first_losses = np.atleast_1d(jax.device_get(pending_metrics[0]['loss'][..., 0]))
     timing = progress.report(step, examples_per_step=self.config.batch_size * len(self.runs))
-    for index, run in enumerate(self.runs):
+    for index in active:
+      run = self.runs[index]
       summary = {f'train/{name}': float(value[index] if self.vectorised else value)
                  for name, value in means.items()}
       summary.update(timing, epoch=step / self.schedule.steps_per_epoch)
@@ -312,10 +379,12 @@ class _Loop:
       run.writer.write_scalars(step, summary)
       self._check_divergence(run, step, 'the mean training loss', summary['train/loss'])
 
-  def _evaluate(self, run: _Run, step: int) -> None:
-    """Runs the training-time evaluators of `config.evals` on each evaluation split and writes
-    their numbers as `<split>/...` metrics and their images under `WORKDIR/images/`."""
+  def _evaluate(self, run: _Run, step: int) -> dict[str, float]:
+    """Runs the training-time evaluators of `config.evals` on each evaluation split, writes
+    their numbers as `<split>/...` metrics and their images under `WORKDIR/images/`, and
+    returns the numbers."""
     params = optimizers.evaluation_params(run.state.params, run.state.opt_state)
+    written = {}
     for split_name, split in self.dataset.eval_splits().items():
       metrics = {}
       for name, evaluator in self.evaluators.items():
@@ -325,10 +394,12 @@ class _Loop:
         result = evaluator(params, split, run.keys.for_evaluator(name))
         metrics.update(evaluators.scalars(result))
         _write_image_grids(run, step, split_name, evaluators.images_of(result))
-      run.writer.write_scalars(step, {f'{split_name}/{name}': value
-                                      for name, value in metrics.items()})
+      split_metrics = {f'{split_name}/{name}': value for name, value in metrics.items()}
+      run.writer.write_scalars(step, split_metrics)
+      written.update(split_metrics)
       if 'elbo' in metrics:
         self._check_divergence(run, step, f'the negative {split_name} ELBO', -metrics['elbo'])
+    return written
 
 
 def _last_checkpoint_sentence(run: _Run, what_it_is: str) -> str:

@@ -59,7 +59,8 @@ def build_encoder(config, latent_dim: int, data_shape, kernel_init: str = 'lecun
     return flows.IAFEncoder(torso, latent_dim, config.flow_steps, config.flow_hidden_size,
                             min_scale=config.min_scale, kernel_init=kernel_init)
   return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
-                                  kernel_init=kernel_init)
+                                  kernel_init=kernel_init,
+                                  log_variance_range=tuple(config.log_variance_range))
 
 
 def build_decoder_net(config, data_shape, output_channels: int,
