@@ -87,6 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
       # 'bernoulli' (binary pixels) | 'gaussian' | 8-bit pixels: 'discretized_logistic' |
       # 'discretized_logistic_mixture' (PixelCNN++ / VDVAE)
       kind='bernoulli',
+      # bernoulli, MLP decoder: 'zeros', or 'data_mean_logit': the output bias starts at the
+      # logit of the mean training image (Burda et al.'s IWAE code)
+      output_bias_init='zeros',
       scale='decoded',  # gaussian: 'decoded' (per pixel, from z) | 'learned' | 'fixed'
       fixed_scale=1.0,  # gaussian, scale='fixed'
       min_scale=1e-3,  # gaussian: floor of the learned or decoded scale
@@ -140,7 +143,7 @@ def get_config() -> ml_collections.ConfigDict:
   # 'device': the training split lives on the accelerator and steps_per_call steps run in one
   # compiled lax.scan; 'host': the host feeds every batch (for data too large for the device).
   config.input_pipeline = 'device'
-  config.steps_per_call = 100  # 'device': most steps per compiled call (fewer at log/eval points)
+  config.steps_per_call = 100  # 'device': steps per compiled call (single steps up to log/eval points)
   config.eval_every_epochs = 1  # config.evals marked during_training, and a checkpoint
   config.eval_batch_size = 1000  # examples per evaluation batch (does not change the results)
   config.log_every_steps = 100  # training metrics (means since the last log) and progress

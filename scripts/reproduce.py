@@ -10,8 +10,8 @@ r"""Trains and evaluates paper configs at a chosen budget, then prints the resul
 
 A config given without a variant means all of its `VARIANTS`. Each run trains in
 ROOT/<config>_<variant> (rerunning resumes it) and is evaluated with k importance samples.
-The budget scales every schedule counted in epochs: num_epochs and the KL warm-up (the IWAE
-learning-rate schedule follows num_epochs).
+The budget scales every schedule counted in epochs: num_epochs, the KL warm-up and early
+stopping's patience and start (the IWAE learning-rate schedule follows num_epochs).
 """
 
 import importlib.util
@@ -62,9 +62,14 @@ def run_commands(path: str, variant: str, budget: float, root: str):
   # follows num_epochs by itself).
   epochs = max(1, round(budget * config.num_epochs))
   warmup = round(budget * config.objective.kl_warmup_epochs)
+  stopping = config.early_stopping
+  scaled_stopping = [] if not stopping.metric or budget == 1 else [
+      f'--config.early_stopping.patience_epochs={max(1, round(budget * stopping.patience_epochs))}',
+      f'--config.early_stopping.start_epoch={round(budget * stopping.start_epoch)}']
   train = ['python', '-m', 'experiments.train', f'--config={path}:{variant}',
            f'--workdir={workdir}', f'--config.num_epochs={epochs}',
            *([f'--config.objective.kl_warmup_epochs={warmup}'] if warmup else []),
+           *scaled_stopping,
            *(f'--{override}' for override in _OVERRIDES.value)]
   evaluate = ['python', '-m', 'experiments.evaluate', f'--workdir={workdir}',
               f'--num_importance_samples={_NUM_SAMPLES.value}']

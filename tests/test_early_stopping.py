@@ -135,7 +135,7 @@ def test_a_run_stops_keeps_its_best_checkpoint_and_resumes_exactly(runs_alone, t
 
 
 @pytest.mark.slow
-def test_experiments_evaluate_reads_the_best_or_the_latest(runs_alone, tmp_path):
+def test_experiments_evaluate_reads_the_best_or_the_latest(runs_alone, trained_workdir):
   from experiments import evaluate  # pylint: disable=import-outside-toplevel
   workdir, final = runs_alone[0]
   best = int(os.listdir(os.path.join(workdir, 'checkpoints_best'))[0])
@@ -148,13 +148,8 @@ def test_experiments_evaluate_reads_the_best_or_the_latest(runs_alone, tmp_path)
   with open(by_default['path'], encoding='utf-8') as f:
     assert json.load(f)['checkpoint'] == 'best'
   # A run without early stopping has no best checkpoint to offer.
-  config = _early_stopping_config(LEARNING_RATES[0])
-  config.early_stopping.metric = ''
-  config.num_epochs = 1
-  plain = str(tmp_path / 'plain')
-  training.train_and_evaluate(config, plain)
   with pytest.raises(checkpointing.CheckpointError, match='--checkpoint=latest'):
-    evaluate.evaluate_workdir(plain, names=['elbo'], checkpoint='best')
+    evaluate.evaluate_workdir(trained_workdir, names=['elbo'], checkpoint='best')
 
 
 @pytest.mark.slow

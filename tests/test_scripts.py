@@ -1,6 +1,7 @@
 """scripts/: the results table, the reproduction driver's commands, the run summary."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from experiments import evaluate
 from tests.conftest import REPO_ROOT
+from vae_jax import metric_writers
 
 
 def _run(*args):
@@ -42,7 +44,8 @@ def test_reproduce_scales_every_epoch_schedule_by_the_budget(tmp_path):
   assert commands[0] == (
       f'python -m experiments.train --config=configs/vampprior.py:vamp '
       f'--workdir={tmp_path}/vampprior_vamp --config.num_epochs=200 '
-      f'--config.objective.kl_warmup_epochs=10 && python -m experiments.evaluate '
+      f'--config.objective.kl_warmup_epochs=10 --config.early_stopping.patience_epochs=5 '
+      f'--config.early_stopping.start_epoch=10 && python -m experiments.evaluate '
       f'--workdir={tmp_path}/vampprior_vamp --num_importance_samples=5000')
   assert f'--workdir={tmp_path}/iwae_iwae_k50_l2 --config.num_epochs=328' in commands[-1]
 
@@ -81,3 +84,27 @@ def test_compare_estimators_measures_errors_and_how_the_flags_match():
   # Two flagged (k̂ 1.3 and 0.9), one of them off by more than a nat; the one off is flagged.
   assert (row['flagged'], row['precision'], row['recall']) == (0.5, 0.5, 1.0)
   assert '| IS k=50 |' in compare_estimators.markdown(-80.0, [row])
+
+
+@pytest.mark.slow
+def test_learning_curves_reports_each_runs_best_evaluation(trained_workdir, tmp_path):
+  output = str(tmp_path / 'curves.png')
+  lines = _run('-m', 'scripts.learning_curves', f'--workdirs={trained_workdir}',
+               '--metric=test/elbo', f'--output={output}').strip().splitlines()
+  values = {m['step']: m['test/elbo'] for m in metric_writers.read_metrics(trained_workdir)
+            if 'test/elbo' in m}
+  best_step = max(values, key=values.get)
+  assert f'best test/elbo {values[best_step]:.3f} at epoch {best_step / 15:g}' in lines[0]
+  assert lines[-1] == f'wrote {output}' and os.path.getsize(output) > 1000
+
+
+@pytest.mark.slow
+def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
+  output = _run('-m', 'scripts.accelerator_check', '--scale=smoke')
+  checks = {json.loads(line)['check']: json.loads(line) for line in output.splitlines()
+            if line.startswith('{')}
+  assert {'mnist_epoch', 'iwae_eval', 'sweep_1', 'sweep_4', 'sweep_16', 'top_down_step',
+          'mixed_precision', 'memory'} <= set(checks)
+  assert checks['mixed_precision']['skipped'].startswith('bfloat16 is emulated on a CPU')
+  assert checks['iwae_eval']['extrapolated'] and checks['sweep_16']['models'] == 16
+  assert '| mnist_epoch |' in output and 'seconds below 0.25' in output

@@ -128,3 +128,15 @@ def test_launcher_applies_overrides_and_fills_the_workdir(tmp_path):
     assert (workdir / 'images' / f'{name}_00000060.png').is_file()
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir / 'tensorboard'))
   assert 'Step 60/60' in result.stderr  # the progress line
+
+
+def test_output_bias_starts_at_the_logit_of_the_mean_training_image(tiny_config, tmp_path):
+  """Burda et al.'s initialisation: logit(clip(mean training image, 0.001, 0.999))."""
+  tiny_config.num_epochs = 0
+  tiny_config.model.likelihood.output_bias_init = 'data_mean_logit'
+  state = training.train_and_evaluate(tiny_config, str(tmp_path))
+  images = data.load_dataset(tiny_config.data).train.images.astype(np.float64)
+  mean = np.clip(images.mean(0), 0.001, 0.999).reshape(-1)
+  bias = state.params['params']['decoder']['net']['output']['bias']
+  np.testing.assert_allclose(bias, np.log(mean / (1 - mean)), rtol=1e-5, atol=1e-5)
+  assert np.ptp(bias) > 1  # the digits' mean image is far from uniform

@@ -252,6 +252,8 @@ def _consistency_problems(config):
   elif log_variance_range and config.model.encoder.flow_steps:
     yield ('model.encoder.log_variance_range applies to the Gaussian encoder, not to an IAF '
            'encoder (model.encoder.flow_steps > 0): use one or the other.')
+  if likelihood_problem := _output_bias_problem(config.model):
+    yield likelihood_problem
   if config.model.encoder.flow_steps and (config.model.latent_kind != 'gaussian'
                                           or prior.kind == 'vamp'):
     yield ('model.encoder.flow_steps needs Gaussian latents and a prior other than vamp (the '
@@ -321,3 +323,15 @@ def _early_stopping_problems(config):
   if options.patience_epochs < config.eval_every_epochs:
     yield (f'early_stopping.patience_epochs={options.patience_epochs} is shorter than '
            f'eval_every_epochs={config.eval_every_epochs}: evaluate at least once per patience.')
+
+
+def _output_bias_problem(model) -> str | None:
+  init = model.likelihood.output_bias_init
+  if init not in models.OUTPUT_BIAS_INITS:
+    return f'model.likelihood.output_bias_init={init!r} is not one of {list(models.OUTPUT_BIAS_INITS)}.'
+  if init == 'data_mean_logit' and (
+      model.likelihood.kind != 'bernoulli' or model.decoder.kind != 'mlp' or
+      model.family not in ('auto', 'vae', 'hierarchical') or model.latent_kind != 'gaussian'):
+    return ('model.likelihood.output_bias_init=data_mean_logit sets the output bias of an MLP '
+            'decoder with a Bernoulli likelihood (families vae and hierarchical); use zeros here.')
+  return None

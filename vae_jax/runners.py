@@ -65,7 +65,10 @@ class DeviceRunner:
     epoch = step // self._steps_per_epoch
     if epoch != self._order_epoch:  # one permutation per epoch, shared by its calls
       self._order, self._order_epoch = self._order_fn(self._data_order_keys, epoch), epoch
-    num_steps = min(self._steps_per_call, stop - step)
+    # Full calls of steps_per_call steps, and any remainder one step at a time: two compiled
+    # programs at most, however the log, evaluation and checkpoint periods cut the epochs (each
+    # other length would compile a program of its own).
+    num_steps = self._steps_per_call if stop - step >= self._steps_per_call else 1
     state, metrics = self._run_fn(state, self._train_images, self._order, self._train_keys,
                                   self._hyperparams, num_steps=num_steps)
     return state, metrics, step + num_steps

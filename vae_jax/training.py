@@ -208,6 +208,9 @@ class _Run:
     keys = steps.RunKeys.from_seed(config.seed)
     optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
     state = steps.create_train_state(model, optimizer, dataset.data_shape, keys.init)
+    if config.model.likelihood.output_bias_init == 'data_mean_logit':
+      params = models.with_data_mean_output_bias(state.params, dataset.train.images)
+      state = state.replace(params=params, opt_state=optimizer.init(params))
     checkpoints = checkpointing.create_checkpoint_manager(workdir, config.checkpoints_to_keep)
     restored = checkpointing.restore_latest_readable(checkpoints, state, workdir)
     if restored is not None:

@@ -11,7 +11,8 @@
 
 from vae_jax.models import discrete, hierarchical, top_down, vae  # registers the families
 from vae_jax.models.components import (CATEGORICAL_PRIOR_KINDS, DECODER_KINDS, ENCODER_KINDS,
-                                       LATENT_KINDS, LIKELIHOOD_KINDS, PRIOR_KINDS, Decoder)
+                                       LATENT_KINDS, LIKELIHOOD_KINDS, OUTPUT_BIAS_INITS,
+                                       PRIOR_KINDS, Decoder, with_data_mean_output_bias)
 from vae_jax.models.discrete import DiscreteVAE
 from vae_jax.models.hierarchical import HierarchicalVAE
 from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy,
@@ -22,8 +23,8 @@ from vae_jax.models.vae import VAE
 
 __all__ = [
     'CATEGORICAL_PRIOR_KINDS', 'DECODER_KINDS', 'ENCODER_KINDS', 'LATENT_KINDS',
-    'LIKELIHOOD_KINDS', 'PRIOR_KINDS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
+    'LIKELIHOOD_KINDS', 'OUTPUT_BIAS_INITS', 'PRIOR_KINDS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
     'Enumerable', 'Hierarchy', 'HierarchicalVAE', 'LatentDensities', 'LatentVariableModel', 'TopDownVAE', 'VAE',
     'build_model', 'can_enumerate', 'discrete', 'family_name', 'hierarchical', 'register',
-    'top_down', 'vae',
+    'top_down', 'vae', 'with_data_mean_output_bias',
 ]

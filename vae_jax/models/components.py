@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from vae_jax import discretized_logistic, encoders, flows, likelihoods, networks, priors
 
@@ -88,6 +90,27 @@ def build_likelihood(config, data_shape) -> nn.Module:
   if config.kind == 'discretized_logistic_mixture':
     return discretized_logistic.DiscretizedLogisticMixtureLikelihood(config.num_components)
   raise ValueError(f'Unknown likelihood kind {config.kind!r}; choose one of {LIKELIHOOD_KINDS}.')
+
+
+OUTPUT_BIAS_INITS = ('zeros', 'data_mean_logit')
+
+
+def with_data_mean_output_bias(params, train_images: np.ndarray):
+  """`params` with the decoder's output bias set to the logit of the per-pixel mean of the
+  training images, clipped to [0.001, 0.999] (Burda et al.'s code, datasets.py / iwae.py): an
+  untrained model then predicts the mean image. For a Bernoulli likelihood whose decoder ends in
+  the dense layer `decoder/net/output` (the MLP decoders of the vae and hierarchical families)."""
+  mean = np.clip(np.asarray(train_images, np.float64).mean(0), 0.001, 0.999)
+  bias = np.log(mean) - np.log1p(-mean)
+  decoder_output = params['params']['decoder']['net']['output']
+  if decoder_output['bias'].size != bias.size:
+    raise ValueError(f'The decoder output bias has {decoder_output["bias"].size} entries, the '
+                     f'images {bias.size} pixels.')
+  new_output = dict(decoder_output, bias=jnp.asarray(bias.reshape(decoder_output['bias'].shape),
+                                                     decoder_output['bias'].dtype))
+  new_net = dict(params['params']['decoder']['net'], output=new_output)
+  new_decoder = dict(params['params']['decoder'], net=new_net)
+  return dict(params, params=dict(params['params'], decoder=new_decoder))
 
 
 def build_prior(config, latent_dim: int, data_shape) -> nn.Module:

@@ -1,0 +1,231 @@
+r"""The accelerator check: the figures a GPU or TPU should reach, measured in one short run.
+
+  pip install -e '.[test]' "jax[cuda12]==$(python -c 'import jax; print(jax.__version__)')"
+  python -m scripts.accelerator_check                 # on the accelerator: about 5 minutes
+  python -m scripts.accelerator_check --scale=smoke   # anywhere, in a minute: small counts
+
+Prints one JSON line per measurement, then a table against the targets for one modern GPU:
+  mnist_epoch     one epoch (600 steps of 100) of configs/mnist.py after compilation
+                  (target: under 0.25 s)
+  iwae_eval       log p(x) by importance sampling, k = 5000, of 10,000 test images
+                  (target: under 30 s)
+  sweep_N         N = 1, 4, 16 models of configs/mnist.py vmapped in one program, against N
+                  runs one after another (target: 16 vmapped at least 8× faster)
+  top_down_step   one training step of configs/top_down.py:mnist (batch 32)
+  mixed_precision the MNIST epoch with model.compute_dtype=bfloat16 against float32
+  memory          peak device memory (where the backend reports it) and peak host memory
+Measurements that mean nothing on a CPU (bfloat16 is emulated there) are skipped, saying so;
+`--scale=smoke` runs every other one with small counts and extrapolates, saying so. The data
+is real MNIST when TFDS finds it (`--data_dir`), else random binary images of MNIST's shape
+(the timings do not depend on the pixel values; the log-likelihoods do, and are not reported).
+"""
+
+import functools
+import json
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from configs import mnist, top_down
+from vae_jax import data, models, optimizers, steps
+from vae_jax.evaluators import batched, importance_sampling
+
+_SCALE = flags.DEFINE_enum('scale', 'full', ['full', 'smoke'],
+                           'full: the real counts (an accelerator); smoke: small counts.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'A TFDS data dir holding MNIST.')
+
+TARGETS = {'mnist_epoch': ('seconds', 0.25, 'below'), 'iwae_eval': ('seconds', 30.0, 'below'),
+           'sweep_16': ('speedup', 8.0, 'above')}
+
+
+def emit(results: dict, name: str, **values) -> None:
+  results[name] = values
+  print(json.dumps({'check': name, **values, 'device': jax.devices()[0].device_kind}),
+        flush=True)
+
+
+def timed(fn) -> tuple[float, float]:
+  """(seconds of a first call, compilation included; seconds of a second call)."""
+  times = []
+  for _ in range(2):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return times[0], times[1]
+
+
+def mnist_images(num_train: int) -> tuple[np.ndarray, np.ndarray, str]:
+  """(train, test) images in [0, 1] and where they came from."""
+  config = mnist.get_config().data
+  if _DATA_DIR.value:
+    config.tfds_data_dir = _DATA_DIR.value
+  config.download = False
+  try:
+    dataset = data.load_dataset(config)
+    return dataset.train.images[:num_train], dataset.test.images, 'MNIST'
+  except Exception as error:  # pylint: disable=broad-except
+    print(f'# MNIST not found ({type(error).__name__}); using random binary images of its shape')
+    rng = np.random.default_rng(0)
+    draw = lambda n: (rng.uniform(size=(n, 28, 28, 1)) < 0.13).astype(np.float32)
+    return draw(num_train), draw(10_000), 'random binary images of MNIST shape'
+
+
+class Trainer:
+  """A config's model, optimizer and compiled `steps_per_call`-step scan over device data."""
+
+  def __init__(self, config, data_shape, num_train: int):
+    self.config = config
+    self.model = models.build_model(config.model, data_shape)
+    self.optimizer = optimizers.create_optimizer(config.optimizer, 10**6)
+    settings = steps.StepSettings.from_config(config, self.model)
+    self.hyperparams = steps.LossHyperparams.from_config(config, 1)
+    self.step_fn = functools.partial(steps.train_step, model=self.model,
+                                     optimizer=self.optimizer, settings=settings)
+    self.steps_per_epoch = num_train // config.batch_size
+    self.data_shape = data_shape
+
+  def initial_state(self, seed: int = 0):
+    return steps.create_train_state(self.model, self.optimizer, self.data_shape,
+                                    steps.RunKeys.from_seed(seed).init)
+
+  def scan_fn(self, num_steps: int, num_runs: int | None = None):
+    """A jitted `(state, images, order, train_key, hyperparams) -> (state, metrics)`."""
+    fn = functools.partial(steps.run_steps, step_fn=self.step_fn,
+                           steps_per_epoch=self.steps_per_epoch,
+                           batch_size=self.config.batch_size, num_steps=num_steps)
+    if num_runs is not None:
+      fn = jax.vmap(fn, in_axes=(0, None, 0, 0, 0))
+    return jax.jit(fn, donate_argnums=0)
+
+
+def check_epoch(results, name, config, train_images, steps_per_call: int, epoch_steps: int):
+  trainer = Trainer(config, train_images.shape[1:], len(train_images))
+  run = trainer.scan_fn(steps_per_call)
+  keys = steps.RunKeys.from_seed(0)
+  images = jax.device_put(train_images)
+  order = steps.epoch_order(keys.data_order, 0, len(train_images))
+  holder = {'state': trainer.initial_state()}
+
+  def epoch():
+    for _ in range(epoch_steps // steps_per_call):
+      holder['state'], metrics = run(holder['state'], images, order, keys.train,
+                                     trainer.hyperparams)
+    return metrics
+
+  first, seconds = timed(epoch)
+  scale = trainer.steps_per_epoch / epoch_steps
+  emit(results, name, seconds=seconds * scale, compile_seconds=first - seconds,
+       steps_timed=epoch_steps, extrapolated=scale != 1)
+  return seconds * scale
+
+
+def check_sweeps(results, config, train_images, num_steps: int, sizes=(1, 4, 16)):
+  trainer = Trainer(config, train_images.shape[1:], len(train_images))
+  images = jax.device_put(train_images)
+  single_seconds = None
+  for size in sizes:
+    run_keys = jax.vmap(steps.RunKeys.from_seed)(jnp.arange(size))
+    run = trainer.scan_fn(num_steps, num_runs=size)
+    stacked = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * size), tree)
+    holder = {'state': jax.vmap(trainer.initial_state)(jnp.arange(size))}
+    orders = jax.vmap(steps.epoch_order, in_axes=(0, None, None))(run_keys.data_order, 0,
+                                                                 len(train_images))
+
+    def sweep():
+      holder['state'], metrics = run(holder['state'], images, orders, run_keys.train,
+                                     stacked(trainer.hyperparams))
+      return metrics
+
+    _, seconds = timed(sweep)
+    single_seconds = seconds if size == 1 else single_seconds
+    emit(results, f'sweep_{size}', seconds=seconds, models=size, steps=num_steps,
+         speedup=size * single_seconds / seconds)
+
+
+def check_iwae_eval(results, config, test_images, num_images: int):
+  model = models.build_model(config.model, test_images.shape[1:])
+  params = model.init(jax.random.key(0), jnp.zeros((1, *test_images.shape[1:])))
+  chunk = 1000 if jax.default_backend() != 'cpu' else 100
+  fn = importance_sampling.make_importance_sampling_fn(model, num_samples=5000, chunk_size=chunk)
+  chosen = test_images[:num_images]
+  batch = min(num_images, 500)
+  first, seconds = timed(lambda: batched.map_examples(fn, params, chosen, batch_size=batch,
+                                                      rng=jax.random.key(1)))
+  emit(results, 'iwae_eval', seconds=seconds * 10_000 / num_images,
+       compile_seconds=max(first - seconds, 0.0), images_timed=num_images,
+       extrapolated=num_images != 10_000, chunk_size=chunk)
+
+
+def check_top_down_step(results, train_images, variant: str):
+  config = top_down.get_config(variant)
+  trainer = Trainer(config, train_images.shape[1:], len(train_images))
+  step = jax.jit(trainer.step_fn, donate_argnums=0)
+  batch = jnp.asarray(train_images[:config.batch_size])
+  keys = steps.RunKeys.from_seed(0)
+  holder = {'state': trainer.initial_state()}
+
+  def one():
+    holder['state'], metrics = step(holder['state'], batch, keys.train, trainer.hyperparams)
+    return metrics
+
+  first, seconds = timed(one)
+  emit(results, 'top_down_step', seconds=seconds, compile_seconds=first - seconds,
+       config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
+
+
+def summary(results: dict, data_source: str) -> str:
+  lines = [f'device: {jax.devices()[0].device_kind} ({jax.default_backend()}), data: '
+           f'{data_source}', '', '| check | measured | target | verdict |', '|---|---|---|---|']
+  for name, values in results.items():
+    if 'skipped' in values:
+      lines.append(f'| {name} | skipped: {values["skipped"]} | — | — |')
+      continue
+    quantity, target, direction = TARGETS.get(name, (None, None, None))
+    shown = ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
+                      for k, v in values.items())
+    if quantity is None:
+      lines.append(f'| {name} | {shown} | — | — |')
+      continue
+    value = values[quantity]
+    met = value < target if direction == 'below' else value >= target
+    lines.append(f'| {name} | {shown} | {quantity} {direction} {target:g} | '
+                 f'{"met" if met else "NOT met"} |')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  smoke = _SCALE.value == 'smoke'
+  on_cpu = jax.default_backend() == 'cpu'
+  results = {}
+  train_images, test_images, source = mnist_images(60_000)
+  config = mnist.get_config()
+  epoch_steps = 100 if smoke else 600
+  check_epoch(results, 'mnist_epoch', config, train_images, 100, epoch_steps)
+  check_iwae_eval(results, config, test_images, 20 if smoke else 10_000)
+  check_sweeps(results, config, train_images, 20 if smoke else 600)
+  check_top_down_step(results, train_images, 'mnist_small' if smoke else 'mnist')
+  if on_cpu:
+    emit(results, 'mixed_precision', skipped='bfloat16 is emulated on a CPU: not meaningful')
+  else:
+    half = mnist.get_config()
+    half.model.compute_dtype = 'bfloat16'
+    bfloat16 = check_epoch(results, 'mnist_epoch_bfloat16', half, train_images, 100, epoch_steps)
+    emit(results, 'mixed_precision', speedup=results['mnist_epoch']['seconds'] / bfloat16)
+  stats = jax.devices()[0].memory_stats() or {}
+  memory = {'peak_host_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  if 'peak_bytes_in_use' in stats:
+    memory['peak_device_mb'] = stats['peak_bytes_in_use'] / 2**20
+  else:
+    memory['peak_device_mb'] = 'not reported by this backend'
+  emit(results, 'memory', **memory)
+  print()
+  print(summary(results, source))
+
+
+if __name__ == '__main__':
+  app.run(main)

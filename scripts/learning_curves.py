@@ -1,0 +1,72 @@
+r"""Plots a logged metric against epochs for several workdirs, marking each run's best evaluation
+and, for runs that stopped early, where they stopped. Prints, per run, the epochs trained and the
+best value with its epoch.
+
+  python -m scripts.learning_curves --workdirs=runs/vamp/seed=0,runs/vamp/seed=1 \
+      --metric=validation/elbo --output=docs/figures/vampprior_validation.png
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+from absl import app, flags  # pylint: disable=wrong-import-position
+
+from vae_jax import metric_writers  # pylint: disable=wrong-import-position
+
+_WORKDIRS = flags.DEFINE_list('workdirs', [], 'Workdirs, comma-separated.')
+_METRIC = flags.DEFINE_string('metric', 'validation/elbo', 'A metric logged during training.')
+_MODE = flags.DEFINE_enum('mode', 'max', ['max', 'min'], 'The better direction of the metric.')
+_OUTPUT = flags.DEFINE_string('output', None, 'PNG file to write (none: print only).')
+_FROM_EPOCH = flags.DEFINE_float('from_epoch', 0, 'Plot epochs after this one only.')
+
+
+def curve(workdir: str, metric: str) -> tuple[np.ndarray, np.ndarray, float | None]:
+  """(epochs, values) of `metric`, and the epoch the run stopped early at (None if it did not)."""
+  lines = metric_writers.read_metrics(workdir)
+  steps_per_epoch = next((m['step'] / m['epoch'] for m in lines if m.get('epoch')), None)
+  if steps_per_epoch is None:
+    raise app.UsageError(f'{workdir} has not logged an epoch yet.')
+  points = [(m['step'] / steps_per_epoch, m[metric]) for m in lines if metric in m]
+  if not points:
+    raise app.UsageError(f'{workdir} logged no {metric}.')
+  stopped = next((m['step'] / steps_per_epoch for m in lines if 'early_stopping/best_step' in m),
+                 None)
+  epochs, values = map(np.asarray, zip(*points))
+  return epochs, values, stopped
+
+
+def main(argv):
+  del argv
+  if not _WORKDIRS.value:
+    raise app.UsageError('Give --workdirs.')
+  best_of = np.argmax if _MODE.value == 'max' else np.argmin
+  figure, axes = plt.subplots(figsize=(7, 4))
+  for workdir in _WORKDIRS.value:
+    epochs, values, stopped = curve(workdir, _METRIC.value)
+    best = int(best_of(values))
+    name = os.path.basename(os.path.normpath(workdir))
+    status = f'stopped early at epoch {stopped:g}' if stopped else 'training or not stopped'
+    print(f'{name}: {epochs[-1]:g} epochs, best {_METRIC.value} {values[best]:.3f} at epoch '
+          f'{epochs[best]:g}; {status}')
+    shown = epochs > _FROM_EPOCH.value
+    line, = axes.plot(epochs[shown], values[shown], lw=1, label=name)
+    axes.plot(epochs[best], values[best], 'o', color=line.get_color())
+    if stopped:
+      axes.axvline(stopped, color=line.get_color(), ls=':', lw=1)
+  axes.set_xlabel('epoch')
+  axes.set_ylabel(_METRIC.value + ' (nats)')
+  axes.set_title('dots: best evaluation; dotted lines: early stop')
+  axes.legend(fontsize=8)
+  figure.tight_layout()
+  if _OUTPUT.value:
+    os.makedirs(os.path.dirname(_OUTPUT.value) or '.', exist_ok=True)
+    figure.savefig(_OUTPUT.value, dpi=110)
+    print(f'wrote {_OUTPUT.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)
