@@ -130,6 +130,7 @@ def test_launcher_applies_overrides_and_fills_the_workdir(tmp_path):
   assert 'Step 60/60' in result.stderr  # the progress line
 
 
+@pytest.mark.slow
 def test_output_bias_starts_at_the_logit_of_the_mean_training_image(tiny_config, tmp_path):
   """Burda et al.'s initialisation: logit(clip(mean training image, 0.001, 0.999))."""
   tiny_config.num_epochs = 0
