@@ -43,6 +43,7 @@ def test_the_log_density_is_the_base_density_minus_log_det_of_the_jacobian():
   assert np.all(np.tril(paths) == 0) and np.all(paths[np.triu_indices(3, 1)] > 0)
 
 
+@pytest.mark.slow  # compile-heavy: over 9 s on 2 cores
 def test_importance_sampling_with_a_flow_posterior_is_above_the_elbo():
   model, params, x = _flow_vae()
   assert model.apply(params, x, method='analytic_kl') is None  # no closed form: sampled KL

@@ -11,6 +11,7 @@ from tests import test_objectives as linear_gaussian
 from vae_jax.evaluators import ais, batched, bdmc, importance_sampling
 
 
+@pytest.mark.slow  # statistical: hundreds of chains per estimate
 @pytest.mark.parametrize('initial', ['posterior', 'prior', 'mixture'])
 def test_ais_converges_to_the_closed_form_log_marginal(initial):
   # q is shifted by 1.5 posterior standard deviations per unit.
@@ -58,6 +59,7 @@ def test_the_simulated_data_bounds_agree_with_the_closed_form():
   assert np.mean(bounds['upper_bound'] - bounds['lower_bound']) < 0.3
 
 
+@pytest.mark.slow  # statistical: hundreds of chains per estimate
 def test_ais_beats_importance_sampling_where_q_misses_the_posterior():
   # q four posterior standard deviations off: k = 100 importance samples fall short by nats,
   # AIS at a comparable count of density evaluations does not.

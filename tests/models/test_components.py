@@ -14,15 +14,21 @@ from vae_jax import models
 @pytest.mark.parametrize('encoder,decoder', [('mlp', 'mlp'), ('conv', 'conv'), ('conv', 'mlp')])
 def test_encode_decode_shapes(data_shape, encoder, decoder):
   model = models.build_model(_model_config(encoder, decoder), data_shape)
-  params = model.init(jax.random.key(0), jnp.zeros((1, *data_shape)))
+
+  @jax.jit  # one compilation, not one per operation (convolutions compile slowly on CPU)
+  def encode_decode(x):
+    params = model.init(jax.random.key(0), x[:1])
+    posterior = model.apply(params, x, method='encode')
+    z = posterior.sample(jax.random.key(1), (2,))  # [S, B, D]: samples of a batch
+    likelihood = model.apply(params, z, method='decode')
+    return posterior.mean, posterior.scale, likelihood.logits, likelihood.log_prob(x)
+
   x = jnp.zeros((5, *data_shape))
-  posterior = model.apply(params, x, method='encode')
-  assert posterior.mean.shape == posterior.scale.shape == (5, 3)
-  assert np.all(posterior.scale > 0)
-  z = posterior.sample(jax.random.key(1), (2,))  # [S, B, D]: samples of a batch
-  likelihood = model.apply(params, z, method='decode')
-  assert likelihood.logits.shape == (2, 5, *data_shape)
-  assert likelihood.log_prob(x).shape == (2, 5)
+  mean, scale, logits, log_prob = encode_decode(x)
+  assert mean.shape == scale.shape == (5, 3)
+  assert np.all(scale > 0)
+  assert logits.shape == (2, 5, *data_shape)
+  assert log_prob.shape == (2, 5)
 
 
 def test_priors():

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from tests.helpers import small_model_config as _model_config
@@ -66,6 +67,7 @@ def test_two_layer_log_weights_with_the_exact_posterior_equal_log_marginal():
   np.testing.assert_allclose(terms['elbo'], marginal.logpdf(x), rtol=1e-5)
 
 
+@pytest.mark.slow  # compile-heavy: over 9 s on 2 cores
 def test_two_layer_model_from_config():
   config = _model_config()
   config.upper_layers.latent_dims = (2,)

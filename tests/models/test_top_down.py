@@ -77,6 +77,7 @@ def test_importance_sampling_is_above_the_elbo_and_the_elbo_has_group_terms():
   assert {f'kl/{name}' for name in model.group_names} <= set(elbo)
 
 
+@pytest.mark.slow  # compile-heavy: over 9 s on 2 cores
 def test_temperature_zero_generates_the_prior_means_path():
   model, params, _ = _tiny()
   assert isinstance(model, models.Hierarchy)
@@ -86,6 +87,7 @@ def test_temperature_zero_generates_the_prior_means_path():
   assert warm.shape == (2, *SHAPE) and not np.array_equal(warm, cold[0])
 
 
+@pytest.mark.slow  # compile-heavy: over 9 s on 2 cores
 def test_patches_round_trip_and_a_patched_model_reads_whole_images():
   x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
   patched = top_down.space_to_depth(x, 2)
