@@ -73,8 +73,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
       raise app.UsageError(f'--{name}={value} must be at least 1.')
   config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
                                                       data_path=data_path, checkpoint=checkpoint)
-  if checkpoint == 'auto':
-    checkpoint = 'best' if config.early_stopping.metric else 'latest'
+  checkpoint = launch.resolve_checkpoint(config, checkpoint)
   unknown = sorted(set(names or ()) - set(config.evals))
   if unknown:
     raise app.UsageError(f'--evals names {unknown}, which the config does not list; choose '
@@ -109,7 +108,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
     seconds[name] = time.perf_counter() - start
     grids.update(evaluators.images_of(result))
     report.update({key: value for key, value in result.items() if key not in grids})
-  report.update(seconds=seconds, workdir=os.path.abspath(workdir), step=step, checkpoint=checkpoint,
+  report.update(seconds=seconds, workdir=os.path.abspath(workdir), step=step,
+                checkpoint=checkpoint,
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
                 paper=config.paper.to_dict())

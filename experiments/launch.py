@@ -103,6 +103,14 @@ def default_workdir(config_spec: str, *suffixes: str) -> str:
 CHECKPOINT_CHOICES = ('auto', 'best', 'latest')
 
 
+def resolve_checkpoint(config, checkpoint: str) -> str:
+  """'best' or 'latest': 'auto' is 'best' for a run that stops early, as the papers that stop
+  early evaluate."""
+  if checkpoint != 'auto':
+    return checkpoint
+  return 'best' if config.early_stopping.metric else 'latest'
+
+
 def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None = None,
                  data_path: str | None = None, checkpoint: str = 'auto'):
   """A trained workdir's config (with defaults for keys added since; its data location replaced
@@ -111,8 +119,7 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   average when the run keeps one (`optimizer.ema_decay`).
 
   `checkpoint` chooses among `WORKDIR/checkpoints/` ('latest') and, for runs with early
-  stopping, `WORKDIR/checkpoints_best/` ('best'); 'auto' is 'best' when the run stops early,
-  as the papers that stop early evaluate."""
+  stopping, `WORKDIR/checkpoints_best/` ('best'); see `resolve_checkpoint` for 'auto'."""
   config = checkpointing.load_config(workdir, defaults=default.get_config())
   set_data_location(config.data, data_dir, data_path)
   dataset = data.load_dataset(config.data)
@@ -120,10 +127,8 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
   target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
-  if checkpoint == 'auto':
-    checkpoint = 'best' if config.early_stopping.metric else 'latest'
   folder = {'best': checkpointing.BEST_CHECKPOINT_DIRNAME,
-            'latest': checkpointing.CHECKPOINT_DIRNAME}[checkpoint]
+            'latest': checkpointing.CHECKPOINT_DIRNAME}[resolve_checkpoint(config, checkpoint)]
   state = checkpointing.restore_state(workdir, target, step, folder=folder)
   return config, dataset, model, state.replace(
       params=optimizers.evaluation_params(state.params, state.opt_state))

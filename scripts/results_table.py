@@ -155,8 +155,8 @@ def table_row(group: list[dict]) -> dict:
   else:
     seeds = ','.join(str(s['config'].seed) for s in group)
     name = f"{first['run']} (seeds {seeds}; n = {len(group)})"
-    estimate_cell = (_mean_sd(estimates) + (f' (k={first["config"].evals.importance_sampled.num_samples})'
-                                            if estimates else '')) if estimates else '—'
+    num_samples = config.evals.importance_sampled.num_samples
+    estimate_cell = f'{_mean_sd(estimates)} (k={num_samples})' if estimates else '—'
     elbo_cell = _mean_sd([s['elbo'] for s in group])
     epoch_values = [s['epochs'] for s in group]
     epochs = f'{min(epoch_values):g}–{max(epoch_values):g}'

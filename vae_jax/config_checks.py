@@ -252,8 +252,7 @@ def _consistency_problems(config):
   elif log_variance_range and config.model.encoder.flow_steps:
     yield ('model.encoder.log_variance_range applies to the Gaussian encoder, not to an IAF '
            'encoder (model.encoder.flow_steps > 0): use one or the other.')
-  if likelihood_problem := _output_bias_problem(config.model):
-    yield likelihood_problem
+  yield from _output_bias_problems(config.model)
   if config.model.encoder.flow_steps and (config.model.latent_kind != 'gaussian'
                                           or prior.kind == 'vamp'):
     yield ('model.encoder.flow_steps needs Gaussian latents and a prior other than vamp (the '
@@ -325,13 +324,13 @@ def _early_stopping_problems(config):
            f'eval_every_epochs={config.eval_every_epochs}: evaluate at least once per patience.')
 
 
-def _output_bias_problem(model) -> str | None:
+def _output_bias_problems(model):
   init = model.likelihood.output_bias_init
   if init not in models.OUTPUT_BIAS_INITS:
-    return f'model.likelihood.output_bias_init={init!r} is not one of {list(models.OUTPUT_BIAS_INITS)}.'
-  if init == 'data_mean_logit' and (
+    yield (f'model.likelihood.output_bias_init={init!r} is not one of '
+           f'{list(models.OUTPUT_BIAS_INITS)}.')
+  elif init == 'data_mean_logit' and (
       model.likelihood.kind != 'bernoulli' or model.decoder.kind != 'mlp' or
       model.family not in ('auto', 'vae', 'hierarchical') or model.latent_kind != 'gaussian'):
-    return ('model.likelihood.output_bias_init=data_mean_logit sets the output bias of an MLP '
-            'decoder with a Bernoulli likelihood (families vae and hierarchical); use zeros here.')
-  return None
+    yield ('model.likelihood.output_bias_init=data_mean_logit sets the output bias of an MLP '
+           'decoder with a Bernoulli likelihood (families vae and hierarchical); use zeros here.')

@@ -227,11 +227,7 @@ class _Run:
     self.checkpoints.save(step, args=ocp.args.StandardSave(self.state))
 
   def save_best(self, step: int) -> None:
-    """The state at `step` as the best checkpoint (replacing one a killed run wrote at the same
-    step: a resumed run replays to the same state, or, after a config change, to its own)."""
-    if step in self.best_checkpoints.all_steps():
-      self.best_checkpoints.wait_until_finished()
-      self.best_checkpoints.delete(step)
+    """The state at `step` as the best checkpoint (the one before it is deleted)."""
     self.best_checkpoints.save(step, args=ocp.args.StandardSave(self.state))
 
   def record_evaluation(self, step: int, metrics: dict[str, float]) -> None:
