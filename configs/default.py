@@ -141,9 +141,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 100  # per step, over all devices (each gets batch_size / device count)
   config.num_epochs = 10  # passes over the training split (the remainder batch is dropped)
   # 'device': the training split lives on the accelerator and steps_per_call steps run in one
-  # compiled lax.scan; 'host': the host feeds every batch (for data too large for the device).
+  # compiled lax.scan; 'host': the host holds the split and feeds every batch (for data too
+  # large for the device); 'grain': grain streams the batches from the records on disk (for
+  # data too large for host memory; vae_jax/streaming.py; it draws its own batch order).
   config.input_pipeline = 'device'
   config.steps_per_call = 100  # 'device': steps per compiled call (single steps up to log/eval points)
+  # 'grain': how the records are read ahead of the step (none of these change the batches).
+  config.streaming = ml_collections.ConfigDict(dict(
+      read_threads=4,  # threads reading and decoding records
+      prefetch_batches=8,  # batches read ahead
+      worker_processes=0,  # >0: that many processes read instead (for costly decoding)
+  ))
   config.eval_every_epochs = 1  # config.evals marked during_training, and a checkpoint
   config.eval_batch_size = 1000  # examples per evaluation batch (does not change the results)
   config.log_every_steps = 100  # training metrics (means since the last log) and progress

@@ -13,6 +13,10 @@ inside the step:
   device_scan          steps in a compiled lax.scan on device-resident data ('device')
   sweep_N              N models vmapped in one program (examples/s summed over the models)
   iwae_eval            importance-sampled log p(x) with k = 5000, images per second
+  streaming            the host-fed step on a synthetic TFDS dataset (scripts/synthetic_tfds.py)
+                       of each --streaming_records size, read into memory ('host') or streamed
+                       by grain ('grain'): examples/s and the process's peak host memory, each
+                       measured in a fresh process
 Each throughput is also given as `fraction_of_matmul_bound`: examples/s × FLOPs per example /
 matmul FLOP/s. Medians over --repeats; compile times are reported separately.
 """
@@ -20,6 +24,7 @@ matmul FLOP/s. Medians over --repeats; compile times are reported separately.
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -34,6 +39,13 @@ flags.DEFINE_integer('steps', 200, 'Training steps per timed repetition.')
 flags.DEFINE_string('sweep_sizes', '1,4,16', 'Vectorised sweep sizes.')
 flags.DEFINE_integer('eval_images', 20, 'Images in the IWAE evaluation.')
 flags.DEFINE_string('only', '', 'Comma-separated measurements to run (default all).')
+flags.DEFINE_string('streaming_records', '60000,360000',
+                    'Training records of the synthetic datasets of the streaming measurement.')
+flags.DEFINE_string('streaming_data_root', '/tmp/vae_jax_synthetic_tfds',
+                    'Where the synthetic datasets are prepared (once; reused after).')
+flags.DEFINE_enum('input_child', None, ['host', 'grain'],
+                  'Internal: measure one input pipeline on --input_child_data_dir and exit.')
+flags.DEFINE_string('input_child_data_dir', None, 'Internal: see --input_child.')
 FLAGS = flags.FLAGS
 FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must precede it
 
@@ -108,7 +120,68 @@ def matmul_flops_per_example() -> int:
   return 2 * (2 * sum(layers) + sum(layers[1:]))
 
 
+def input_pipeline_child(pipeline: str, data_dir: str) -> None:
+  """Trains --steps steps fed by `pipeline` from the synthetic dataset in `data_dir`; emits the
+  examples/s and this process's peak host memory."""
+  from vae_jax import data, streaming  # pylint: disable=import-outside-toplevel
+  config = default.get_config()
+  config.data.update(name='synthetic_digits', tfds_data_dir=data_dir, validation_size=0)
+  model = models.build_model(model_config().model, DATA_SHAPE)
+  optimizer = optimizers.create_optimizer(model_config().optimizer, 10**6)
+  step_fn = jax.jit(functools.partial(
+      steps.train_step, model=model, optimizer=optimizer,
+      settings=steps.StepSettings.from_config(model_config(), model)), donate_argnums=0)
+  hyperparams = steps.LossHyperparams.from_config(model_config(), 1)
+  keys = steps.RunKeys.from_seed(0)
+  start = time.perf_counter()
+  dataset = data.load_dataset(config.data, stream_train=pipeline == 'grain')
+  load_seconds = time.perf_counter() - start
+  steps_per_epoch = len(dataset.train) // BATCH_SIZE
+  if pipeline == 'host':
+    batches = steps.HostBatches(dataset.train.images, keys.data_order,
+                                steps_per_epoch=steps_per_epoch, batch_size=BATCH_SIZE)
+    next_batch = lambda step: batches(step)
+  else:
+    iterator = streaming.iterator(streaming.training_batches(
+        dataset.train, seed=streaming.shuffle_seed(keys.data_order),
+        steps_per_epoch=steps_per_epoch, batch_size=BATCH_SIZE, num_epochs=2,
+        binarization='dynamic', binarization_seed=0), config.streaming)
+    next_batch = lambda step: next(iterator)
+  state = steps.create_train_state(model, optimizer, DATA_SHAPE, keys.init)
+  state, _ = step_fn(state, next_batch(0), keys.train, hyperparams)  # compiles
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for step in range(1, FLAGS.steps + 1):
+    state, _ = step_fn(state, next_batch(step), keys.train, hyperparams)
+  jax.block_until_ready(state)
+  seconds = time.perf_counter() - start
+  emit(f'streaming_{pipeline}', train_records=len(dataset.train),
+       examples_per_sec=FLAGS.steps * BATCH_SIZE / seconds, load_seconds=load_seconds,
+       peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       read_threads=config.streaming.read_threads if pipeline == 'grain' else 0)
+
+
+def streaming() -> None:
+  """Runs `input_pipeline_child` in a fresh process per (dataset size, pipeline): peak memory
+  is a per-process maximum."""
+  from scripts import synthetic_tfds  # pylint: disable=import-outside-toplevel
+  for records in map(int, FLAGS.streaming_records.split(',')):
+    data_dir = synthetic_tfds.prepare(os.path.join(FLAGS.streaming_data_root, str(records)),
+                                      train_records=records, test_records=10_000)
+    for pipeline in ('host', 'grain'):
+      result = subprocess.run(
+          [sys.executable, '-m', 'scripts.benchmark', f'--threads={FLAGS.threads}',
+           f'--steps={FLAGS.steps}', f'--input_child={pipeline}',
+           f'--input_child_data_dir={data_dir}'], capture_output=True, text=True, check=False)
+      if result.returncode:
+        raise RuntimeError(f'The {pipeline} measurement failed:\n{result.stderr[-3000:]}')
+      print(result.stdout.strip().splitlines()[-1], flush=True)
+
+
 def main() -> None:
+  if FLAGS.input_child:
+    input_pipeline_child(FLAGS.input_child, FLAGS.input_child_data_dir)
+    return
   only = set(filter(None, FLAGS.only.split(',')))
   wanted = lambda name: not only or name in only
   config = model_config()
@@ -202,6 +275,9 @@ def main() -> None:
     emit('iwae_eval', images_per_sec=FLAGS.eval_images / seconds, importance_samples=5000,
          compile_seconds=first - seconds,
          seconds_for_10000_images=10_000 * seconds / FLAGS.eval_images)
+
+  if wanted('streaming'):
+    streaming()
 
   memory = {'peak_host_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
   stats = jax.devices()[0].memory_stats() or {}

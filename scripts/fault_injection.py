@@ -34,6 +34,9 @@ _MAX_DELAY = flags.DEFINE_float(
 _SIGNAL = flags.DEFINE_enum('signal', 'SIGKILL', ['SIGKILL', 'SIGTERM', 'SIGINT', 'mixed'],
                             "'mixed': SIGKILL and SIGTERM in turn.")
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
+_PIPELINE = flags.DEFINE_enum('pipeline', 'device', ['device', 'host', 'grain'],
+                              'config.input_pipeline of the job (grain: its iterator is '
+                              'checkpointed too, mid-epoch at most checkpoints).')
 
 
 def train_command(workdir: str, epochs: int) -> list[str]:
@@ -42,7 +45,7 @@ def train_command(workdir: str, epochs: int) -> list[str]:
           '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',
           '--config.checkpoint_every_steps=10', '--config.log_every_steps=10',
           '--config.steps_per_call=5', '--config.eval_every_epochs=50',
-          '--config.evals.images.num_images=0']
+          '--config.evals.images.num_images=0', f'--config.input_pipeline={_PIPELINE.value}']
 
 
 def progress_marker(workdir: str) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """What a workdir holds between runs: the config it was trained with, and orbax checkpoints.
 
 WORKDIR/config.json       the config of the run (ml_collections JSON)
-WORKDIR/checkpoints/N/    orbax checkpoints of the train state at step N (the last few kept)
+WORKDIR/checkpoints/N/    orbax checkpoints at step N (the last few kept): the train state in
+                          N/default/ and, with the grain pipeline, the data iterator's state
+                          in N/data_iterator/ (one JSON file per process)
 WORKDIR/checkpoints_best/N/  with early stopping: the state of the best evaluation, at step N
 """
 
@@ -22,6 +24,9 @@ CONFIG_FILENAME = 'config.json'
 CHECKPOINT_DIRNAME = 'checkpoints'
 BEST_CHECKPOINT_DIRNAME = 'checkpoints_best'  # early stopping: the best evaluation's state
 UNREADABLE_DIRNAME = 'checkpoints_unreadable'  # unreadable checkpoints are moved here, never deleted
+# The items of a training checkpoint. 'default' is orbax's name for a single item, so that a
+# single-item manager (evaluation, `restore_state`) reads the state of either layout.
+STATE_ITEM, DATA_ITERATOR_ITEM = 'default', 'data_iterator'
 
 # Keys that change neither what is trained nor its result: a resumed run may change them.
 OPERATIONAL_KEYS = frozenset({
@@ -30,7 +35,7 @@ OPERATIONAL_KEYS = frozenset({
     'max_consecutive_nonfinite_steps', 'divergence_factor', 'data.tfds_data_dir', 'data.download', 'data.path',
 })
 # What is evaluated, and how, and the published numbers: never what is trained.
-OPERATIONAL_KEY_PREFIXES = ('evals.', 'paper.')
+OPERATIONAL_KEY_PREFIXES = ('evals.', 'paper.', 'streaming.')
 # Keys renamed since configs were first saved: old name -> new dotted name.
 RENAMED_KEYS = {'eval_num_samples': 'evals.elbo.num_samples',
                 'num_image_samples': 'evals.images.num_images'}
@@ -97,8 +102,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
   saved = upgrade_saved_config(saved, json.loads(defaults.to_json()), path)
   differences = config_differences(saved, json.loads(config.to_json()))
   shape = [d for d in differences if d[0].startswith(SHAPE_KEY_PREFIXES)]
-  other = [d for d in differences if d not in shape and d[0] not in OPERATIONAL_KEYS
-           and not d[0].startswith(OPERATIONAL_KEY_PREFIXES)]
+  other = [d for d in differences if d not in shape and not _is_operational(*d)]
   refused = shape + ([] if allow_changes else other)
   if refused:
     listing = [f'{key}: {old!r} (saved) -> {value!r} (now)' for key, old, value in refused]
@@ -112,6 +116,12 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
   if differences and warn:
     logging.warning('Resuming %s with changed settings: %s', workdir,
                     ', '.join(f'{k}: {o!r} -> {v!r}' for k, o, v in differences))
+
+
+def _is_operational(key: str, old, new) -> bool:
+  if key == 'input_pipeline':  # 'device' and 'host' draw the same batches, 'grain' its own
+    return 'grain' not in (old, new)
+  return key in OPERATIONAL_KEYS or key.startswith(OPERATIONAL_KEY_PREFIXES)
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -199,8 +209,41 @@ def create_checkpoint_manager(workdir: str, max_to_keep: int,
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
+def create_training_checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+  """The manager of WORKDIR/checkpoints while training: each step holds the train state and,
+  when the run streams its data with grain, the data iterator's state."""
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), CHECKPOINT_DIRNAME),
+      item_names=(STATE_ITEM, DATA_ITERATOR_ITEM),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def save_training_checkpoint(manager: ocp.CheckpointManager, step: int, state,
+                             data_iterator=None) -> None:
+  """Saves the train state at `step` (and the grain iterator that yields step `step`'s batch
+  next, if given) with a `create_training_checkpoint_manager` manager."""
+  items = {STATE_ITEM: ocp.args.StandardSave(state)}
+  if data_iterator is not None:
+    import grain  # pylint: disable=import-outside-toplevel
+    items[DATA_ITERATOR_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
+  manager.save(step, args=ocp.args.Composite(**items))
+
+
+def restore_data_iterator(manager: ocp.CheckpointManager, step: int, data_iterator) -> bool:
+  """Puts `data_iterator` where it was when the checkpoint at `step` was saved. False (and
+  the iterator untouched) when that checkpoint holds no iterator: it was saved by a run fed
+  another way."""
+  import grain  # pylint: disable=import-outside-toplevel
+  if not os.path.isdir(os.path.join(str(manager.directory), str(step), DATA_ITERATOR_ITEM)):
+    return False
+  manager.restore(step, args=ocp.args.Composite(
+      **{DATA_ITERATOR_ITEM: grain.checkpoint.CheckpointRestore(data_iterator)}))
+  return True
+
+
 def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str):
   """The latest checkpoint that can be read, shaped like `target`; None for a new run.
+  `manager` is a `create_training_checkpoint_manager` one.
 
   A checkpoint that cannot be read (truncated, corrupted) is moved to
   WORKDIR/checkpoints_unreadable/<step> — kept, never deleted — with a warning, and the one
@@ -211,7 +254,9 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
   steps = sorted(manager.all_steps(), reverse=True)
   for step in steps:
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(target))
+      restored = manager.restore(step, args=ocp.args.Composite(
+          **{STATE_ITEM: ocp.args.StandardRestore(target)}))
+      return restored[STATE_ITEM]
     except Exception as error:  # pylint: disable=broad-except
       destination = os.path.join(workdir, UNREADABLE_DIRNAME, str(step))
       logging.warning('Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying '

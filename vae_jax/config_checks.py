@@ -91,14 +91,21 @@ def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Da
     raise ConfigError(listing('Invalid config for this dataset', problems))
 
 
+STREAMED_RECORDS_CHECKED = 1000
+
+
 def _support_problems(config, dataset: data.Dataset):
   binarised = {'static': ('train', 'validation', 'test'), 'dynamic': ('validation', 'test'),
                'none': ()}[config.data.binarization]
+  if isinstance(dataset.train, data.RecordSplit):  # binarised as it streams
+    binarised = tuple(name for name in binarised if name != 'train')
   for name in ('train', 'validation', 'test'):
     split = getattr(dataset, name)
     if split is None:
       continue
-    values = split.images
+    # A streamed split is checked on its first records, not read whole.
+    values = (split.take(slice(0, STREAMED_RECORDS_CHECKED)).images
+              if isinstance(split, data.RecordSplit) else split.images)
     finite = np.all(np.isfinite(values))
     if not finite or values.min() < 0 or values.max() > 1:
       found = 'non-finite values' if not finite else f'[{values.min()}, {values.max()}]'
@@ -157,7 +164,7 @@ def _choice_problems(config):
       ('objective.kind', config.objective.kind, objectives.OBJECTIVES),
       ('objective.gradient_estimator', config.objective.gradient_estimator,
        objectives.gradient_estimators()),
-      ('input_pipeline', config.input_pipeline, ('device', 'host')),
+      ('input_pipeline', config.input_pipeline, ('device', 'host', 'grain')),
   ]
   for key, value, allowed in choices:
     if value not in allowed:
@@ -179,6 +186,8 @@ def _range_problems(config):
       'model.max_enumeration': config.model.max_enumeration,
       'model.encoder.flow_hidden_size': config.model.encoder.flow_hidden_size,
       'steps_per_call': config.steps_per_call,
+      'streaming.read_threads': config.streaming.read_threads,
+      'streaming.prefetch_batches': config.streaming.prefetch_batches,
       'max_consecutive_nonfinite_steps': config.max_consecutive_nonfinite_steps,
   }
   for key, value in at_least_one.items():
@@ -193,6 +202,7 @@ def _range_problems(config):
       'evals.importance_sampled.num_samples': config.evals.importance_sampled.num_samples,
       'evals.linear_probe.train_examples': config.evals.linear_probe.train_examples,
       'divergence_factor': config.divergence_factor,
+      'streaming.worker_processes': config.streaming.worker_processes,
       'objective.beta': config.objective.beta,
       'objective.kl_warmup_epochs': config.objective.kl_warmup_epochs,
       'optimizer.weight_decay': config.optimizer.weight_decay,

@@ -1,4 +1,6 @@
-"""Datasets as host arrays: each split decoded once, images `[N, H, W, C]` float32 in [0, 1].
+"""Datasets as host arrays: each split decoded once, images `[N, H, W, C]` float32 in [0, 1];
+or, for the streaming pipeline (`input_pipeline='grain'`), a training split that stays on disk
+(`RecordSplit`, read record by record by `vae_jax.streaming`) beside in-memory evaluation splits.
 
 Sources:
   * any TFDS dataset with an `image` feature (`mnist`, `fashion_mnist`, ...), read through
@@ -22,6 +24,7 @@ import difflib
 import importlib.util
 import os
 import socket
+from typing import Any
 
 import jax
 import ml_collections
@@ -51,15 +54,82 @@ class Split:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordSplit:
+  """A split read record by record, never held in memory whole: records `[0, num_records)` of a
+  random-access source (a `tfds.data_source`, or `ArraySource`) whose records are dicts with
+  an `image` (uint8 in [0, 255], or float in [0, 1]) and perhaps a `label`."""
+  source: Any
+  num_records: int
+
+  def __len__(self) -> int:
+    return self.num_records
+
+  def take(self, index: slice) -> Split:
+    """The records `index` selects, read into memory (e.g. a linear probe's training subset)."""
+    return _records_to_split(self.source.__getitems__(range(self.num_records)[index]))
+
+  def mean_image(self, chunk_size: int = 10_000) -> np.ndarray:
+    """The mean training image (float64), read in chunks: host memory stays bounded."""
+    total = 0.0
+    for start in range(0, self.num_records, chunk_size):
+      total = total + self.take(slice(start, start + chunk_size)).images.sum(0, dtype=np.float64)
+    return total / self.num_records
+
+
+class ArraySource:
+  """In-memory images as a random-access record source (the bundled datasets, streamed)."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray | None):
+    self._images, self._labels = images, labels
+
+  def __len__(self) -> int:
+    return len(self._images)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    record = {'image': self._images[index]}
+    if self._labels is not None:
+      record['label'] = self._labels[index]
+    return record
+
+  def __getitems__(self, indices) -> list[dict[str, np.ndarray]]:
+    return [self[index] for index in indices]
+
+
+def record_image(record: dict) -> np.ndarray:
+  """A record's image as float32 `[H, W, C]` in [0, 1]."""
+  image = np.asarray(record['image'])
+  if image.ndim == 2:  # a single-channel image feature stored without its channel axis
+    image = image[..., None]
+  if image.dtype == np.uint8:
+    return image.astype(np.float32) / np.float32(255.0)
+  return image.astype(np.float32)
+
+
+def _records_to_split(records: list[dict]) -> Split:
+  images = np.stack([record_image(record) for record in records])
+  labels = None
+  if records and 'label' in records[0]:
+    labels = np.asarray([record['label'] for record in records], np.int32)
+  return Split(images, labels)
+
+
+def mean_image(split: Split | RecordSplit) -> np.ndarray:
+  """The mean image of a split, in memory or streamed."""
+  if isinstance(split, RecordSplit):
+    return split.mean_image()
+  return np.asarray(split.images, np.float64).mean(0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str
-  train: Split
+  train: Split | RecordSplit
   validation: Split | None
   test: Split
 
   @property
   def data_shape(self) -> tuple[int, ...]:
-    return tuple(self.train.images.shape[1:])
+    return tuple(self.test.images.shape[1:])
 
   def eval_splits(self) -> dict[str, Split]:
     """The splits to evaluate, by name."""
@@ -74,17 +144,29 @@ def binarize(rng: jax.Array, images: jax.Array) -> jax.Array:
   return jax.random.bernoulli(rng, images).astype(images.dtype)
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-  """Loads, splits and (if asked) binarises the dataset that `config` (the `data` block) names."""
-  train, test = _load_train_and_test(config)
+def load_dataset(config: ml_collections.ConfigDict, *, stream_train: bool = False) -> Dataset:
+  """Loads, splits and (if asked) binarises the dataset that `config` (the `data` block) names.
+
+  With `stream_train`, the training split is a `RecordSplit` that stays on disk (TFDS) or
+  where it is (the bundled datasets); `vae_jax.streaming` reads it and binarises it as it
+  goes. The validation split (the last `validation_size` training records) and the test split
+  are read into memory either way.
+  """
+  if stream_train and config.name not in LOCAL_DATASETS:
+    train, test = _open_tfds_train(config), _load_tfds_split(config.name, 'test', config)
+  else:
+    train, test = _load_train_and_test(config)
+    if stream_train:
+      train = RecordSplit(ArraySource(train.images, train.labels), len(train))
   if not 0 <= config.validation_size < len(train):
     raise ValueError(f'data.validation_size={config.validation_size} must be in '
                      f'[0, {len(train)}) for {config.name} (train has {len(train)} examples).')
   validation = None
   if config.validation_size:
-    train, validation = (train.take(slice(0, -config.validation_size)),
-                         train.take(slice(-config.validation_size, None)))
-  if config.binarization == 'static':
+    validation = train.take(slice(-config.validation_size, None))
+    train = (RecordSplit(train.source, len(train) - config.validation_size) if stream_train
+             else train.take(slice(0, -config.validation_size)))
+  if config.binarization == 'static' and not stream_train:
     train = _binarize_split(train, config.binarization_seed, 0)
   if config.binarization in ('static', 'dynamic'):
     test = _binarize_split(test, config.binarization_seed, 1)
@@ -160,18 +242,22 @@ def tfds_data_dir(config) -> str:
 
 def _load_tfds_split(name: str, split: str, config) -> Split:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  data_dir = tfds_data_dir(config)
-  source = _open_tfds_source(tfds, name, split, data_dir, config.download)
-  records = source.__getitems__(range(len(source)))
-  images = np.stack([record['image'] for record in records])
-  if images.ndim == 3:  # a single-channel image feature stored without its channel axis
-    images = images[..., None]
-  if images.dtype != np.uint8:
-    raise ValueError(f'TFDS {name} images are {images.dtype}; vae_jax expects uint8 images.')
-  labels = None
-  if 'label' in records[0]:
-    labels = np.asarray([record['label'] for record in records], np.int32)
-  return Split((images / 255.0).astype(np.float32), labels)
+  source = _open_tfds_source(tfds, name, split, tfds_data_dir(config), config.download)
+  _check_uint8_images(name, source)
+  return _records_to_split(source.__getitems__(range(len(source))))
+
+
+def _open_tfds_train(config) -> RecordSplit:
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  source = _open_tfds_source(tfds, config.name, 'train', tfds_data_dir(config), config.download)
+  _check_uint8_images(config.name, source)
+  return RecordSplit(source, len(source))
+
+
+def _check_uint8_images(name: str, source) -> None:
+  dtype = np.asarray(source[0]['image']).dtype
+  if dtype != np.uint8:
+    raise ValueError(f'TFDS {name} images are {dtype}; vae_jax expects uint8 images.')
 
 
 def _open_tfds_source(tfds, name: str, split: str, data_dir: str, download: bool):

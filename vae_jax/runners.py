@@ -5,9 +5,11 @@ trailing axis over the steps taken (and a leading axis over the runs of a vector
   DeviceRunner  the training split lives on the device; up to `steps_per_call` steps run in one
                 compiled `lax.scan` (`steps.run_steps`), inside one epoch
   HostRunner    the host gathers each batch and feeds one step at a time
+  GrainRunner   grain streams each batch from the training records (`vae_jax.streaming`), one
+                step at a time; its iterators' state is checkpointed with the runs
 
-Both see the same batches and noise (`steps` derives them from (seed, step)), so they train
-identically. With several runs, the state, keys and hyperparameters are stacked and every
+The first two see the same batches and noise (`steps` derives them from (seed, step)), so they
+train identically; the grain runner draws its batches in grain's own order. With several runs, the state, keys and hyperparameters are stacked and every
 function is vmapped over them; with several devices, batches are sharded over the mesh's
 'batch' axis. The training loop only schedules; it never asks how steps are executed.
 """
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax import steps
+from vae_jax import steps, streaming
 
 
 def stack(values: list, vectorised: bool):
@@ -34,7 +36,8 @@ def stack(values: list, vectorised: bool):
 def create(config, dataset, schedule, mesh, step_fn, run_keys: list[steps.RunKeys],
            hyperparams: list[steps.LossHyperparams]):
   """The runner `config.input_pipeline` names, for one run or a vectorised group."""
-  runner_class = DeviceRunner if config.input_pipeline == 'device' else HostRunner
+  runner_class = {'device': DeviceRunner, 'host': HostRunner,
+                  'grain': GrainRunner}[config.input_pipeline]
   return runner_class(config, dataset, schedule, mesh, step_fn, run_keys, hyperparams)
 
 
@@ -95,6 +98,35 @@ class HostRunner:
     batch = stack([batches(step) for batches in self._host_batches], self._vectorised)
     batch = jax.make_array_from_process_local_data(self._batch_sharding,
                                                    _process_rows(batch, self._vectorised))
+    state, metrics = self._step_fn(state, batch, self._train_keys, self._hyperparams)
+    return state, jax.tree.map(lambda value: value[..., None], metrics), step + 1
+
+
+class GrainRunner:
+  """One compiled step per call, on batches grain streams from the training records; each
+  process reads its own rows. `data_iterators[i]` is run i's iterator, saved with its
+  checkpoints and restored from them by the training loop."""
+
+  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams):
+    self._vectorised = len(run_keys) > 1
+    batch_axis = PartitionSpec(None, 'batch') if self._vectorised else PartitionSpec('batch')
+    self._batch_sharding = NamedSharding(mesh, batch_axis)
+    self.data_iterators = [streaming.iterator(streaming.training_batches(
+        dataset.train, seed=streaming.shuffle_seed(keys.data_order),
+        steps_per_epoch=schedule.steps_per_epoch, batch_size=config.batch_size,
+        num_epochs=config.num_epochs, binarization=config.data.binarization,
+        binarization_seed=config.data.binarization_seed, process_index=jax.process_index(),
+        process_count=jax.process_count()), config.streaming) for keys in run_keys]
+    self._step_fn = jax.jit(jax.vmap(step_fn) if self._vectorised else step_fn,
+                            donate_argnums=0)
+    self._train_keys = stack([keys.train for keys in run_keys], self._vectorised)
+    self._hyperparams = stack(hyperparams, self._vectorised)
+
+  def __call__(self, state, step: int, stop: int):
+    del stop  # one step at a time
+    batches = [next(iterator) for iterator in self.data_iterators]
+    batch = np.stack(batches) if self._vectorised else batches[0]
+    batch = jax.make_array_from_process_local_data(self._batch_sharding, batch)
     state, metrics = self._step_fn(state, batch, self._train_keys, self._hyperparams)
     return state, jax.tree.map(lambda value: value[..., None], metrics), step + 1
 

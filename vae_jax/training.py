@@ -28,7 +28,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vae_jax import (checkpointing, config_checks, data, early_stopping, evaluators, images,
-                     metric_writers, models, optimizers, runners, steps, workdir_lock)
+                     metric_writers, models, optimizers, runners, steps, streaming, workdir_lock)
 from vae_jax.errors import UserError
 
 
@@ -80,7 +80,7 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   if main_process:  # refuse a mismatched workdir before reading any data
     _check_workdir_configs(configs, workdirs, allow_config_change, announce=False)
   config = configs[0]
-  dataset = data.load_dataset(config.data)
+  dataset = data.load_dataset(config.data, stream_train=config.input_pipeline == 'grain')
   config_checks.validate_config_for_data(config, dataset)
   schedule = _Schedule(config, len(dataset.train))
   model = models.build_model(config.model, dataset.data_shape)
@@ -209,9 +209,11 @@ class _Run:
     optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
     state = steps.create_train_state(model, optimizer, dataset.data_shape, keys.init)
     if config.model.likelihood.output_bias_init == 'data_mean_logit':
-      params = models.with_data_mean_output_bias(state.params, dataset.train.images)
+      params = models.with_data_mean_output_bias(state.params,
+                                                 data.mean_image(dataset.train))
       state = state.replace(params=params, opt_state=optimizer.init(params))
-    checkpoints = checkpointing.create_checkpoint_manager(workdir, config.checkpoints_to_keep)
+    checkpoints = checkpointing.create_training_checkpoint_manager(workdir,
+                                                                  config.checkpoints_to_keep)
     restored = checkpointing.restore_latest_readable(checkpoints, state, workdir)
     if restored is not None:
       # The optimizer's numbers follow the config, not the checkpoint (--allow_config_change).
@@ -223,8 +225,27 @@ class _Run:
     criterion = early_stopping.Criterion.from_config(config, schedule.steps_per_epoch)
     return cls(config, workdir, keys, hyperparams, checkpoints, state, log_name, criterion)
 
-  def save(self, step: int) -> None:
-    self.checkpoints.save(step, args=ocp.args.StandardSave(self.state))
+  def save(self, step: int, data_iterator=None) -> None:
+    """Checkpoints the state at `step`, and the data iterator (grain) that yields step `step`'s
+    batch next."""
+    checkpointing.save_training_checkpoint(self.checkpoints, step, self.state, data_iterator)
+
+  def restore_data_iterator(self, data_iterator) -> None:
+    """Moves a grain iterator to this run's step: restored from the checkpoint the state came
+    from, or (a checkpoint saved by a run fed another way) positioned at the step."""
+    step = int(self.state.step)
+    if not step:
+      return
+    if not checkpointing.restore_data_iterator(self.checkpoints, step, data_iterator):
+      logging.warning('%s: the checkpoint at step %d holds no data iterator (it was saved by a '
+                      'run fed another way); streaming from step %d of the grain order.',
+                      self.log_name, step, step)
+      streaming.set_next_step(data_iterator, step)
+    if streaming.next_step(data_iterator) != step:
+      raise checkpointing.CheckpointError(
+          f'{self.workdir}: the data iterator saved at step {step} is at step '
+          f'{streaming.next_step(data_iterator)}. Resume with the batch_size and dataset the '
+          'run was trained with.')
 
   def save_best(self, step: int) -> None:
     """The state at `step` as the best checkpoint (the one before it is deleted)."""
@@ -273,6 +294,11 @@ class _Loop:
                                  [run.keys for run in runs], [run.hyperparams for run in runs])
     # Built once for the group: each is compiled once, whatever the number of runs.
     self.evaluators = evaluators.create(model, config, dataset, during_training=True)
+    # Streamed runs save and restore the grain iterator with their state.
+    self.data_iterators = getattr(self.runner, 'data_iterators', [None] * len(runs))
+    for run, data_iterator in zip(runs, self.data_iterators):
+      if data_iterator is not None and not run.stopping.stopped:
+        run.restore_data_iterator(data_iterator)
 
   def _active(self) -> list[int]:
     """The runs still training: not stopped early. A stopped run's slice of a vectorised
@@ -305,7 +331,7 @@ class _Loop:
                              else state)
       if interrupted:
         for index in active:
-          runs[index].save(step)
+          runs[index].save(step, self.data_iterators[index])
         raise TrainingInterrupted(step, stop_requests.signal_number)
       if schedule.is_log(step):
         self._write_train_metrics(step, pending_metrics, progress, active)
@@ -317,7 +343,7 @@ class _Loop:
             runs[index].record_evaluation(step, metrics)
       if schedule.is_checkpoint(step):
         for index in active:
-          runs[index].save(step)
+          runs[index].save(step, self.data_iterators[index])
 
   def _check_finite(self, state, metrics, step: int) -> None:
     """Raises once `max_consecutive_nonfinite_steps` updates in a row were skipped (checked

@@ -95,12 +95,12 @@ def build_likelihood(config, data_shape) -> nn.Module:
 OUTPUT_BIAS_INITS = ('zeros', 'data_mean_logit')
 
 
-def with_data_mean_output_bias(params, train_images: np.ndarray):
-  """`params` with the decoder's output bias set to the logit of the per-pixel mean of the
-  training images, clipped to [0.001, 0.999] (Burda et al.'s code, datasets.py / iwae.py): an
+def with_data_mean_output_bias(params, mean_image: np.ndarray):
+  """`params` with the decoder's output bias set to the logit of `mean_image`, the per-pixel
+  mean of the training images (`data.mean_image`), clipped to [0.001, 0.999] (Burda et al.'s code, datasets.py / iwae.py): an
   untrained model then predicts the mean image. For a Bernoulli likelihood whose decoder ends in
   the dense layer `decoder/net/output` (the MLP decoders of the vae and hierarchical families)."""
-  mean = np.clip(np.asarray(train_images, np.float64).mean(0), 0.001, 0.999)
+  mean = np.clip(np.asarray(mean_image, np.float64), 0.001, 0.999)
   bias = np.log(mean) - np.log1p(-mean)
   decoder_output = params['params']['decoder']['net']['output']
   if decoder_output['bias'].size != bias.size:

@@ -1,0 +1,96 @@
+"""Streaming input with grain (`input_pipeline='grain'`): the training split is read record by
+record from its source (a TFDS `data_source` over array_record files), so host memory does not
+grow with the dataset.
+
+    record indices ─ shuffled per epoch ─ an epoch's first steps_per_epoch × batch_size
+      ─ this process's rows ─ repeat ─ batch ─ read and decode each batch of records
+      (uint8 → [0, 1]; static binarisation per record) ─ threads read and prefetch ahead
+
+Element `s` of the batched `MapDataset` is step `s`'s batch: the pipeline is a pure function of
+(records, seed, step), whatever the number of threads or worker processes. With P processes,
+process p takes every P-th example of each epoch's order, so the P per-process batches of a
+step together hold exactly the examples of the single-process batch: a multi-host run sees the
+batches of a single-host one. The iterator's state (`grain.checkpoint`) is saved with every
+checkpoint, so a resumed run continues on the very next batch.
+
+Grain's shuffle (a per-epoch `index_shuffle`, O(1) memory) orders the data differently from the
+in-memory pipelines' `steps.epoch_order`: 'grain' runs train on other batches than 'device' or
+'host' runs of the same seed (identically across their own resumes, processes and threads).
+"""
+
+from __future__ import annotations
+
+import grain
+import jax
+from absl import flags
+import ml_collections
+import numpy as np
+
+from vae_jax import data
+
+
+class _ReadImages(grain.transforms.Map):
+  """A batch of record indices → their images, float32 `[B, H, W, C]` in [0, 1], read in one
+  call (array_record reads a batch of records several times faster than one at a time). With
+  static binarisation, each record's Bernoulli draw is fixed by `binarization_seed` and its
+  index."""
+
+  def __init__(self, source, num_records: int, static_binarization_seed: int | None):
+    self._source, self._num_records = source, num_records
+    self._seed = static_binarization_seed
+
+  def map(self, indices: np.ndarray) -> np.ndarray:
+    indices = [int(index) % self._num_records for index in indices]  # later epochs: + k × size
+    images = np.stack([data.record_image(record)
+                       for record in self._source.__getitems__(indices)])
+    if self._seed is None:
+      return images
+    uniform = np.stack([np.random.default_rng((self._seed, index)).random(images.shape[1:],
+                                                                           np.float32)
+                        for index in indices])
+    return (uniform < images).astype(np.float32)
+
+
+def shuffle_seed(data_order_key: jax.Array) -> int:
+  """Grain's shuffle seed (an unsigned 32-bit integer) from a run's data-order key."""
+  return int(jax.random.bits(data_order_key, dtype=np.uint32))
+
+
+def training_batches(split: data.RecordSplit, *, seed: int, steps_per_epoch: int,
+                     batch_size: int, num_epochs: int, binarization: str,
+                     binarization_seed: int, process_index: int = 0,
+                     process_count: int = 1) -> grain.MapDataset:
+  """The batches of one run, as a `MapDataset` whose element `s` is this process's rows
+  (`batch_size // process_count` images) of step `s`'s batch."""
+  if batch_size % process_count:
+    raise ValueError(f'batch_size={batch_size} must be a multiple of the {process_count} '
+                     'processes: each feeds an equal share of every batch.')
+  static_seed = binarization_seed if binarization == 'static' else None
+  order = grain.MapDataset.range(split.num_records).shuffle(seed=seed)
+  epoch = order[:steps_per_epoch * batch_size]  # the remainder of each epoch is dropped
+  rows = epoch[process_index::process_count]
+  index_batches = rows.repeat(num_epochs).batch(batch_size // process_count, drop_remainder=True)
+  return index_batches.map(_ReadImages(split.source, split.num_records, static_seed))
+
+
+def iterator(batches: grain.MapDataset, config: ml_collections.ConfigDict):
+  """A checkpointable iterator over `batches`, read by threads (and worker processes) ahead of
+  the training step, as `config` (the `streaming` block) says."""
+  dataset = batches.to_iter_dataset(grain.ReadOptions(
+      num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_batches))
+  if config.worker_processes:
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags (a notebook, a test)
+      flags.FLAGS.mark_as_parsed()
+    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=config.worker_processes))
+  return iter(dataset)
+
+
+def next_step(batch_iterator) -> int:
+  """The step whose batch `batch_iterator` yields next."""
+  return int(grain.experimental.get_next_index(batch_iterator))
+
+
+def set_next_step(batch_iterator, step: int) -> None:
+  """Makes `batch_iterator` yield step `step`'s batch next."""
+  grain.experimental.set_next_index(batch_iterator, step)
