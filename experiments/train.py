@@ -5,6 +5,7 @@ writes goes to the workdir (default: runs/<config>[-<variant>] below the current
 Rerunning the same command resumes from the latest checkpoint.
 """
 
+import os
 import sys
 
 import jax
@@ -12,7 +13,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import launch
-from vae_jax import training
+from vae_jax import checkpointing, training
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file, optionally with a variant: configs/mnist.py:conv.',
@@ -24,16 +25,31 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume a workdir whose saved config differs in values that '
     'keep the state\'s shapes (e.g. num_epochs, a learning rate). Shape changes are refused.')
 _DISTRIBUTED = flags.DEFINE_bool(
-    'distributed', False, 'Multi-host: call jax.distributed.initialize() first (it reads the '
-    'coordinator and process ids from the cluster environment: TPU pods, SLURM, or the '
-    'JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variables).')
+    'distributed', False, 'Multi-process (multi-host): call jax.distributed.initialize() first. '
+    'On a cluster JAX detects (SLURM, TPU pods, ...) nothing else is needed; elsewhere give '
+    '--coordinator_address, --num_processes and --process_id to every process.')
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    'coordinator_address', None, 'With --distributed: host:port of process 0 (e.g. '
+    '127.0.0.1:12345 for processes on one machine). Default: detected from the cluster.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'With --distributed: the number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'With --distributed: this process\'s index, from 0.')
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    'heartbeat_timeout_seconds', 100, 'With --distributed: how long the others wait for a '
+    'silent process before stopping with an error that names it.')
 flags.mark_flags_as_required(['config'])
 
 
 def main(argv):
   del argv
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    # Before anything starts JAX's backend (vae_jax imports none that does).
+    jax.distributed.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value,
+                               heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value)
+    logging.info('Process %d of %d; %d devices in all, %d here.', jax.process_index(),
+                 jax.process_count(), jax.device_count(), jax.local_device_count())
   config = _CONFIG.value
   launch.set_data_location(config.data, launch.DATA_DIR.value, launch.DATA_PATH.value)
   workdir = _WORKDIR.value or launch.default_workdir(
@@ -47,6 +63,27 @@ def main(argv):
   except training.TrainingInterrupted as interrupted:
     logging.warning('%s', interrupted)
     sys.exit(128 + interrupted.signal_number)
+  except jax.errors.JaxRuntimeError as error:
+    if jax.process_count() == 1:
+      raise
+    _stop_for_lost_process(error, workdir)
+
+
+def _stop_for_lost_process(error: Exception, workdir: str) -> None:
+  """A collective failed in a multi-process job: another process died or lost its connection.
+  Says so in one line and exits at once (JAX's coordination service would soon abort this
+  process with a core dump)."""
+  first_line = (str(error).strip().splitlines() or [''])[0][:300]
+  latest = max(checkpointing.step_folders(workdir), default=None)
+  saved = (f'the checkpoint at step {latest} is intact' if latest is not None
+           else 'no checkpoint was written yet')
+  sys.stderr.write(
+      f'error: process {jax.process_index()} of {jax.process_count()} lost contact with another '
+      f'process of this job ({type(error).__name__}: {first_line}); training stopped and '
+      f'{saved}. Find the process that failed in its own log, then relaunch every process '
+      'with the same command to resume.\n')
+  sys.stderr.flush()
+  os._exit(launch.ERROR_EXIT_CODE)  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':

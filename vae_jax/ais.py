@@ -22,7 +22,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.mcmc import hmc
 from jax.flatten_util import ravel_pytree
 
 TARGET_ACCEPTANCE = 0.65
@@ -47,6 +46,9 @@ def anneal(key: jax.Array, z0, log_densities, betas: jax.Array, *, leapfrog_step
   """
   num_chains = jax.tree.leaves(z0)[0].shape[0]
   inverse_mass = jnp.ones(ravel_pytree(jax.tree.map(lambda a: a[0], z0))[0].shape)
+  # Imported here: blackjax computes with jax when imported, which would start the backend
+  # before a multi-host launcher can call jax.distributed.initialize().
+  from blackjax.mcmc import hmc  # pylint: disable=import-outside-toplevel
   kernel = hmc.build_kernel()
 
   def tempered(z, beta):

@@ -137,6 +137,12 @@ def holds_trained_state(workdir: str) -> bool:
              for folder in (CHECKPOINT_DIRNAME, UNREADABLE_DIRNAME))
 
 
+def step_folders(workdir: str) -> list[int]:
+  """The steps of the finished checkpoints in WORKDIR/checkpoints, read from the folder names
+  (nothing is restored)."""
+  return _step_folders(os.path.join(workdir, CHECKPOINT_DIRNAME))
+
+
 def _step_folders(folder: str) -> list[int]:
   """The finished checkpoints in a folder (orbax writes into a temporary name, then renames)."""
   if not os.path.isdir(folder):

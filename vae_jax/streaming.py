@@ -3,14 +3,14 @@ record from its source (a TFDS `data_source` over array_record files), so host m
 grow with the dataset.
 
     record indices ─ shuffled per epoch ─ an epoch's first steps_per_epoch × batch_size
-      ─ this process's rows ─ repeat ─ batch ─ read and decode each batch of records
+      ─ blocks of this process's rows ─ repeat ─ read and decode each block of records
       (uint8 → [0, 1]; static binarisation per record) ─ threads read and prefetch ahead
 
 Element `s` of the batched `MapDataset` is step `s`'s batch: the pipeline is a pure function of
 (records, seed, step), whatever the number of threads or worker processes. With P processes,
-process p takes every P-th example of each epoch's order, so the P per-process batches of a
-step together hold exactly the examples of the single-process batch: a multi-host run sees the
-batches of a single-host one. The iterator's state (`grain.checkpoint`) is saved with every
+process p reads the p-th of P equal blocks of each batch, so the per-process rows, in process
+order, are the single-process batch: a multi-host run trains on the batches of a single-host
+one. The iterator's state (`grain.checkpoint`) is saved with every
 checkpoint, so a resumed run continues on the very next batch.
 
 Grain's shuffle (a per-epoch `index_shuffle`, O(1) memory) orders the data differently from the
@@ -68,8 +68,11 @@ def training_batches(split: data.RecordSplit, *, seed: int, steps_per_epoch: int
   static_seed = binarization_seed if binarization == 'static' else None
   order = grain.MapDataset.range(split.num_records).shuffle(seed=seed)
   epoch = order[:steps_per_epoch * batch_size]  # the remainder of each epoch is dropped
-  rows = epoch[process_index::process_count]
-  index_batches = rows.repeat(num_epochs).batch(batch_size // process_count, drop_remainder=True)
+  # The epoch in blocks of batch_size / P indices: step s's batch is blocks sP .. sP + P - 1,
+  # and process p reads block sP + p, so the processes' rows, in process order, are exactly
+  # the single-process batch (each row keeps its place, and with it its noise).
+  blocks = epoch.batch(batch_size // process_count, drop_remainder=True)
+  index_batches = blocks[process_index::process_count].repeat(num_epochs)
   return index_batches.map(_ReadImages(split.source, split.num_records, static_seed))
 
 

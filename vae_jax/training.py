@@ -212,15 +212,18 @@ class _Run:
       params = models.with_data_mean_output_bias(state.params,
                                                  data.mean_image(dataset.train))
       state = state.replace(params=params, opt_state=optimizer.init(params))
+    # Replicated over the mesh before restoring: orbax then restores straight into that
+    # sharding (with several processes, a restored array on one device cannot be moved there).
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state = jax.device_put(state, replicated)
     checkpoints = checkpointing.create_training_checkpoint_manager(workdir,
                                                                   config.checkpoints_to_keep)
     restored = checkpointing.restore_latest_readable(checkpoints, state, workdir)
     if restored is not None:
       # The optimizer's numbers follow the config, not the checkpoint (--allow_config_change).
-      state = restored.replace(opt_state=optimizers.with_config_hyperparams(
-          restored.opt_state, config.optimizer))
+      state = jax.device_put(restored.replace(opt_state=optimizers.with_config_hyperparams(
+          restored.opt_state, config.optimizer)), replicated)
       logging.info('%s: resumed from the checkpoint at step %d.', workdir, int(state.step))
-    state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     hyperparams = steps.LossHyperparams.from_config(config, schedule.steps_per_epoch)
     criterion = early_stopping.Criterion.from_config(config, schedule.steps_per_epoch)
     return cls(config, workdir, keys, hyperparams, checkpoints, state, log_name, criterion)
