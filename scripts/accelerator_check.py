@@ -10,7 +10,8 @@ Prints one JSON line per measurement, then a table against the targets for one m
   iwae_eval       log p(x) by importance sampling, k = 5000, of 10,000 test images
                   (target: under 30 s)
   sweep_N         N = 1, 4, 16 models of configs/mnist.py vmapped in one program, against N
-                  runs one after another (target: 16 vmapped at least 8× faster)
+                  runs one after another (target: 16 vmapped at least 8× faster);
+                  sweep_map_N the same looped with lax.map (sweep_execution='map')
   top_down_step   one training step of configs/top_down.py:mnist (batch 32)
   mixed_precision the MNIST epoch with model.compute_dtype=bfloat16 against float32
   memory          peak device memory (where the backend reports it) and peak host memory
@@ -31,7 +32,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import mnist, top_down
-from vae_jax import data, models, optimizers, steps
+from vae_jax import data, models, optimizers, runners, steps
 from vae_jax.evaluators import batched, importance_sampling
 
 _SCALE = flags.DEFINE_enum('scale', 'full', ['full', 'smoke'],
@@ -92,13 +93,14 @@ class Trainer:
     return steps.create_train_state(self.model, self.optimizer, self.data_shape,
                                     steps.RunKeys.from_seed(seed).init)
 
-  def scan_fn(self, num_steps: int, num_runs: int | None = None):
-    """A jitted `(state, images, order, train_key, hyperparams) -> (state, metrics)`."""
+  def scan_fn(self, num_steps: int, num_runs: int | None = None, execution: str = 'vmap'):
+    """A jitted `(state, images, order, train_key, hyperparams) -> (state, metrics)`, over
+    `num_runs` stacked runs if given (`execution`: 'vmap' or 'map', as in a sweep)."""
     fn = functools.partial(steps.run_steps, step_fn=self.step_fn,
                            steps_per_epoch=self.steps_per_epoch,
                            batch_size=self.config.batch_size, num_steps=num_steps)
     if num_runs is not None:
-      fn = jax.vmap(fn, in_axes=(0, None, 0, 0, 0))
+      fn = runners.over_runs(fn, (0, None, 0, 0, 0), execution)
     return jax.jit(fn, donate_argnums=0)
 
 
@@ -128,22 +130,24 @@ def check_sweeps(results, config, train_images, num_steps: int, sizes=(1, 4, 16)
   images = jax.device_put(train_images)
   single_seconds = None
   for size in sizes:
-    run_keys = jax.vmap(steps.RunKeys.from_seed)(jnp.arange(size))
-    run = trainer.scan_fn(num_steps, num_runs=size)
-    stacked = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * size), tree)
-    holder = {'state': jax.vmap(trainer.initial_state)(jnp.arange(size))}
-    orders = jax.vmap(steps.epoch_order, in_axes=(0, None, None))(run_keys.data_order, 0,
-                                                                 len(train_images))
+    for execution in ('vmap', 'map') if size > 1 else ('vmap',):
+      run_keys = jax.vmap(steps.RunKeys.from_seed)(jnp.arange(size))
+      run = trainer.scan_fn(num_steps, num_runs=size, execution=execution)
+      stacked = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * size), tree)
+      holder = {'state': jax.vmap(trainer.initial_state)(jnp.arange(size))}
+      orders = jax.vmap(steps.epoch_order, in_axes=(0, None, None))(run_keys.data_order, 0,
+                                                                   len(train_images))
 
-    def sweep():
-      holder['state'], metrics = run(holder['state'], images, orders, run_keys.train,
-                                     stacked(trainer.hyperparams))
-      return metrics
+      def sweep():
+        holder['state'], metrics = run(holder['state'], images, orders, run_keys.train,
+                                       stacked(trainer.hyperparams))
+        return metrics
 
-    _, seconds = timed(sweep)
-    single_seconds = seconds if size == 1 else single_seconds
-    emit(results, f'sweep_{size}', seconds=seconds, models=size, steps=num_steps,
-         speedup=size * single_seconds / seconds)
+      _, seconds = timed(sweep)
+      single_seconds = seconds if size == 1 else single_seconds
+      name = f'sweep_{size}' if execution == 'vmap' else f'sweep_map_{size}'
+      emit(results, name, seconds=seconds, models=size, steps=num_steps,
+           speedup=size * single_seconds / seconds)
 
 
 def check_iwae_eval(results, config, test_images, num_images: int):

@@ -12,6 +12,7 @@ inside the step:
   host_loop            one jitted step per batch fed from the host (input_pipeline='host')
   device_scan          steps in a compiled lax.scan on device-resident data ('device')
   sweep_N              N models vmapped in one program (examples/s summed over the models)
+  sweep_map_N          N models looped (lax.map) in one program: the other sweep_execution
   iwae_eval            importance-sampled log p(x) with k = 5000, images per second
   streaming            the host-fed step on a synthetic TFDS dataset (scripts/synthetic_tfds.py)
                        of each --streaming_records size, read into memory ('host') or streamed
@@ -59,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from vae_jax import models, optimizers, steps
+from vae_jax import models, optimizers, runners, steps
 from vae_jax.evaluators import batched, importance_sampling
 
 BATCH_SIZE, DATA_SHAPE, HIDDEN, LATENT = 128, (28, 28, 1), 400, 20
@@ -120,6 +121,16 @@ def matmul_flops_per_example() -> int:
   return 2 * (2 * sum(layers) + sum(layers[1:]))
 
 
+def peak_rss_mb() -> float:
+  """This process's peak resident memory: VmHWM, which (unlike ru_maxrss) starts afresh at
+  exec instead of carrying over the parent's peak."""
+  with open('/proc/self/status', encoding='ascii') as status:
+    for line in status:
+      if line.startswith('VmHWM:'):
+        return int(line.split()[1]) / 1024
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def input_pipeline_child(pipeline: str, data_dir: str) -> None:
   """Trains --steps steps fed by `pipeline` from the synthetic dataset in `data_dir`; emits the
   examples/s and this process's peak host memory."""
@@ -157,7 +168,7 @@ def input_pipeline_child(pipeline: str, data_dir: str) -> None:
   seconds = time.perf_counter() - start
   emit(f'streaming_{pipeline}', train_records=len(dataset.train),
        examples_per_sec=FLAGS.steps * BATCH_SIZE / seconds, load_seconds=load_seconds,
-       peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       peak_host_rss_mb=peak_rss_mb(),
        read_threads=config.streaming.read_threads if pipeline == 'grain' else 0)
 
 
@@ -246,25 +257,27 @@ def main() -> None:
 
   if wanted('sweep'):
     for size in map(int, FLAGS.sweep_sizes.split(',')):
-      run_keys = jax.vmap(steps.RunKeys.from_seed)(jnp.arange(size))
-      stack = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * size), tree)
-      sweep_fn = jax.jit(jax.vmap(functools.partial(
-          steps.run_steps, step_fn=step_fn, steps_per_epoch=steps_per_epoch,
-          batch_size=BATCH_SIZE, num_steps=FLAGS.steps), in_axes=(0, None, 0, 0, 0)),
-                         donate_argnums=0)
-      holder = {'state': jax.vmap(lambda key: steps.create_train_state(
-          model, optimizer, DATA_SHAPE, key))(run_keys.init)}
-      orders = jax.vmap(steps.epoch_order, in_axes=(0, None, None))(run_keys.data_order, 0,
-                                                                   len(images))
+      for execution in ('vmap', 'map'):
+        run_keys = jax.vmap(steps.RunKeys.from_seed)(jnp.arange(size))
+        stack = lambda tree: jax.tree.map(lambda x: jnp.stack([x] * size), tree)
+        sweep_fn = jax.jit(runners.over_runs(functools.partial(
+            steps.run_steps, step_fn=step_fn, steps_per_epoch=steps_per_epoch,
+            batch_size=BATCH_SIZE, num_steps=FLAGS.steps), (0, None, 0, 0, 0), execution),
+                           donate_argnums=0)
+        holder = {'state': jax.vmap(lambda key: steps.create_train_state(
+            model, optimizer, DATA_SHAPE, key))(run_keys.init)}
+        orders = jax.vmap(steps.epoch_order, in_axes=(0, None, None))(run_keys.data_order, 0,
+                                                                     len(images))
 
-      def sweep():
-        holder['state'], metrics = sweep_fn(holder['state'], device_images, orders,
-                                            run_keys.train, stack(hyperparams))
-        return metrics
+        def sweep():
+          holder['state'], metrics = sweep_fn(holder['state'], device_images, orders,
+                                              run_keys.train, stack(hyperparams))
+          return metrics
 
-      first, seconds = timed(sweep, FLAGS.repeats)
-      report(f'sweep_{size}', seconds, first - seconds, size * FLAGS.steps * BATCH_SIZE,
-             models=size)
+        first, seconds = timed(sweep, FLAGS.repeats)
+        name = f'sweep_{size}' if execution == 'vmap' else f'sweep_map_{size}'
+        report(name, seconds, first - seconds, size * FLAGS.steps * BATCH_SIZE, models=size,
+               execution=execution)
 
   if wanted('iwae_eval'):
     fn = importance_sampling.make_importance_sampling_fn(model, num_samples=5000, chunk_size=100)

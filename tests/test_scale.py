@@ -1,6 +1,7 @@
 """The execution paths agree: host-fed and device-resident training, a vectorised group and runs
 trained alone, 4 devices and 1; and the sweep launcher groups runs by shape."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 
 from experiments import sweep
 from tests.conftest import REPO_ROOT, make_tiny_config
-from vae_jax import checkpointing, config_checks, metric_writers, training
+from vae_jax import (checkpointing, config_checks, metric_writers, models, optimizers, runners,
+                     steps, training)
 
 
 def _config(**overrides):
@@ -50,12 +52,14 @@ def test_a_checkpoint_written_mid_run_survives_the_donated_updates_after_it(tmp_
 
 
 @pytest.mark.slow
-def test_a_vectorised_group_trains_each_run_as_if_alone(tmp_path):
+@pytest.mark.parametrize('execution', ['vmap', 'map'])
+def test_a_group_trains_each_run_as_if_alone(tmp_path, execution):
   variant = {'seed': 1, 'optimizer.learning_rate': 3e-3, 'objective.beta': 0.5,
              'objective.kl_warmup_epochs': 1}
   alone = training.train_and_evaluate(_config(**variant), str(tmp_path / 'alone'))
   group = training.train_and_evaluate_group(
-      [_config(), _config(**variant)], [str(tmp_path / 'base'), str(tmp_path / 'variant')])
+      [_config(sweep_execution=execution), _config(sweep_execution=execution, **variant)],
+      [str(tmp_path / 'base'), str(tmp_path / 'variant')])
   assert _max_difference(group[1].params, alone.params) < 1e-5
   assert _max_difference(group[0].params, group[1].params) > 1e-2  # they did differ
   # Each run wrote its own metrics, equal to those of the run trained alone.
@@ -65,6 +69,23 @@ def test_a_vectorised_group_trains_each_run_as_if_alone(tmp_path):
                 if 'test/elbo' in m]
   np.testing.assert_allclose(group_elbo, alone_elbo, rtol=1e-5)
   assert checkpointing.load_config(str(tmp_path / 'variant')).optimizer.learning_rate == 3e-3
+
+
+def test_auto_execution_times_a_vmapped_and_a_looped_step_and_picks_the_faster():
+  config = _config()
+  model = models.build_model(config.model, (8, 8, 1))
+  optimizer = optimizers.create_optimizer(config.optimizer, 100)
+  step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                              settings=steps.StepSettings.from_config(config, model))
+  keys = [steps.RunKeys.from_seed(seed) for seed in range(3)]
+  state = runners.stack([steps.create_train_state(model, optimizer, (8, 8, 1), k.init)
+                         for k in keys], True)
+  hyperparams = steps.LossHyperparams.from_config(config, 10)
+  choice, seconds = runners.choose_execution(
+      step_fn, state, (3, 20, 8, 8, 1), runners.stack([k.train for k in keys], True),
+      runners.stack([hyperparams] * 3, True), repeats=3)
+  assert set(seconds) == {'vmap', 'map'} and all(t > 0 for t in seconds.values())
+  assert choice == min(seconds, key=seconds.get)
 
 
 def test_runs_that_change_shapes_cannot_share_a_group(tmp_path):

@@ -31,7 +31,7 @@ STATE_ITEM, DATA_ITERATOR_ITEM = 'default', 'data_iterator'
 # Keys that change neither what is trained nor its result: a resumed run may change them.
 OPERATIONAL_KEYS = frozenset({
     'eval_every_epochs', 'eval_batch_size', 'log_every_steps', 'checkpoint_every_steps',
-    'checkpoints_to_keep', 'input_pipeline', 'steps_per_call',
+    'checkpoints_to_keep', 'input_pipeline', 'steps_per_call', 'sweep_execution',
     'max_consecutive_nonfinite_steps', 'divergence_factor', 'data.tfds_data_dir', 'data.download', 'data.path',
 })
 # What is evaluated, and how, and the published numbers: never what is trained.

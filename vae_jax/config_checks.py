@@ -165,6 +165,7 @@ def _choice_problems(config):
       ('objective.gradient_estimator', config.objective.gradient_estimator,
        objectives.gradient_estimators()),
       ('input_pipeline', config.input_pipeline, ('device', 'host', 'grain')),
+      ('sweep_execution', config.sweep_execution, ('auto', 'vmap', 'map')),
   ]
   for key, value, allowed in choices:
     if value not in allowed:

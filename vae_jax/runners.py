@@ -10,13 +10,16 @@ trailing axis over the steps taken (and a leading axis over the runs of a vector
 
 The first two see the same batches and noise (`steps` derives them from (seed, step)), so they
 train identically; the grain runner draws its batches in grain's own order. With several runs, the state, keys and hyperparameters are stacked and every
-function is vmapped over them; with several devices, batches are sharded over the mesh's
+function is applied over them in one compiled program, either vmapped (`'vmap'`: batched matrix
+products) or looped (`'map'`: `lax.map`, one run after another inside the program);
+`choose_execution` times both on the backend at hand when the config says `'auto'`; with several devices, batches are sharded over the mesh's
 'batch' axis. The training loop only schedules; it never asks how steps are executed.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -33,18 +36,64 @@ def stack(values: list, vectorised: bool):
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
 
 
+EXECUTIONS = ('auto', 'vmap', 'map')
+
+
 def create(config, dataset, schedule, mesh, step_fn, run_keys: list[steps.RunKeys],
-           hyperparams: list[steps.LossHyperparams]):
-  """The runner `config.input_pipeline` names, for one run or a vectorised group."""
+           hyperparams: list[steps.LossHyperparams], execution: str = 'vmap'):
+  """The runner `config.input_pipeline` names, for one run or a group of runs executed as
+  `execution` ('vmap' or 'map') says."""
   runner_class = {'device': DeviceRunner, 'host': HostRunner,
                   'grain': GrainRunner}[config.input_pipeline]
-  return runner_class(config, dataset, schedule, mesh, step_fn, run_keys, hyperparams)
+  return runner_class(config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
+                      execution)
+
+
+def over_runs(fn, in_axes: tuple, execution: str):
+  """`fn` applied to each run of stacked arguments (those whose axis in `in_axes` is 0; the
+  others are shared): `jax.vmap`, or for 'map' a `lax.map` loop over the runs. Keyword
+  arguments (static ones) are passed through to every run."""
+
+  def each_run(*args, **static_kwargs):
+    one = functools.partial(fn, **static_kwargs)
+    if execution == 'vmap':
+      return jax.vmap(one, in_axes=in_axes)(*args)
+    stacked = [arg for arg, axis in zip(args, in_axes) if axis == 0]
+
+    def run(run_args):
+      run_args = iter(run_args)
+      return one(*[next(run_args) if axis == 0 else arg for arg, axis in zip(args, in_axes)])
+
+    return jax.lax.map(run, stacked)
+
+  return each_run
+
+
+def choose_execution(step_fn, state, batch_shape: tuple, train_keys, hyperparams,
+                     repeats: int = 5) -> tuple[str, dict[str, float]]:
+  """'vmap' or 'map', whichever runs a training step of the stacked `state` faster here (the
+  median of `repeats` steps on a zero batch of `batch_shape`, runs axis first, after
+  compiling), and the seconds per step of each."""
+  seconds = {}
+  batch = jnp.zeros(batch_shape, jnp.float32)
+  for execution in ('vmap', 'map'):
+    step = jax.jit(over_runs(step_fn, (0, 0, 0, 0), execution))
+    copy = jax.tree.map(jnp.copy, state)
+    jax.block_until_ready(step(copy, batch, train_keys, hyperparams))  # compiles
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(step(copy, batch, train_keys, hyperparams))
+      times.append(time.perf_counter() - start)
+    seconds[execution] = float(np.median(times))
+  return min(seconds, key=seconds.get), seconds
 
 
 class DeviceRunner:
   """Steps in compiled `lax.scan` calls over a device-resident training split."""
 
-  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams):
+  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
+               execution='vmap'):
     vectorised = len(run_keys) > 1
     self._steps_per_call, self._steps_per_epoch = config.steps_per_call, schedule.steps_per_epoch
     self._train_images = jax.device_put(dataset.train.images,
@@ -55,7 +104,7 @@ class DeviceRunner:
                                batch_sharding=NamedSharding(mesh, PartitionSpec('batch')))
     order_fn = functools.partial(steps.epoch_order, num_examples=len(dataset.train))
     if vectorised:
-      run_fn = _vmap_with_static(run_fn, in_axes=(0, None, 0, 0, 0))
+      run_fn = over_runs(run_fn, (0, None, 0, 0, 0), execution)
       order_fn = jax.vmap(order_fn, in_axes=(0, None))
     self._run_fn = jax.jit(run_fn, static_argnames='num_steps', donate_argnums=0)
     self._order_fn = jax.jit(order_fn)
@@ -77,58 +126,66 @@ class DeviceRunner:
     return state, metrics, step + num_steps
 
 
-class HostRunner:
-  """One compiled step per call, on a batch the host gathers (and, on several hosts, each
-  process feeds its own rows of)."""
+class _OneStepRunner:
+  """One compiled step per call, on the batch `_local_batch(step)` gives: this process's rows
+  (all of them on one host), with a leading runs axis for a group."""
 
-  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams):
+  def __init__(self, config, mesh, step_fn, run_keys, hyperparams, execution):
     self._vectorised = len(run_keys) > 1
     batch_axis = PartitionSpec(None, 'batch') if self._vectorised else PartitionSpec('batch')
     self._batch_sharding = NamedSharding(mesh, batch_axis)
-    self._host_batches = [steps.HostBatches(dataset.train.images, keys.data_order,
-                                            steps_per_epoch=schedule.steps_per_epoch,
-                                            batch_size=config.batch_size) for keys in run_keys]
-    self._step_fn = jax.jit(jax.vmap(step_fn) if self._vectorised else step_fn,
-                            donate_argnums=0)
+    self._step_fn = jax.jit(over_runs(step_fn, (0, 0, 0, 0), execution) if self._vectorised
+                            else step_fn, donate_argnums=0)
     self._train_keys = stack([keys.train for keys in run_keys], self._vectorised)
     self._hyperparams = stack(hyperparams, self._vectorised)
 
+  def _local_batch(self, step: int) -> np.ndarray:
+    raise NotImplementedError
+
+  def _stack(self, batches: list[np.ndarray]) -> np.ndarray:
+    return np.stack(batches) if self._vectorised else batches[0]
+
   def __call__(self, state, step: int, stop: int):
     del stop  # one step at a time
-    batch = stack([batches(step) for batches in self._host_batches], self._vectorised)
-    batch = jax.make_array_from_process_local_data(self._batch_sharding,
-                                                   _process_rows(batch, self._vectorised))
+    batch = jax.make_array_from_process_local_data(self._batch_sharding, self._local_batch(step))
     state, metrics = self._step_fn(state, batch, self._train_keys, self._hyperparams)
     return state, jax.tree.map(lambda value: value[..., None], metrics), step + 1
 
 
-class GrainRunner:
-  """One compiled step per call, on batches grain streams from the training records; each
-  process reads its own rows. `data_iterators[i]` is run i's iterator, saved with its
-  checkpoints and restored from them by the training loop."""
+class HostRunner(_OneStepRunner):
+  """Batches the host gathers from the training split in memory (on several hosts, each
+  process feeds its own rows of the batch every host computes identically)."""
 
-  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams):
-    self._vectorised = len(run_keys) > 1
-    batch_axis = PartitionSpec(None, 'batch') if self._vectorised else PartitionSpec('batch')
-    self._batch_sharding = NamedSharding(mesh, batch_axis)
+  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
+               execution='vmap'):
+    super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution)
+    self._host_batches = [steps.HostBatches(dataset.train.images, keys.data_order,
+                                            steps_per_epoch=schedule.steps_per_epoch,
+                                            batch_size=config.batch_size) for keys in run_keys]
+
+  def _local_batch(self, step: int) -> np.ndarray:
+    batch = self._stack([batches(step) for batches in self._host_batches])
+    return _process_rows(batch, self._vectorised)
+
+
+class GrainRunner(_OneStepRunner):
+  """Batches grain streams from the training records; each process reads its own rows.
+  `data_iterators[i]` is run i's iterator, saved with its checkpoints and restored from them
+  by the training loop."""
+
+  def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
+               execution='vmap'):
+    super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution)
     self.data_iterators = [streaming.iterator(streaming.training_batches(
         dataset.train, seed=streaming.shuffle_seed(keys.data_order),
         steps_per_epoch=schedule.steps_per_epoch, batch_size=config.batch_size,
         num_epochs=config.num_epochs, binarization=config.data.binarization,
         binarization_seed=config.data.binarization_seed, process_index=jax.process_index(),
         process_count=jax.process_count()), config.streaming) for keys in run_keys]
-    self._step_fn = jax.jit(jax.vmap(step_fn) if self._vectorised else step_fn,
-                            donate_argnums=0)
-    self._train_keys = stack([keys.train for keys in run_keys], self._vectorised)
-    self._hyperparams = stack(hyperparams, self._vectorised)
 
-  def __call__(self, state, step: int, stop: int):
-    del stop  # one step at a time
-    batches = [next(iterator) for iterator in self.data_iterators]
-    batch = np.stack(batches) if self._vectorised else batches[0]
-    batch = jax.make_array_from_process_local_data(self._batch_sharding, batch)
-    state, metrics = self._step_fn(state, batch, self._train_keys, self._hyperparams)
-    return state, jax.tree.map(lambda value: value[..., None], metrics), step + 1
+  def _local_batch(self, step: int) -> np.ndarray:
+    del step  # the iterators are at it
+    return self._stack([next(iterator) for iterator in self.data_iterators])
 
 
 def _process_rows(batch: np.ndarray, vectorised: bool) -> np.ndarray:
@@ -138,12 +195,3 @@ def _process_rows(batch: np.ndarray, vectorised: bool) -> np.ndarray:
   axis = 1 if vectorised else 0
   rows = batch.shape[axis] // count
   return np.take(batch, np.arange(index * rows, (index + 1) * rows), axis=axis)
-
-
-def _vmap_with_static(fn, in_axes):
-  """`jax.vmap(fn)` that passes keyword arguments (the static ones) through unmapped."""
-
-  def mapped(*args, **static_kwargs):
-    return jax.vmap(functools.partial(fn, **static_kwargs), in_axes=in_axes)(*args)
-
-  return mapped
