@@ -5,15 +5,14 @@ writes goes to the workdir (default: runs/<config>[-<variant>] below the current
 Rerunning the same command resumes from the latest checkpoint.
 """
 
-import os
 import sys
 
 import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from experiments import launch
-from vae_jax import checkpointing, training
+from experiments import distributed, launch
+from vae_jax import training
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file, optionally with a variant: configs/mnist.py:conv.',
@@ -45,16 +44,14 @@ def main(argv):
   del argv
   if _DISTRIBUTED.value:
     # Before anything starts JAX's backend (vae_jax imports none that does).
-    jax.distributed.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value,
-                               _PROCESS_ID.value,
-                               heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value)
-    logging.info('Process %d of %d; %d devices in all, %d here.', jax.process_index(),
-                 jax.process_count(), jax.device_count(), jax.local_device_count())
+    distributed.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _HEARTBEAT_TIMEOUT.value)
   config = _CONFIG.value
   launch.set_data_location(config.data, launch.DATA_DIR.value, launch.DATA_PATH.value)
   workdir = _WORKDIR.value or launch.default_workdir(
       config_flags.get_config_filename(flags.FLAGS['config']))
   logging.info('Workdir: %s', workdir)
+  distributed.set_workdir(workdir)
   if not _WORKDIR.value:
     print(f'Workdir: {workdir} (the default for this config; --workdir chooses another)',
           flush=True)
@@ -66,24 +63,8 @@ def main(argv):
   except jax.errors.JaxRuntimeError as error:
     if jax.process_count() == 1:
       raise
-    _stop_for_lost_process(error, workdir)
-
-
-def _stop_for_lost_process(error: Exception, workdir: str) -> None:
-  """A collective failed in a multi-process job: another process died or lost its connection.
-  Says so in one line and exits at once (JAX's coordination service would soon abort this
-  process with a core dump)."""
-  first_line = (str(error).strip().splitlines() or [''])[0][:300]
-  latest = max(checkpointing.step_folders(workdir), default=None)
-  saved = (f'the checkpoint at step {latest} is intact' if latest is not None
-           else 'no checkpoint was written yet')
-  sys.stderr.write(
-      f'error: process {jax.process_index()} of {jax.process_count()} lost contact with another '
-      f'process of this job ({type(error).__name__}: {first_line}); training stopped and '
-      f'{saved}. Find the process that failed in its own log, then relaunch every process '
-      'with the same command to resume.\n')
-  sys.stderr.flush()
-  os._exit(launch.ERROR_EXIT_CODE)  # pylint: disable=protected-access
+    # A failed collective: another process died or lost its connection.
+    distributed.stop_for_lost_process(f'{type(error).__name__}: {str(error).strip()}')
 
 
 if __name__ == '__main__':

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
-import pytest
+# One on-disk compilation cache for the whole run (and the next), set before anything imports
+# jax: the launcher subprocesses (fault injection, multi-process, CLI tests) compile the same
+# programs again and again. A cached program runs exactly as a freshly compiled one.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(), 'vae_jax_tests_jax_cache'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
-from configs import quickstart
+import pytest  # pylint: disable=wrong-import-position
+
+from configs import quickstart  # pylint: disable=wrong-import-position
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DIR = os.path.join(os.path.dirname(REPO_ROOT), 'shared')

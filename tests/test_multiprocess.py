@@ -65,16 +65,23 @@ def test_two_processes_train_resume_and_checkpoint_like_one(tmp_path):
 @pytest.mark.slow
 def test_when_one_process_dies_the_other_says_so_and_stops(tmp_path):
   workdir = str(tmp_path / 'run')
-  processes = _start(workdir, 2, '--config.num_epochs=1000')
+  processes = _start(workdir, 2, '--config.num_epochs=1000', '--heartbeat_timeout_seconds=10')
   checkpoints = os.path.join(workdir, 'checkpoints')
   deadline = time.monotonic() + 240
   while not (os.path.isdir(checkpoints) and any(n.isdigit() for n in os.listdir(checkpoints))):
     assert time.monotonic() < deadline and processes[0].poll() is None, 'no progress'
     time.sleep(0.2)
   processes[1].send_signal(signal.SIGKILL)
+  killed = time.monotonic()
   _, stderr = processes[0].communicate(timeout=120)
   processes[1].communicate()
-  assert processes[0].returncode == 1, stderr[-3000:]
-  message = [line for line in stderr.splitlines() if line.startswith('error: ')]
-  assert len(message) == 1 and 'process 0 of 2 lost contact with another process' in message[0]
-  assert 'relaunch every process with the same command to resume' in message[0]
+  assert time.monotonic() - killed < 60  # it stops, it does not hang
+  assert processes[0].returncode != 0, stderr[-3000:]
+  # In a collective, the launcher's one line; elsewhere (saving a checkpoint, say), JAX's
+  # coordination service aborts the process after the heartbeat timeout, naming the lost one.
+  ours = [line for line in stderr.splitlines() if line.startswith('error: ')]
+  if processes[0].returncode == 1:
+    assert len(ours) == 1 and 'process 0 of 2 lost contact with another process' in ours[0]
+    assert 'relaunch every process with the same command to resume' in ours[0]
+  else:
+    assert 'The following tasks are unhealthy (stopped sending heartbeats)' in stderr, stderr[-3000:]

@@ -27,7 +27,8 @@ def _fault_injection(tmp_path, *arguments) -> dict:
 @pytest.mark.slow
 def test_killed_and_terminated_runs_resume_to_bitwise_the_same_result(tmp_path):
   # SIGKILL, then SIGTERM (which must checkpoint and exit with 143), then a clean finish.
-  result = _fault_injection(tmp_path, '--kills=2', '--signal=mixed', '--max_delay=0.4')
+  result = _fault_injection(tmp_path, '--kills=2', '--signal=mixed', '--max_delay=0.4',
+                            '--epochs=12')
   assert result['kills_survived'] == 2
   assert result['bitwise_equal'] and result['evaluation_metrics_equal'], result
 

@@ -176,12 +176,13 @@ class GrainRunner(_OneStepRunner):
   def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
                execution='vmap'):
     super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution)
+    process_index, process_count = streaming.process_shard()
     self.data_iterators = [streaming.iterator(streaming.training_batches(
         dataset.train, seed=streaming.shuffle_seed(keys.data_order),
         steps_per_epoch=schedule.steps_per_epoch, batch_size=config.batch_size,
         num_epochs=config.num_epochs, binarization=config.data.binarization,
-        binarization_seed=config.data.binarization_seed, process_index=jax.process_index(),
-        process_count=jax.process_count()), config.streaming) for keys in run_keys]
+        binarization_seed=config.data.binarization_seed, process_index=process_index,
+        process_count=process_count), config.streaming) for keys in run_keys]
 
   def _local_batch(self, step: int) -> np.ndarray:
     del step  # the iterators are at it

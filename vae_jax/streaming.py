@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import grain
 import jax
-from absl import flags
 import ml_collections
 import numpy as np
+from absl import flags
 
 from vae_jax import data
 
@@ -54,6 +54,12 @@ class _ReadImages(grain.transforms.Map):
 def shuffle_seed(data_order_key: jax.Array) -> int:
   """Grain's shuffle seed (an unsigned 32-bit integer) from a run's data-order key."""
   return int(jax.random.bits(data_order_key, dtype=np.uint32))
+
+
+def process_shard() -> tuple[int, int]:
+  """(this process's index, the number of processes), as grain's `ShardByJaxProcess` says."""
+  shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  return shard.shard_index, shard.shard_count
 
 
 def training_batches(split: data.RecordSplit, *, seed: int, steps_per_epoch: int,
