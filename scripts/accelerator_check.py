@@ -211,7 +211,7 @@ def main(argv):
   epoch_steps = 100 if smoke else 600
   check_epoch(results, 'mnist_epoch', config, train_images, 100, epoch_steps)
   check_iwae_eval(results, config, test_images, 20 if smoke else 10_000)
-  check_sweeps(results, config, train_images, 20 if smoke else 600)
+  check_sweeps(results, config, train_images, 5 if smoke else 600)
   check_top_down_step(results, train_images, 'mnist_small' if smoke else 'mnist')
   if on_cpu:
     emit(results, 'mixed_precision', skipped='bfloat16 is emulated on a CPU: not meaningful')

@@ -14,9 +14,9 @@ from tests.conftest import REPO_ROOT
 from vae_jax import metric_writers
 
 
-def _run(*args):
+def _run(*args, timeout=120):
   result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=timeout)
   assert result.returncode == 0, result.stderr[-2000:]
   return result.stdout
 
@@ -100,11 +100,12 @@ def test_learning_curves_reports_each_runs_best_evaluation(trained_workdir, tmp_
 
 @pytest.mark.slow
 def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
-  output = _run('-m', 'scripts.accelerator_check', '--scale=smoke')
+  output = _run('-m', 'scripts.accelerator_check', '--scale=smoke', timeout=300)
   checks = {json.loads(line)['check']: json.loads(line) for line in output.splitlines()
             if line.startswith('{')}
   assert {'mnist_epoch', 'iwae_eval', 'sweep_1', 'sweep_4', 'sweep_16', 'top_down_step',
           'mixed_precision', 'memory'} <= set(checks)
   assert checks['mixed_precision']['skipped'].startswith('bfloat16 is emulated on a CPU')
   assert checks['iwae_eval']['extrapolated'] and checks['sweep_16']['models'] == 16
+  assert checks['sweep_map_16']['models'] == 16 and checks['sweep_map_16']['speedup'] > 0
   assert '| mnist_epoch |' in output and 'seconds below 0.25' in output
