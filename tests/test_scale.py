@@ -71,6 +71,7 @@ def test_a_group_trains_each_run_as_if_alone(tmp_path, execution):
   assert checkpointing.load_config(str(tmp_path / 'variant')).optimizer.learning_rate == 3e-3
 
 
+@pytest.mark.slow
 def test_auto_execution_times_a_vmapped_and_a_looped_step_and_picks_the_faster():
   config = _config()
   model = models.build_model(config.model, (8, 8, 1))
