@@ -148,8 +148,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 100  # 'device': steps per compiled call (single steps up to log/eval points)
   # A group of runs (experiments.sweep) runs in one compiled program, its runs either vmapped
   # ('vmap': batched matrix products; fastest on accelerators) or looped ('map': lax.map, one
-  # run after another inside the program); 'auto' times a step of each when the group starts
-  # and logs the choice. Results agree up to float rounding.
+  # run after another inside the program); 'auto' compiles both, times one training call of
+  # each when the group starts, trains with the faster and logs the choice. Results agree up
+  # to float rounding.
   config.sweep_execution = 'auto'
   # 'grain': how the records are read ahead of the step (none of these change the batches).
   config.streaming = ml_collections.ConfigDict(dict(

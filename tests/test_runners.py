@@ -15,7 +15,7 @@ from vae_jax import data, models, runners, steps
 NUM_STEPS = 6  # two epochs of 3 steps
 
 
-def _train(input_pipeline, seeds, steps_per_call=2):
+def _train(input_pipeline, seeds, steps_per_call=2, execution='vmap'):
   model = models.build_model(small_model_config(), (6,))
   optimizer = optax.adam(1e-2)
   images = (np.random.default_rng(0).uniform(size=(13, 6)) > 0.5).astype(np.float32)
@@ -29,15 +29,23 @@ def _train(input_pipeline, seeds, steps_per_call=2):
                               settings=settings)
   keys = [steps.RunKeys.from_seed(seed) for seed in seeds]
   hyperparams = [steps.LossHyperparams(*(np.float32(v) for v in (1, 0, 1, 1, 0)))] * len(seeds)
-  runner = runners.create(config, dataset, schedule, mesh, step_fn, keys, hyperparams)
+  runner = runners.create(config, dataset, schedule, mesh, step_fn, keys, hyperparams, execution)
   state = runners.stack([steps.create_train_state(model, optimizer, (6,), k.init) for k in keys],
                         len(seeds) > 1)
+  seconds = None
+  if execution == 'auto':
+    with pytest.raises(RuntimeError, match='choose_execution'):
+      runner(state, 0, 3)  # neither program is chosen yet
+    before = jax.tree.map(np.asarray, state)
+    seconds = runner.choose_execution(state, 0)
+    # Timed on copies: the state handed in is neither moved nor donated.
+    _assert_same_params(jax.tree.map(np.asarray, state), before)
   step, stops = 0, []
   while step < NUM_STEPS:
     stop = min(NUM_STEPS, (step // 3 + 1) * 3)  # a call never crosses an epoch
     state, metrics, step = runner(state, step, stop)
     stops.append(step)
-  return state, stops
+  return (state, stops, runner.execution, seconds) if execution == 'auto' else (state, stops)
 
 
 def _assert_same_params(a, b):
@@ -61,3 +69,13 @@ def test_a_vectorised_group_trains_each_run_as_if_alone():
   for index, seed in enumerate((0, 1)):
     alone, _ = _train('device', [seed])
     _assert_same_params(jax.tree.map(lambda x, i=index: x[i], group.params), alone.params)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('input_pipeline', ['device', 'host'])
+def test_auto_times_each_execution_as_training_calls_it_and_keeps_the_faster(input_pipeline):
+  state, _, chosen, seconds = _train(input_pipeline, [0, 1], execution='auto')
+  assert set(seconds) == {'vmap', 'map'} and all(t > 0 for t in seconds.values())
+  assert chosen == min(seconds, key=seconds.get)
+  explicit, _ = _train(input_pipeline, [0, 1], execution=chosen)
+  _assert_same_params(state.params, explicit.params)

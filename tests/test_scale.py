@@ -1,7 +1,6 @@
 """The execution paths agree: host-fed and device-resident training, a vectorised group and runs
 trained alone, 4 devices and 1; and the sweep launcher groups runs by shape."""
 
-import functools
 import os
 import subprocess
 import sys
@@ -13,8 +12,7 @@ import pytest
 
 from experiments import sweep
 from tests.conftest import REPO_ROOT, make_tiny_config
-from vae_jax import (checkpointing, config_checks, metric_writers, models, optimizers, runners,
-                     steps, training)
+from vae_jax import checkpointing, config_checks, metric_writers, training
 
 
 def _config(**overrides):
@@ -69,24 +67,6 @@ def test_a_group_trains_each_run_as_if_alone(tmp_path, execution):
                 if 'test/elbo' in m]
   np.testing.assert_allclose(group_elbo, alone_elbo, rtol=1e-5)
   assert checkpointing.load_config(str(tmp_path / 'variant')).optimizer.learning_rate == 3e-3
-
-
-@pytest.mark.slow
-def test_auto_execution_times_a_vmapped_and_a_looped_step_and_picks_the_faster():
-  config = _config()
-  model = models.build_model(config.model, (8, 8, 1))
-  optimizer = optimizers.create_optimizer(config.optimizer, 100)
-  step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
-                              settings=steps.StepSettings.from_config(config, model))
-  keys = [steps.RunKeys.from_seed(seed) for seed in range(3)]
-  state = runners.stack([steps.create_train_state(model, optimizer, (8, 8, 1), k.init)
-                         for k in keys], True)
-  hyperparams = steps.LossHyperparams.from_config(config, 10)
-  choice, seconds = runners.choose_execution(
-      step_fn, state, (3, 20, 8, 8, 1), runners.stack([k.train for k in keys], True),
-      runners.stack([hyperparams] * 3, True), repeats=3)
-  assert set(seconds) == {'vmap', 'map'} and all(t > 0 for t in seconds.values())
-  assert choice == min(seconds, key=seconds.get)
 
 
 def test_runs_that_change_shapes_cannot_share_a_group(tmp_path):

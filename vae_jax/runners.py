@@ -9,11 +9,14 @@ trailing axis over the steps taken (and a leading axis over the runs of a vector
                 step at a time; its iterators' state is checkpointed with the runs
 
 The first two see the same batches and noise (`steps` derives them from (seed, step)), so they
-train identically; the grain runner draws its batches in grain's own order. With several runs, the state, keys and hyperparameters are stacked and every
-function is applied over them in one compiled program, either vmapped (`'vmap'`: batched matrix
-products) or looped (`'map'`: `lax.map`, one run after another inside the program);
-`choose_execution` times both on the backend at hand when the config says `'auto'`; with several devices, batches are sharded over the mesh's
-'batch' axis. The training loop only schedules; it never asks how steps are executed.
+train identically; the grain runner draws its batches in grain's own order.
+
+With several runs, the state, keys and hyperparameters are stacked and every function is
+applied over them in one compiled program, either vmapped ('vmap': batched matrix products) or
+looped ('map': `lax.map`, one run after another inside the program). With 'auto' a runner
+compiles both and `runner.choose_execution` times each as training calls it, keeping the
+faster. With several devices, batches are sharded over the mesh's 'batch' axis. The training
+loop only schedules; it never asks how steps are executed.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ EXECUTIONS = ('auto', 'vmap', 'map')
 def create(config, dataset, schedule, mesh, step_fn, run_keys: list[steps.RunKeys],
            hyperparams: list[steps.LossHyperparams], execution: str = 'vmap'):
   """The runner `config.input_pipeline` names, for one run or a group of runs executed as
-  `execution` ('vmap' or 'map') says."""
+  `execution` says ('vmap', 'map', or 'auto': both compiled until `choose_execution`)."""
   runner_class = {'device': DeviceRunner, 'host': HostRunner,
                   'grain': GrainRunner}[config.input_pipeline]
   return runner_class(config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
@@ -69,27 +72,63 @@ def over_runs(fn, in_axes: tuple, execution: str):
   return each_run
 
 
-def choose_execution(step_fn, state, batch_shape: tuple, train_keys, hyperparams,
-                     repeats: int = 5) -> tuple[str, dict[str, float]]:
-  """'vmap' or 'map', whichever runs a training step of the stacked `state` faster here (the
-  median of `repeats` steps on a zero batch of `batch_shape`, runs axis first, after
-  compiling), and the seconds per step of each."""
+def candidate_executions(execution: str, vectorised: bool) -> tuple[str, ...]:
+  """The executions a runner compiles: both for a group left to 'auto', else the one named
+  (a single run is never stacked, so its program has no execution to choose)."""
+  if not vectorised:
+    return ('vmap',)
+  return ('vmap', 'map') if execution == 'auto' else (execution,)
+
+
+def fastest_program(programs: dict, state, *args, repeats: int = 2,
+                    **kwargs) -> tuple[str, dict[str, float]]:
+  """The name of the program that advances a copy of `state` fastest here, and each one's
+  seconds per call (the least of `repeats` calls after the one that compiles). Each program
+  is `program(state, *args, **kwargs) -> (state, metrics)` and may donate its state."""
   seconds = {}
-  batch = jnp.zeros(batch_shape, jnp.float32)
-  for execution in ('vmap', 'map'):
-    step = jax.jit(over_runs(step_fn, (0, 0, 0, 0), execution))
-    copy = jax.tree.map(jnp.copy, state)
-    jax.block_until_ready(step(copy, batch, train_keys, hyperparams))  # compiles
+  for name, program in programs.items():
+    copy = jax.block_until_ready(program(jax.tree.map(jnp.copy, state), *args, **kwargs)[0])
     times = []
     for _ in range(repeats):
       start = time.perf_counter()
-      jax.block_until_ready(step(copy, batch, train_keys, hyperparams))
+      copy = jax.block_until_ready(program(copy, *args, **kwargs)[0])
       times.append(time.perf_counter() - start)
-    seconds[execution] = float(np.median(times))
+    seconds[name] = min(times)
   return min(seconds, key=seconds.get), seconds
 
 
-class DeviceRunner:
+class _Runner:
+  """The executions a runner can apply its program in, and the choice among them. Subclasses
+  fill `self._programs` (execution -> compiled program) and define `_timing_args`."""
+
+  _programs: dict
+
+  @property
+  def execution(self) -> str:
+    """'vmap' or 'map' once chosen; 'auto' while both programs are kept."""
+    return next(iter(self._programs)) if len(self._programs) == 1 else 'auto'
+
+  def choose_execution(self, state, step: int) -> dict[str, float]:
+    """With 'auto', times each execution's own compiled program — a full call, as training
+    makes it (for the device runner a scan of `steps_per_call` steps: a single step outside
+    the scan can rank them the other way) — on a copy of the stacked `state`, keeps the
+    faster, and returns the seconds per call of each."""
+    args, kwargs = self._timing_args(state, step)
+    choice, seconds = fastest_program(self._programs, state, *args, **kwargs)
+    self._programs = {choice: self._programs[choice]}
+    return seconds
+
+  def _timing_args(self, state, step: int) -> tuple[tuple, dict]:
+    raise NotImplementedError
+
+  @property
+  def _program(self):
+    if len(self._programs) != 1:
+      raise RuntimeError('choose_execution() must run before the first step of an auto group.')
+    return next(iter(self._programs.values()))
+
+
+class DeviceRunner(_Runner):
   """Steps in compiled `lax.scan` calls over a device-resident training split."""
 
   def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
@@ -104,43 +143,63 @@ class DeviceRunner:
                                batch_sharding=NamedSharding(mesh, PartitionSpec('batch')))
     order_fn = functools.partial(steps.epoch_order, num_examples=len(dataset.train))
     if vectorised:
-      run_fn = over_runs(run_fn, (0, None, 0, 0, 0), execution)
       order_fn = jax.vmap(order_fn, in_axes=(0, None))
-    self._run_fn = jax.jit(run_fn, static_argnames='num_steps', donate_argnums=0)
+    self._programs = {
+        candidate: jax.jit(over_runs(run_fn, (0, None, 0, 0, 0), candidate) if vectorised
+                           else run_fn, static_argnames='num_steps', donate_argnums=0)
+        for candidate in candidate_executions(execution, vectorised)}
     self._order_fn = jax.jit(order_fn)
     self._data_order_keys = stack([keys.data_order for keys in run_keys], vectorised)
     self._train_keys = stack([keys.train for keys in run_keys], vectorised)
     self._hyperparams = stack(hyperparams, vectorised)
     self._order, self._order_epoch = None, None
 
-  def __call__(self, state, step: int, stop: int):
+  def _epoch_order(self, step: int):
     epoch = step // self._steps_per_epoch
     if epoch != self._order_epoch:  # one permutation per epoch, shared by its calls
       self._order, self._order_epoch = self._order_fn(self._data_order_keys, epoch), epoch
+    return self._order
+
+  def _timing_args(self, state, step: int) -> tuple[tuple, dict]:
+    return ((self._train_images, self._epoch_order(step), self._train_keys, self._hyperparams),
+            {'num_steps': self._steps_per_call})
+
+  def __call__(self, state, step: int, stop: int):
+    order = self._epoch_order(step)
     # Full calls of steps_per_call steps, and any remainder one step at a time: two compiled
     # programs at most, however the log, evaluation and checkpoint periods cut the epochs (each
     # other length would compile a program of its own).
     num_steps = self._steps_per_call if stop - step >= self._steps_per_call else 1
-    state, metrics = self._run_fn(state, self._train_images, self._order, self._train_keys,
-                                  self._hyperparams, num_steps=num_steps)
+    state, metrics = self._program(state, self._train_images, order, self._train_keys,
+                                   self._hyperparams, num_steps=num_steps)
     return state, metrics, step + num_steps
 
 
-class _OneStepRunner:
+class _OneStepRunner(_Runner):
   """One compiled step per call, on the batch `_local_batch(step)` gives: this process's rows
   (all of them on one host), with a leading runs axis for a group."""
 
-  def __init__(self, config, mesh, step_fn, run_keys, hyperparams, execution):
+  def __init__(self, config, mesh, step_fn, run_keys, hyperparams, execution, data_shape):
     self._vectorised = len(run_keys) > 1
     batch_axis = PartitionSpec(None, 'batch') if self._vectorised else PartitionSpec('batch')
     self._batch_sharding = NamedSharding(mesh, batch_axis)
-    self._step_fn = jax.jit(over_runs(step_fn, (0, 0, 0, 0), execution) if self._vectorised
-                            else step_fn, donate_argnums=0)
+    self._programs = {
+        candidate: jax.jit(over_runs(step_fn, (0, 0, 0, 0), candidate) if self._vectorised
+                           else step_fn, donate_argnums=0)
+        for candidate in candidate_executions(execution, self._vectorised)}
+    self._local_batch_shape = (*((len(run_keys),) if self._vectorised else ()),
+                               config.batch_size // jax.process_count(), *data_shape)
     self._train_keys = stack([keys.train for keys in run_keys], self._vectorised)
     self._hyperparams = stack(hyperparams, self._vectorised)
 
   def _local_batch(self, step: int) -> np.ndarray:
     raise NotImplementedError
+
+  def _timing_args(self, state, step: int) -> tuple[tuple, dict]:
+    del step  # a zero batch: reading one would move the input pipeline
+    batch = jax.make_array_from_process_local_data(
+        self._batch_sharding, np.zeros(self._local_batch_shape, np.float32))
+    return (batch, self._train_keys, self._hyperparams), {}
 
   def _stack(self, batches: list[np.ndarray]) -> np.ndarray:
     return np.stack(batches) if self._vectorised else batches[0]
@@ -148,7 +207,7 @@ class _OneStepRunner:
   def __call__(self, state, step: int, stop: int):
     del stop  # one step at a time
     batch = jax.make_array_from_process_local_data(self._batch_sharding, self._local_batch(step))
-    state, metrics = self._step_fn(state, batch, self._train_keys, self._hyperparams)
+    state, metrics = self._program(state, batch, self._train_keys, self._hyperparams)
     return state, jax.tree.map(lambda value: value[..., None], metrics), step + 1
 
 
@@ -158,7 +217,8 @@ class HostRunner(_OneStepRunner):
 
   def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
                execution='vmap'):
-    super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution)
+    super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution,
+                     dataset.data_shape)
     self._host_batches = [steps.HostBatches(dataset.train.images, keys.data_order,
                                             steps_per_epoch=schedule.steps_per_epoch,
                                             batch_size=config.batch_size) for keys in run_keys]
@@ -175,7 +235,8 @@ class GrainRunner(_OneStepRunner):
 
   def __init__(self, config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
                execution='vmap'):
-    super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution)
+    super().__init__(config, mesh, step_fn, run_keys, hyperparams, execution,
+                     dataset.data_shape)
     process_index, process_count = streaming.process_shard()
     self.data_iterators = [streaming.iterator(streaming.training_batches(
         dataset.train, seed=streaming.shuffle_seed(keys.data_order),

@@ -293,10 +293,9 @@ class _Loop:
     optimizer = optimizers.create_optimizer(config.optimizer, schedule.num_train_steps)
     step_fn = functools.partial(steps.train_step, model=model, optimizer=optimizer,
                                 settings=settings)
-    execution = self._group_execution(step_fn) if self.vectorised else 'vmap'
     self.runner = runners.create(config, dataset, schedule, mesh, step_fn,
                                  [run.keys for run in runs], [run.hyperparams for run in runs],
-                                 execution)
+                                 self._group_execution())
     # Built once for the group: each is compiled once, whatever the number of runs.
     self.evaluators = evaluators.create(model, config, dataset, during_training=True)
     # Streamed runs save and restore the grain iterator with their state.
@@ -305,25 +304,23 @@ class _Loop:
       if data_iterator is not None and not run.stopping.stopped:
         run.restore_data_iterator(data_iterator)
 
-  def _group_execution(self, step_fn) -> str:
-    """How the group's runs are applied in one program: `config.sweep_execution`, or with
-    'auto' whichever of a vmapped and a looped step is faster here, timed now."""
-    execution, runs = self.config.sweep_execution, self.runs
-    if execution != 'auto':
-      return execution
-    if jax.process_count() > 1:  # the timing would need a batch on every process
+  def _group_execution(self) -> str:
+    """How the group's runs are applied in one program: `config.sweep_execution` ('auto' is
+    settled by timing when training starts, `_settle_execution`)."""
+    if self.config.sweep_execution == 'auto' and jax.process_count() > 1:
+      # Each process would time its own program and might choose differently.
       logging.info('sweep_execution=auto: vmap (not timed with several processes).')
       return 'vmap'
-    choice, seconds = runners.choose_execution(
-        step_fn, runners.stack([run.state for run in runs], True),
-        (len(runs), self.config.batch_size, *self.dataset.data_shape),
-        runners.stack([run.keys.train for run in runs], True),
-        runners.stack([run.hyperparams for run in runs], True))
-    logging.info('A group of %d runs on %s: a vmapped step takes %.3g ms, a looped one '
-                 '(lax.map) %.3g ms; training them %s (sweep_execution=auto).', len(runs),
-                 jax.devices()[0].device_kind, 1e3 * seconds['vmap'], 1e3 * seconds['map'],
-                 'vmapped' if choice == 'vmap' else 'looped')
-    return choice
+    return self.config.sweep_execution
+
+  def _settle_execution(self, state, step: int) -> None:
+    if self.runner.execution != 'auto':
+      return
+    seconds = self.runner.choose_execution(state, step)
+    logging.info('A group of %d runs on %s, one training call (as training makes it): vmapped '
+                 '%.3g s, looped (lax.map) %.3g s; training them %s (sweep_execution=auto).',
+                 len(self.runs), jax.devices()[0].device_kind, seconds['vmap'], seconds['map'],
+                 'vmapped' if self.runner.execution == 'vmap' else 'looped')
 
   def _active(self) -> list[int]:
     """The runs still training: not stopped early. A stopped run's slice of a vectorised
@@ -339,6 +336,7 @@ class _Loop:
           f'{run.stopping.best_step}' for run in runs))
       return
     state = runners.stack([run.state for run in runs], self.vectorised)
+    self._settle_execution(state, initial_step)
     progress = ProgressReporter(schedule.num_train_steps, initial_step)
     pending_metrics, step = [], initial_step
     if step == schedule.num_train_steps:
