@@ -4,8 +4,9 @@ and the loading of a trained workdir.
 Every launcher runs `launch.run(main)`. A mistake the user can fix (a `vae_jax.errors.UserError`:
 a config value, missing data, a busy or mismatched workdir, a diverged run; or a bad command
 line) ends with one short message on stderr, `error: ...`, and exit status 1 (2 for the command
-line); `--traceback` shows the full traceback instead. Any other exception is a bug and keeps
-its traceback.
+line); `--traceback` shows the full traceback instead. A job stopped by SIGTERM or SIGINT
+checkpoints, says so in one line and exits with 128 + the signal (what schedulers that requeue
+preempted jobs look for). Any other exception is a bug and keeps its traceback.
 """
 
 import functools
@@ -18,7 +19,7 @@ import jax
 from absl import app, flags, logging
 
 from configs import default
-from vae_jax import checkpointing, config_checks, data, models, optimizers, steps
+from vae_jax import checkpointing, config_checks, data, models, optimizers, steps, training
 from vae_jax.errors import UserError
 
 TRACEBACK = flags.DEFINE_bool('traceback', False,
@@ -48,6 +49,9 @@ def _main_with_readable_errors(main, argv) -> None:
     if TRACEBACK.value:
       raise
     _exit(str(error), USAGE_EXIT_CODE if isinstance(error, app.UsageError) else ERROR_EXIT_CODE)
+  except training.TrainingInterrupted as interrupted:  # a clean stop, checkpointed: no traceback
+    logging.warning('%s', interrupted)
+    sys.exit(128 + interrupted.signal_number)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

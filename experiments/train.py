@@ -5,7 +5,6 @@ writes goes to the workdir (default: runs/<config>[-<variant>] below the current
 Rerunning the same command resumes from the latest checkpoint.
 """
 
-import sys
 
 import jax
 from absl import flags, logging
@@ -57,9 +56,6 @@ def main(argv):
           flush=True)
   try:
     training.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except training.TrainingInterrupted as interrupted:
-    logging.warning('%s', interrupted)
-    sys.exit(128 + interrupted.signal_number)
   except jax.errors.JaxRuntimeError as error:
     if jax.process_count() == 1:
       raise

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -304,3 +305,25 @@ def test_print_commands_carry_the_data_location(tmp_path):
   config.data.update(name='mnist', tfds_data_dir='relative')
   command = sweep.train_command('configs/mnist.py', str(tmp_path), {'seed': 1}, [], config.data)
   assert command.endswith(f'--config.seed=1 --data_dir={os.path.abspath("relative")}')
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_checkpoints_and_exits_143_without_a_traceback(tmp_path):
+  # A scheduler's preemption: every run of the group is checkpointed, and the exit status says
+  # "terminated" (128 + 15) so a requeueing wrapper can tell it from a failure (it was 1).
+  command = [sys.executable, '-m', 'experiments.sweep', *_TINY_FLAGS, '--sweep=seeds',
+             '--config.num_epochs=1000', '--config.log_every_steps=1',
+             f'--workdir={tmp_path}']
+  job = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+  metrics = tmp_path / 'seed=0' / 'metrics.jsonl'
+  deadline = time.monotonic() + 240
+  while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
+    time.sleep(0.5)  # training has started once a run logged its first step
+  job.send_signal(signal.SIGTERM)
+  _, stderr = job.communicate(timeout=120)
+  assert job.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  assert 'Traceback' not in stderr
+  assert 'Interrupted by SIGTERM at step' in stderr
+  steps = {int(_latest_state(str(tmp_path / f'seed={seed}'))['step']) for seed in range(4)}
+  assert len(steps) == 1 and steps.pop() > 0  # every run saved at the step it stopped
