@@ -4,6 +4,9 @@ best value with its epoch.
 
   python -m scripts.learning_curves --workdirs=runs/vamp/seed=0,runs/vamp/seed=1 \
       --metric=validation/elbo --output=docs/figures/vampprior_validation.png
+  # against a learning-rate schedule: log epochs, each stage's end marked (the IWAE paper's)
+  python -m scripts.learning_curves --workdirs=runs/iwae/seed=0 --metric=test/elbo \
+      --log_epochs --mark_epochs=1,4,13,40,121,364,1093,3280 --output=curves.png
 """
 
 import os
@@ -22,6 +25,9 @@ _METRIC = flags.DEFINE_string('metric', 'validation/elbo', 'A metric logged duri
 _MODE = flags.DEFINE_enum('mode', 'max', ['max', 'min'], 'The better direction of the metric.')
 _OUTPUT = flags.DEFINE_string('output', None, 'PNG file to write (none: print only).')
 _FROM_EPOCH = flags.DEFINE_float('from_epoch', 0, 'Plot epochs after this one only.')
+_LOG_EPOCHS = flags.DEFINE_bool('log_epochs', False, 'A logarithmic epoch axis.')
+_MARK_EPOCHS = flags.DEFINE_list('mark_epochs', [], 'Epochs to mark with a vertical line '
+                                 '(a schedule\'s stage ends, say), comma-separated.')
 
 
 def curve(workdir: str, metric: str) -> tuple[np.ndarray, np.ndarray, float | None]:
@@ -57,7 +63,12 @@ def main(argv):
     axes.plot(epochs[best], values[best], 'o', color=line.get_color())
     if stopped:
       axes.axvline(stopped, color=line.get_color(), ls=':', lw=1)
-  axes.set_xlabel('epoch')
+  for epoch in _MARK_EPOCHS.value:
+    axes.axvline(float(epoch), color='0.8', lw=0.8, zorder=0)
+  if _LOG_EPOCHS.value:
+    axes.set_xscale('log')
+  axes.set_xlabel('epoch' + (' (grey lines: ' + ', '.join(_MARK_EPOCHS.value) + ')'
+                             if _MARK_EPOCHS.value else ''))
   axes.set_ylabel(_METRIC.value + ' (nats)')
   axes.set_title('dots: best evaluation; dotted lines: early stop')
   axes.legend(fontsize=8)

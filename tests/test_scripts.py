@@ -90,7 +90,8 @@ def test_compare_estimators_measures_errors_and_how_the_flags_match():
 def test_learning_curves_reports_each_runs_best_evaluation(trained_workdir, tmp_path):
   output = str(tmp_path / 'curves.png')
   lines = _run('-m', 'scripts.learning_curves', f'--workdirs={trained_workdir}',
-               '--metric=test/elbo', f'--output={output}').strip().splitlines()
+               '--metric=test/elbo', f'--output={output}', '--log_epochs',
+               '--mark_epochs=1,2').strip().splitlines()
   values = {m['step']: m['test/elbo'] for m in metric_writers.read_metrics(trained_workdir)
             if 'test/elbo' in m}
   best_step = max(values, key=values.get)
