@@ -5,7 +5,6 @@ writes goes to the workdir (default: runs/<config>[-<variant>] below the current
 Rerunning the same command resumes from the latest checkpoint.
 """
 
-
 import jax
 from absl import flags, logging
 from ml_collections import config_flags

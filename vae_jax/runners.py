@@ -72,12 +72,15 @@ def over_runs(fn, in_axes: tuple, execution: str):
   return each_run
 
 
-def candidate_executions(execution: str, vectorised: bool) -> tuple[str, ...]:
-  """The executions a runner compiles: both for a group left to 'auto', else the one named
-  (a single run is never stacked, so its program has no execution to choose)."""
+def compiled_programs(fn, in_axes: tuple, execution: str, vectorised: bool,
+                      **jit_kwargs) -> dict:
+  """`fn` jitted for each execution a runner may use: both for a group left to 'auto', else
+  the one named; a single run is never stacked, so it has one program, under 'vmap'."""
   if not vectorised:
-    return ('vmap',)
-  return ('vmap', 'map') if execution == 'auto' else (execution,)
+    return {'vmap': jax.jit(fn, **jit_kwargs)}
+  candidates = ('vmap', 'map') if execution == 'auto' else (execution,)
+  return {candidate: jax.jit(over_runs(fn, in_axes, candidate), **jit_kwargs)
+          for candidate in candidates}
 
 
 def fastest_program(programs: dict, state, *args, repeats: int = 2,
@@ -144,10 +147,8 @@ class DeviceRunner(_Runner):
     order_fn = functools.partial(steps.epoch_order, num_examples=len(dataset.train))
     if vectorised:
       order_fn = jax.vmap(order_fn, in_axes=(0, None))
-    self._programs = {
-        candidate: jax.jit(over_runs(run_fn, (0, None, 0, 0, 0), candidate) if vectorised
-                           else run_fn, static_argnames='num_steps', donate_argnums=0)
-        for candidate in candidate_executions(execution, vectorised)}
+    self._programs = compiled_programs(run_fn, (0, None, 0, 0, 0), execution, vectorised,
+                                       static_argnames='num_steps', donate_argnums=0)
     self._order_fn = jax.jit(order_fn)
     self._data_order_keys = stack([keys.data_order for keys in run_keys], vectorised)
     self._train_keys = stack([keys.train for keys in run_keys], vectorised)
@@ -183,10 +184,8 @@ class _OneStepRunner(_Runner):
     self._vectorised = len(run_keys) > 1
     batch_axis = PartitionSpec(None, 'batch') if self._vectorised else PartitionSpec('batch')
     self._batch_sharding = NamedSharding(mesh, batch_axis)
-    self._programs = {
-        candidate: jax.jit(over_runs(step_fn, (0, 0, 0, 0), candidate) if self._vectorised
-                           else step_fn, donate_argnums=0)
-        for candidate in candidate_executions(execution, self._vectorised)}
+    self._programs = compiled_programs(step_fn, (0, 0, 0, 0), execution, self._vectorised,
+                                       donate_argnums=0)
     self._local_batch_shape = (*((len(run_keys),) if self._vectorised else ()),
                                config.batch_size // jax.process_count(), *data_shape)
     self._train_keys = stack([keys.train for keys in run_keys], self._vectorised)
