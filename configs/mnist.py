@@ -11,12 +11,12 @@ Run (real MNIST, prepared TFDS data dir):
 
 Variants: `configs/mnist.py:conv` (convolutional encoder and decoder); `configs/mnist.py:latent2d`
 (two latent units, 100 epochs: small enough that log p(x) is exact by quadrature over z, the
-oracle the estimators of experiments.evaluate are measured against; docs/results.md, "How far
-log p(x) estimates are off").
+oracle the estimators of experiments.evaluate are measured against;
+docs/results/log_likelihood_estimators.md).
 Sweeps (experiments.sweep): `seeds` (4 seeds), `lr_beta` (3 learning rates x 2 values of β,
 vectorised in one program), `latent_dim` (3 sizes: 3 groups, shapes differ).
 
-Measured on 2 CPU cores (docs/results.md, "MNIST"): test ELBO -162.3 nats after 1 epoch, -115.3
+Measured on 2 CPU cores (docs/results/mnist.md): test ELBO -162.3 nats after 1 epoch, -115.3
 after 5, -106.9 after 10; about 2.3 s per epoch, 34 s for the whole command.
 """
 

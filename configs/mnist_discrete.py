@@ -9,7 +9,7 @@ Variants (encoder 784-512-256 and mirrored decoder, relu, Bernoulli p(x|z), unif
   categorical_k10_elbo
       the same model trained on the (exact) ELBO instead: on MNIST q(z|x) turns one-hot early
       and a poor assignment of images to values is never revised (log p(x) -202.8 against
-      -166.9) — kept to show it (docs/results.md, "Discrete latent variables").
+      -166.9) — kept to show it (docs/results/discrete.md).
   binary_d10      10 binary units: 1,024 values of z, summed exactly in every step (marginal).
   gumbel_softmax_d30_k10, straight_through_d30_k10, score_function_d30_k10
       30 categoricals of 10 values (10^30 values, too many to sum; Jang et al. 2017's setup):

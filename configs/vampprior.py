@@ -39,7 +39,7 @@ Published numbers: the only one found offline is the VampPrior row on *static* M
 binarisation of Larochelle & Murray, which cannot be downloaded here), −85.57 nats, Table 1 of
 the paper, as quoted by pythae's reproducibility table (clementchadebec/benchmark_VAE,
 examples/scripts/reproducibility/README.md). It belongs to a different dataset from this
-config's dynamically binarised MNIST (see docs/results.md, "VampPrior"); the paper's
+config's dynamically binarised MNIST (see docs/results/vampprior.md); the paper's
 standard-prior and dynamic-MNIST numbers were not found, so `paper` carries only that one row,
 marked static.
 """
