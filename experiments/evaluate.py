@@ -24,7 +24,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import launch
-from vae_jax import config_checks, data, evaluators, images, models
+from vae_jax import config_checks, data, evaluators, images, models, progress
+from vae_jax.evaluators import batched, elbo
 
 
 def define_flags() -> None:
@@ -52,6 +53,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('probe_train_examples', None,
                        'Training examples the linear probe is fitted on (0: no probe; default: '
                        'config.evals.linear_probe.train_examples).')
+  flags.DEFINE_float('progress_every_seconds', progress.DEFAULT_EVERY_SECONDS,
+                     'Log the progress of a running evaluator (examples done, rate, time left) '
+                     'at most this often.')
 
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'test',
@@ -60,7 +64,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                      batch_size: int = 100, seed: int = 0,
                      probe_train_examples: int | None = None, num_examples: int | None = None,
                      options: list[str] | None = None, checkpoint: str = 'auto',
-                     data_dir: str | None = None, data_path: str | None = None) -> dict:
+                     data_dir: str | None = None, data_path: str | None = None,
+                     progress_every_seconds: float = progress.DEFAULT_EVERY_SECONDS) -> dict:
   """Evaluates the checkpoint and returns the report that is also written to the workdir.
   Options left at None take the saved config's values."""
   for name, value in (('num_importance_samples', num_importance_samples),
@@ -71,8 +76,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                       ('num_examples', num_examples)):
     if value is not None and value < 1:
       raise app.UsageError(f'--{name}={value} must be at least 1.')
-  config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
-                                                      data_path=data_path, checkpoint=checkpoint)
+  config, dataset, model, state, eval_params = launch.load_trained(
+      workdir, step, data_dir=data_dir, data_path=data_path, checkpoint=checkpoint)
   checkpoint = launch.resolve_checkpoint(config, checkpoint)
   unknown = sorted(set(names or ()) - set(config.evals))
   if unknown:
@@ -93,22 +98,27 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
     raise app.UsageError(str(error)) from error
   not_applicable = sorted(set(names or ()) - set(chosen_evaluators))
   if not_applicable:
-    raise app.UsageError(
-        f'--evals names {not_applicable}, which do not apply to this model or are switched off '
-        f'by their options (quadrature: 1 or 2 latent units of the one-layer family; exact: a '
-        f'small discrete latent; ais, bdmc: continuous latents; importance_sampled: '
-        f'num_samples > 0; linear_probe: labels and train_examples > 0).')
-  logging.info('Evaluating %s at step %d on %d %s examples.', workdir, step, len(chosen.images),
-               split)
-  report, seconds, grids = {'num_examples': len(chosen.images)}, {}, {}
+    needs = '; '.join(f'{name}: {evaluators.registry.applies_to(name)}'
+                      for name in not_applicable)
+    raise app.UsageError(f'--evals names {not_applicable}, which do not apply to this model or '
+                         f'are switched off by their options ({needs}).')
   rng = jax.random.key(seed)
+  seconds_per_pass = measure_seconds_per_pass(model, config, chosen_evaluators, eval_params,
+                                              chosen.images, rng)
+  logging.info('%s', '\n'.join(plan_lines(
+      f'Evaluating {workdir} at step {step} on {len(chosen.images)} {split} examples',
+      chosen_evaluators, len(chosen.images), seconds_per_pass)))
+  report, seconds, grids, keys = {'num_examples': len(chosen.images)}, {}, {}, {}
   for name, evaluator in chosen_evaluators.items():
     start = time.perf_counter()
-    result = evaluator(state.params, chosen, rng)
+    with progress.tracking(name, every_seconds=progress_every_seconds):
+      result = evaluator(eval_params, chosen, rng)
     seconds[name] = time.perf_counter() - start
+    logging.info('%s done in %s.', name, progress.format_duration(seconds[name]))
     grids.update(evaluators.images_of(result))
-    report.update({key: value for key, value in result.items() if key not in grids})
-  report.update(seconds=seconds, workdir=os.path.abspath(workdir), step=step,
+    keys[name] = [key for key in result if key not in grids]
+    report.update({key: result[key] for key in keys[name]})
+  report.update(seconds=seconds, evaluators=keys, workdir=os.path.abspath(workdir), step=step,
                 checkpoint=checkpoint,
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
@@ -123,6 +133,39 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
     images.save_png(f'{stem}_{name}.png', grid)
   report['path'] = f'{stem}.json'
   return report
+
+
+def measure_seconds_per_pass(model, config, chosen_evaluators, params, images,
+                             rng) -> float:
+  """Seconds per example of one pass through the model: the one-sample ELBO on a batch, timed
+  after compiling (the ELBO evaluator's own program where it has one sample, so nothing is
+  compiled twice)."""
+  elbo_evaluator = chosen_evaluators.get('elbo')
+  elbo_fn = (elbo_evaluator.elbo_fn if elbo_evaluator and elbo_evaluator.num_samples == 1 else
+             elbo.make_elbo_fn(model, num_samples=1, analytic_kl=config.objective.analytic_kl))
+  batch = images[:config.eval_batch_size]
+  timed = lambda: batched.map_examples(elbo_fn, params, batch,
+                                       batch_size=config.eval_batch_size, rng=rng)
+  timed()  # compiles
+  start = time.perf_counter()
+  timed()
+  return (time.perf_counter() - start) / config.eval_batch_size
+
+
+def plan_lines(heading: str, chosen_evaluators: dict, num_examples: int,
+               seconds_per_pass: float) -> list[str]:
+  """What will run and roughly how long: each evaluator's passes through the model, at the
+  measured speed of one pass. A rough guide (compilation and batching are not counted)."""
+  work = {name: evaluators.work(evaluator, num_examples)
+          for name, evaluator in chosen_evaluators.items()}
+  total = seconds_per_pass * sum(work.values())
+  lines = [f'{heading}: {len(work)} evaluators, roughly {progress.format_duration(total)} '
+           f'in all (at {1e3 * seconds_per_pass:.3g} ms per example and pass through the '
+           'model, measured on the ELBO):']
+  for name, passes in work.items():
+    lines.append(f'  {name:<20} {passes:>16,.0f} passes  '
+                 f'~{progress.format_duration(seconds_per_pass * passes)}')
+  return lines
 
 
 def _report_name(step: int, split: str, names, seed: int, num_examples, num_samples) -> str:
@@ -190,45 +233,7 @@ def format_report(report: dict) -> str:
   which = ' (the best checkpoint)' if report.get('checkpoint') == 'best' else ''
   lines = [f"{report['workdir']}: step {report['step']}{which} (epoch {report['epoch']:g}), "
            f"{report['split']} split, {report['num_examples']} examples"]
-  if 'quadrature' in report:
-    lines.extend(_quadrature_lines(report['quadrature'], report['seconds']['quadrature']))
-  if 'importance_sampled' in report:
-    lines.extend(_importance_sampling_lines(report['importance_sampled'],
-                                            report['seconds']['importance_sampled']))
-  if 'ais' in report:
-    lines.extend(_ais_lines(report['ais'], report['seconds']['ais']))
-  if 'bdmc' in report:
-    bdmc = report['bdmc']
-    lines.append(f"  BDMC          on {bdmc['num_simulated']} examples simulated from the model: "
-                 f"AIS lower bound {bdmc['lower_bound']:.3f}, upper bound "
-                 f"{bdmc['upper_bound']:.3f}; gap {bdmc['gap']:.3f} nats (largest "
-                 f"{bdmc['max_gap']:.3f}), which bounds AIS's error there "
-                 f"({report['seconds']['bdmc']:.0f} s)")
-  if 'exact' in report:
-    exact = report['exact']
-    lines.append(f"  log p(x)      {exact['log_likelihood']:10.3f} nats  exact: a sum over every z "
-                 f"({report['seconds']['exact']:.0f} s)")
-    lines.append(f"  ELBO (exact)  {exact['elbo']:10.3f} nats  gap KL(q ‖ p(z|x)) "
-                 f"{exact['kl_to_posterior']:.3f}; H[p(z|x)] {exact['posterior_entropy']:.3f}, "
-                 f"H[q(z|x)] {exact['q_entropy']:.3f} nats")
-  if 'clusters' in report:
-    clusters = report['clusters']
-    lines.append(f"  clusters      accuracy {clusters['accuracy']:.3f}, purity "
-                 f"{clusters['purity']:.3f} ({clusters['num_clusters_used']} values of z used)")
-  if 'elbo' in report:
-    lines.append(f"  ELBO          {report['elbo']:10.3f} nats  = E_q log p(x|z) "
-                 f"{report['reconstruction']:.3f} − KL {report['kl']:.3f}")
-  if 'linear_probe' in report:
-    probe = report['linear_probe']
-    lines.append(f"  linear probe  {100 * probe['accuracy']:.1f}% test accuracy of a logistic "
-                 f"regression on posterior means ({probe['num_train_examples']} training images)")
-  if 'active_units' in report:
-    units = ', '.join(f'{layer} {count}/{len(report["posterior_mean_variance"][layer])}'
-                      for layer, count in report['active_units'].items())
-    lines.append(f'  active units  {units}')
-  if 'kl_per_dimension' in report:
-    kls = sorted(report['kl_per_dimension'], reverse=True)
-    lines.append('  KL per unit   ' + ' '.join(f'{kl:.2f}' for kl in kls))
+  lines += evaluators.registry.summary_lines(report)
   paper = report['paper']
   if paper.get('test_log_likelihood') is not None:
     units = f", {paper['active_units']} active units" if paper.get('active_units') else ''
@@ -237,58 +242,6 @@ def format_report(report: dict) -> str:
     lines.append(f"  paper         no published number recorded ({paper['source']})")
   lines.append(f"  written to    {report['path']}")
   return '\n'.join(lines)
-
-
-def _errors(result: dict) -> str:
-  errors = []
-  if result.get('monte_carlo_error') is not None:
-    errors.append(f"± {result['monte_carlo_error']:.3f} (Monte Carlo)")
-  if result.get('test_set_error') is not None:
-    errors.append(f"± {result['test_set_error']:.3f} (test set)")
-  return ' '.join(errors)
-
-
-def _importance_sampling_lines(sampled: dict, seconds: float) -> list[str]:
-  lines = [f"  log p(x)      {sampled['log_likelihood']:10.3f} {_errors(sampled)} nats  "
-           f"(importance sampling, k = {sampled['num_samples']}, {sampled['num_repeats']} "
-           f"seed{'s' if sampled['num_repeats'] > 1 else ''}, {seconds:.0f} s)",
-           f"                k̂ > {sampled['reliable_pareto_k']} on "
-           f"{100 * sampled['unreliable_fraction']:.1f}% of examples ("
-           + (f"median k̂ {sampled['median_pareto_k']:.2f}" if sampled['median_pareto_k']
-              is not None else 'k̂ needs k ≥ 25') + "); effective sample size median "
-           f"{sampled['median_effective_sample_size']:.0f}, min "
-           f"{sampled['min_effective_sample_size']:.1f} of {sampled['num_samples']}"]
-  if sampled['unreliable_fraction'] > 0:
-    worst = ', '.join(f"#{e['index']} (k̂ {e['pareto_k']:.2f})"
-                      for e in sampled['worst_examples'][:5])
-    lines.append(f"                WARNING: on those examples q(z|x) misses posterior mass, so the "
-                 f"estimate is most likely too low by more than its errors say (worst: {worst}). "
-                 f"Quote AIS (--evals=ais) or, for 1-2 latent units, quadrature.")
-  lines.append('                (k̂ sees only where q(z|x) samples: a posterior mode q never '
-               'reaches goes unflagged; AIS from ½q + ½p(z) can find it)')
-  if sampled['monte_carlo_error'] is None:
-    lines.append('                the Monte-Carlo error over seeds was not measured '
-                 '(--options=importance_sampled.num_repeats=2 measures it)')
-  return lines
-
-
-def _ais_lines(result: dict, seconds: float) -> list[str]:
-  start = {'posterior': 'q(z|x)', 'prior': 'p(z)', 'mixture': '½q(z|x) + ½p(z)'}[result['initial']]
-  return [f"  log p(x)      {result['log_likelihood']:10.3f} {_errors(result)} nats  (AIS from "
-          f"{start}, {result['num_steps']} "
-          f"steps × {result['num_chains']} chains × {result['leapfrog_steps']} leapfrog, "
-          f"acceptance {result['acceptance_rate']:.2f}, {seconds:.0f} s)"]
-
-
-def _quadrature_lines(result: dict, seconds: float) -> list[str]:
-  points = result['refinements'][-1]['points_per_dim']
-  status = (f"converged: no example moved by more than {result['max_change']:.1e} at the last "
-            f"doubling" if result['converged'] else
-            f"NOT converged: {result['num_unconverged']} examples still moved by up to "
-            f"{result['max_change']:.3g} nats at {points} points per dimension")
-  return [f"  log p(x)      {result['log_likelihood']:10.3f} nats  exact by quadrature "
-          f"({points} points per dimension, {seconds:.0f} s); {status}; edge cells hold at most "
-          f"{result['max_edge_share']:.1e} of any p(x)"]
 
 
 def main(argv):
@@ -302,7 +255,8 @@ def main(argv):
                             probe_train_examples=options.probe_train_examples,
                             num_examples=options.num_examples, options=options.options,
                             checkpoint=options.checkpoint,
-                            data_dir=options.data_dir, data_path=options.data_path)
+                            data_dir=options.data_dir, data_path=options.data_path,
+                            progress_every_seconds=options.progress_every_seconds)
   print(format_report(report))
 
 

@@ -9,18 +9,21 @@ checkpoints, says so in one line and exits with 128 + the signal (what scheduler
 preempted jobs look for). Any other exception is a bug and keeps its traceback.
 """
 
+import ast
 import functools
 import logging as python_logging
 import os
 import re
 import sys
+from typing import NamedTuple
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 
 from configs import default
-from vae_jax import checkpointing, config_checks, data, models, optimizers, steps, training
-from vae_jax.errors import UserError
+from vae_jax import checkpointing, config_checks, data, models, optimizers, registries, steps
+from vae_jax.errors import TrainingInterrupted, UserError
 
 TRACEBACK = flags.DEFINE_bool('traceback', False,
                                'On a known error, show the full traceback, not just the message.')
@@ -49,14 +52,20 @@ def _main_with_readable_errors(main, argv) -> None:
     if TRACEBACK.value:
       raise
     _exit(str(error), USAGE_EXIT_CODE if isinstance(error, app.UsageError) else ERROR_EXIT_CODE)
-  except training.TrainingInterrupted as interrupted:  # a clean stop, checkpointed: no traceback
+  except TrainingInterrupted as interrupted:  # a clean stop, checkpointed: no traceback
     logging.warning('%s', interrupted)
     sys.exit(128 + interrupted.signal_number)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a config override that names no key (`--config.optimzer.x=1`)
-  or an unparsable value reported in one line instead of chained tracebacks."""
+  or an unparsable value reported in one line instead of chained tracebacks. The modules of a
+  `--config.imports=...` override are imported first, so that the components they register,
+  and their options, are in the config when it is built and overridden."""
+  try:
+    registries.import_modules(imports_named_in(argv))
+  except UserError as error:
+    _exit(str(error), ERROR_EXIT_CODE)
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
@@ -74,6 +83,20 @@ def _parse_flags(argv: list[str]) -> list[str]:
           f'{" ".join(str(message).split()).rstrip(".")} (docs/configuration.md lists every key '
           'and its type).', USAGE_EXIT_CODE)
   return []  # not reached
+
+
+def imports_named_in(argv: list[str]) -> tuple[str, ...]:
+  """The module names of the command line's `--config.imports=...` overrides."""
+  names = []
+  for arg in argv:
+    if arg.startswith('--config.imports='):
+      text = arg.split('=', 1)[1]
+      try:
+        value = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        value = text
+      names += [value] if isinstance(value, str) else list(value)
+  return tuple(names)
 
 
 def _exit(message: str, code: int) -> None:
@@ -115,16 +138,39 @@ def resolve_checkpoint(config, checkpoint: str) -> str:
   return 'best' if config.early_stopping.metric else 'latest'
 
 
+def with_imports(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with the modules of `config.imports` imported and the options of the components
+  they register added at their defaults (for a config file that set `imports` by hand)."""
+  registries.import_modules(config.imports)
+  return registries.complete(config)
+
+
+def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
+  """A workdir's saved config, its `imports` imported first (they register the components it
+  names) and keys added since it was saved filled with their defaults."""
+  saved_imports = checkpointing.load_config(workdir).get('imports', ())
+  return checkpointing.load_config(workdir, defaults=default.get_config(saved_imports))
+
+
+class Trained(NamedTuple):
+  """A trained workdir, as `load_trained` reads it."""
+  config: ml_collections.ConfigDict
+  dataset: data.Dataset
+  model: object
+  state: steps.TrainState  # as checkpointed: `state.params` are the trained parameters
+  eval_params: object  # what to evaluate and sample with: their moving average, if kept
+
+
 def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None = None,
-                 data_path: str | None = None, checkpoint: str = 'auto'):
+                 data_path: str | None = None, checkpoint: str = 'auto') -> Trained:
   """A trained workdir's config (with defaults for keys added since; its data location replaced
-  by `data_dir` / `data_path` where given), its data, its model and the train state of
-  checkpoint `step` (default: the latest readable one), its `params` replaced by their moving
-  average when the run keeps one (`optimizer.ema_decay`).
+  by `data_dir` / `data_path` where given), its data, its model, the train state of checkpoint
+  `step` (default: the latest readable one) as saved, and the parameters to evaluate: the
+  moving average when the run keeps one (`optimizer.ema_decay`), else the state's `params`.
 
   `checkpoint` chooses among `WORKDIR/checkpoints/` ('latest') and, for runs with early
   stopping, `WORKDIR/checkpoints_best/` ('best'); see `resolve_checkpoint` for 'auto'."""
-  config = checkpointing.load_config(workdir, defaults=default.get_config())
+  config = load_saved_config(workdir)
   set_data_location(config.data, data_dir, data_path)
   dataset = data.load_dataset(config.data)
   config_checks.validate_config_for_data(config, dataset)
@@ -134,5 +180,5 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   folder = {'best': checkpointing.BEST_CHECKPOINT_DIRNAME,
             'latest': checkpointing.CHECKPOINT_DIRNAME}[resolve_checkpoint(config, checkpoint)]
   state = checkpointing.restore_state(workdir, target, step, folder=folder)
-  return config, dataset, model, state.replace(
-      params=optimizers.evaluation_params(state.params, state.opt_state))
+  return Trained(config, dataset, model, state,
+                 optimizers.evaluation_params(state.params, state.opt_state))

@@ -10,7 +10,7 @@ the sweep ends with a table of every run's final evaluation.
 A sweep is a function `get_sweep(name)` in the config file that returns a list of override
 dicts with dotted keys, e.g. `[{'seed': 0, 'optimizer.learning_rate': 1e-3}, ...]`. Runs whose
 overrides change only values that keep the computation's shapes (seeds, optimizer numbers, β,
-KL warm-up, temperatures: `config_checks.SWEEPABLE_KEYS`) are trained together in one compiled
+KL warm-up, temperatures: `config_checks.sweepable_keys()`) are trained together in one compiled
 program, vmapped over their stacked parameters and optimizer states; runs that change shapes
 form separate groups, trained one group after another. Every run writes its own workdir,
 WORKDIR/<run name>, as if trained alone, and can be resumed or evaluated alone.
@@ -26,6 +26,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs import default
 from experiments import launch
 from vae_jax import config_checks, data, metric_writers, training
 
@@ -75,7 +76,7 @@ def apply_overrides(config, overrides: dict):
 
 def group_runs(configs: list) -> list[list[int]]:
   """Indices of the runs, grouped so that each group may be vmapped together: a run joins the
-  first group it differs from only in `config_checks.SWEEPABLE_KEYS` (and `paper.*`)."""
+  first group it differs from only in `config_checks.sweepable_keys()` (and `paper.*`)."""
   groups: list[list[int]] = []
   for index, config in enumerate(configs):
     group = next((g for g in groups
@@ -133,12 +134,14 @@ def main(argv):
       print(train_command(config_spec, workdir, overrides, command_line_overrides,
                           options.config.data))
     return
-  configs = [apply_overrides(options.config, overrides) for overrides in sweep]
+  config = launch.with_imports(options.config)
+  configs = [apply_overrides(config, overrides) for overrides in sweep]
   groups = group_runs(configs)
   logging.info('Sweep of %d runs in %d vectorised group(s) under %s: %s', len(sweep),
                len(groups), root, groups)
   for group in groups:
-    training.train_and_evaluate_group([configs[i] for i in group], [workdirs[i] for i in group])
+    training.train_and_evaluate_group([configs[i] for i in group], [workdirs[i] for i in group],
+                                      defaults=default.get_config(config.imports))
   print(summary_table(workdirs))
 
 

@@ -9,6 +9,7 @@ import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
+from configs import default
 from experiments import distributed, launch
 from vae_jax import training
 
@@ -44,7 +45,7 @@ def main(argv):
     # Before anything starts JAX's backend (vae_jax imports none that does).
     distributed.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                            _HEARTBEAT_TIMEOUT.value)
-  config = _CONFIG.value
+  config = launch.with_imports(_CONFIG.value)
   launch.set_data_location(config.data, launch.DATA_DIR.value, launch.DATA_PATH.value)
   workdir = _WORKDIR.value or launch.default_workdir(
       config_flags.get_config_filename(flags.FLAGS['config']))
@@ -54,7 +55,8 @@ def main(argv):
     print(f'Workdir: {workdir} (the default for this config; --workdir chooses another)',
           flush=True)
   try:
-    training.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    training.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+                                defaults=default.get_config(config.imports))
   except jax.errors.JaxRuntimeError as error:
     if jax.process_count() == 1:
       raise

@@ -45,9 +45,9 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
                   num_points: int = 5000, seed: int = 0, data_dir: str | None = None,
                   data_path: str | None = None) -> dict[str, str]:
   """Writes every figure that applies to the model; returns {name: path}."""
-  config, dataset, model, state = launch.load_trained(workdir, step, data_dir=data_dir,
-                                                      data_path=data_path)
-  params, test = state.params, dataset.test
+  config, dataset, model, _, params = launch.load_trained(workdir, step, data_dir=data_dir,
+                                                          data_path=data_path)
+  test = dataset.test
   key = jax.random.key(seed)
   arrays = figures.model_image_grids(model, params, key, test.images, count=64)
   hierarchy = isinstance(model, models.Hierarchy)

@@ -85,20 +85,6 @@ def log_likelihood_cell(report: dict) -> str:
   return f"{sampled['log_likelihood']:.2f} ± {error:.3f} (k={sampled['num_samples']}{flagged})"
 
 
-def with_current_names(report: dict) -> dict:
-  """An evaluation report as written today. Reports from before the rename (README changelog,
-  2026-11-29) nested the ELBO terms (`elbo.log_likelihood` for E_q log p(x|z)) and called the
-  exact log p(x) `exact.log_marginal`."""
-  report = dict(report)
-  if isinstance(report.get('elbo'), dict):
-    terms = report.pop('elbo')
-    report.update(elbo=terms['elbo'], reconstruction=terms.get('log_likelihood'), kl=terms.get('kl'))
-  if 'log_marginal' in report.get('exact', {}):
-    report['exact'] = {('log_likelihood' if name == 'log_marginal' else name): value
-                       for name, value in report['exact'].items()}
-  return report
-
-
 def training_evaluation(workdir: str) -> dict | None:
   """The last test evaluation written during training, shaped like an evaluate report."""
   try:
@@ -120,7 +106,7 @@ def run_summary(workdir: str) -> dict | None:
   report = latest_evaluation(workdir) or training_evaluation(workdir)
   if report is None:
     return None
-  report = with_current_names(report)
+  report = metric_writers.with_current_names(report)
   config = checkpointing.load_config(workdir, defaults=default.get_config())
   estimate = report['exact']['log_likelihood'] if 'exact' in report else report.get(
       'importance_sampled', {}).get('log_likelihood')

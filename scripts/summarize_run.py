@@ -36,11 +36,8 @@ def markdown_table(rows: list[dict]) -> str:
   for row in rows:
     cells = [str(row['step']), '' if row['epoch'] is None else f"{row['epoch']:g}"]
     for split in splits:
-      # Runs from before the rename (README changelog) logged the reconstruction term as
-      # <split>/log_likelihood.
-      reconstruction = row.get(f'{split}/reconstruction', row.get(f'{split}/log_likelihood'))
-      cells += [f"{value:.2f}" for value in (row[f'{split}/elbo'], reconstruction,
-                                             row[f'{split}/kl'])]
+      terms = metric_writers.with_current_names(metric_writers.split_metrics(row, split))
+      cells += [f"{terms[name]:.2f}" for name in ('elbo', 'reconstruction', 'kl')]
     cells.append('' if row['examples_per_sec'] is None else f"{row['examples_per_sec']:.0f}")
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)

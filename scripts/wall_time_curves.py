@@ -41,8 +41,7 @@ def main(argv):
   labels = _LABELS.value or _WORKDIRS.value
   if len(labels) != len(_WORKDIRS.value):
     raise app.UsageError('Give one --labels entry per --workdirs entry.')
-  from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
-  figure, axis = pyplot.subplots(figsize=(7, 4.5), dpi=100)
+  figure, axis = figures.subplots(figsize=(7, 4.5), dpi=100)
   for workdir, label in zip(_WORKDIRS.value, labels):
     points = elbo_against_time(metric_writers.read_metrics(workdir))
     print(json.dumps({'run': label, 'points': points}))

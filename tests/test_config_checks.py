@@ -1,9 +1,12 @@
 """Bad configs are refused before any data is read, with messages naming key, value and fix."""
 
+import ast
+import pathlib
+
 import pytest
 
 from configs import frey_face, iwae, kingma_welling, mnist, mnist_discrete, quickstart, vampprior
-from vae_jax import config_checks, data
+from vae_jax import config_checks, data, evaluators, runners
 
 BAD_CONFIGS = [
     ('data.binarization', 'sometimes', "data.binarization='sometimes' is not one of"),
@@ -102,3 +105,57 @@ def test_vamp_prior_needs_a_one_layer_model():
 def test_unknown_variant_is_refused(module):
   with pytest.raises(ValueError, match="Unknown variant 'big'"):
     module.get_config('big')
+
+
+def test_the_pipeline_and_execution_choices_are_those_of_the_runners(monkeypatch):
+  """config_checks keeps no list of its own: a pipeline or execution the runners module adds
+  is accepted, and a refusal lists the runners' names."""
+  config = quickstart.get_config()
+  config.input_pipeline, config.sweep_execution = 'prefetched', 'pmap'
+  with pytest.raises(config_checks.ConfigError) as error:
+    config_checks.validate_config(config)
+  assert f"is not one of {list(runners.INPUT_PIPELINES)}" in str(error.value)
+  assert f"is not one of {list(runners.EXECUTIONS)}" in str(error.value)
+  monkeypatch.setattr(runners, 'INPUT_PIPELINES', (*runners.INPUT_PIPELINES, 'prefetched'))
+  monkeypatch.setattr(runners, 'EXECUTIONS', (*runners.EXECUTIONS, 'pmap'))
+  config_checks.validate_config(config)
+
+
+def _is_evals(node) -> bool:
+  return isinstance(node, ast.Attribute) and node.attr == 'evals'
+
+
+def _evaluators_named_in(path: str) -> set[str]:
+  """The evaluators a module singles out: `evals.<name>` in a string or an attribute chain,
+  `'<name>' in config.evals`, `config.evals['<name>']` or `.get('<name>')`, or a module of
+  `evaluators` by name."""
+  names, strings = set(evaluators.EVALUATORS), []
+  for node in ast.walk(ast.parse(pathlib.Path(path).read_text(encoding='utf-8'))):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+      strings += [name for name in names if f'evals.{name}' in node.value]
+    elif isinstance(node, ast.Attribute) and node.attr in names and (
+        _is_evals(node.value) or (isinstance(node.value, ast.Name)
+                                  and node.value.id == 'evaluators')):
+      strings.append(node.attr)
+    elif isinstance(node, ast.Compare) and any(map(_is_evals, node.comparators)):
+      strings.append(node.left)
+    elif isinstance(node, ast.Subscript) and _is_evals(node.value):
+      strings.append(node.slice)
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+          and _is_evals(node.func.value) and node.args):
+      strings.append(node.args[0])
+  return {value.value if isinstance(value, ast.Constant) else value for value in strings} & names
+
+
+def test_config_checks_names_no_evaluator_and_runs_the_ones_they_register():
+  assert _evaluators_named_in(config_checks.__file__) == set()
+  config = quickstart.get_config()
+  config.evals.ais.num_chains = 0
+  config.evals.quadrature.tolerance = 0.0
+  with pytest.raises(config_checks.ConfigError) as error:
+    config_checks.validate_config(config)
+  assert 'evals.ais.num_chains=0 must be at least 1' in str(error.value)
+  assert 'evals.quadrature.tolerance=0.0 must be positive' in str(error.value)
+  with config.unlocked():  # a config without these evaluators runs none of their checks
+    del config.evals['ais'], config.evals['quadrature']
+  config_checks.validate_config(config)

@@ -110,10 +110,11 @@ def test_a_run_stops_keeps_its_best_checkpoint_and_resumes_exactly(runs_alone, t
 
   # The best checkpoint holds the state that scored the best validation KL.
   from experiments import launch  # pylint: disable=import-outside-toplevel
-  _, dataset, model, best_state = launch.load_trained(straight_dir, checkpoint='best')
-  assert int(best_state.step) == best
-  elbo_fn = elbo.make_elbo_fn(model, num_samples=1, analytic_kl=True)
-  rescored = elbo.evaluate_elbo(elbo_fn, best_state.params, dataset.validation.images,
+  best_run = launch.load_trained(straight_dir, checkpoint='best')
+  assert int(best_run.state.step) == best
+  elbo_fn = elbo.make_elbo_fn(best_run.model, num_samples=1, analytic_kl=True)
+  rescored = elbo.evaluate_elbo(elbo_fn, best_run.eval_params,
+                                best_run.dataset.validation.images,
                                 batch_size=config.eval_batch_size,
                                 rng=steps.RunKeys.from_seed(config.seed).eval)['kl']
   np.testing.assert_allclose(rescored, evaluations[best], rtol=1e-6)

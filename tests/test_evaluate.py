@@ -2,12 +2,16 @@
 
 import json
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from absl import app
 
 from experiments import evaluate
+from tests.conftest import REPO_ROOT
 from vae_jax import checkpointing
 
 
@@ -146,3 +150,45 @@ def test_quadrature_is_the_oracle_for_a_two_unit_latent(tmp_path):
   assert np.mean(per_example_gap) > -3 * sampled['monte_carlo_error']
   assert np.abs(per_example_gap).max() < 1.0  # a trained 2-unit q covers the posterior here
   assert 'exact by quadrature' in evaluate.format_report(report)
+
+
+def _discrete_workdir(tmp_path_factory) -> str:
+  """One epoch of a K = 10 categorical model on the bundled digits: log p(x) is exact."""
+  from tests.conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
+  from vae_jax import training  # pylint: disable=import-outside-toplevel
+  config = make_tiny_config()
+  config.model.update(latent_kind='categorical', latent_dim=1, num_categories=10)
+  config.model.prior.kind = 'uniform'
+  config.objective.kind = 'marginal'
+  config.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp('discrete'))
+  training.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.mark.slow
+def test_the_launcher_plans_shows_progress_and_skips_estimates_where_log_px_is_exact(
+    tmp_path_factory):
+  workdir = _discrete_workdir(tmp_path_factory)
+  command = [sys.executable, '-m', 'experiments.evaluate', f'--workdir={workdir}',
+             '--progress_every_seconds=0', '--batch_size=50']
+  result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  log = result.stderr
+  assert 'Leaving out importance_sampled: the exact log p(x) is computed' in log
+  plan = re.search(r'on 297 test examples: (\d+) evaluators, roughly \d+:\d\d:\d\d in all', log)
+  assert plan, log[-3000:]
+  assert re.search(r'\n\s+exact\s+2,970 passes', log)  # 297 examples × 10 values of z
+  assert re.search(r'exact: \d+/297 examples, [\d.]+ examples/s, \d+:\d\d:\d\d left', log)
+  report_path = re.search(r'written to\s+(\S+\.json)', result.stdout).group(1)
+  with open(report_path, encoding='utf-8') as f:
+    report = json.load(f)
+  assert 'importance_sampled' not in report['seconds'] and 'exact' in report['seconds']
+  assert int(plan.group(1)) == len(report['seconds'])
+
+  named = subprocess.run(command + ['--evals=exact,importance_sampled',
+                                    '--num_importance_samples=10'],
+                         cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+  assert named.returncode == 0, named.stderr[-2000:]
+  assert 'Leaving out' not in named.stderr
+  assert re.search(r'importance_sampled: \d+/297 examples \(pass 2\)', named.stderr)

@@ -56,3 +56,16 @@ def test_importance_sampling_with_a_flow_posterior_is_above_the_elbo():
 def test_zero_flow_steps_is_the_gaussian_encoder():
   model, params, x = _flow_vae(steps=0)
   assert not isinstance(model.apply(params, x, method='encode'), flows.IAFPosterior)
+
+
+def test_a_flow_posterior_says_its_density_is_at_its_samples_only_and_the_vae_leaves_it_out():
+  flow_model, flow_params, x = _flow_vae(steps=1)
+  gaussian_model = models.build_model(small_model_config(), (6,))
+  gaussian_params = gaussian_model.init(jax.random.key(0), x[:1])
+  for model, params, has_density_anywhere in [(flow_model, flow_params, False),
+                                              (gaussian_model, gaussian_params, True)]:
+    context = model.apply(params, x, method='encode_context')
+    assert context.density_anywhere is has_density_anywhere
+    z = model.apply(params, jax.random.key(3), context, len(x), False, method='draw_latents')
+    terms = model.apply(params, x, z, context, method='latent_log_densities')
+    assert ('log_posterior' in terms) is has_density_anywhere

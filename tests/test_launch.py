@@ -87,10 +87,12 @@ def _reference_epoch(workdir: str, config) -> dict:
   injected = optimizers.create_optimizer(config.optimizer, 2 * steps_per_epoch)
   target = steps.create_train_state(model, injected, dataset.data_shape, jax.random.key(0))
   state = checkpointing.restore_state(workdir, target)
-  settings = optimizers.learning_rate_schedule(config.optimizer, 2 * steps_per_epoch)
   opt = config.optimizer
+  multiplier = optimizers.with_warmup(  # as create_optimizer scales the learning rate
+      optimizers.learning_rate_multiplier(opt.schedule, 2 * steps_per_epoch), opt.warmup_steps)
   plain = optax.chain(optax.add_decayed_weights(opt.weight_decay),
-                      optax.adam(settings, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+                      optax.adam(lambda count: opt.learning_rate * multiplier(count), b1=opt.b1,
+                                 b2=opt.b2, eps=opt.eps))
   state = state.replace(opt_state=state.opt_state.inner_state)  # the same moments and counts
   keys = steps.RunKeys.from_seed(config.seed)
   batches = steps.HostBatches(dataset.train.images, keys.data_order,
@@ -137,6 +139,23 @@ def test_the_workdir_records_an_absolute_data_location(tmp_path, monkeypatch, mo
     moved, *_ = launch.load_trained(str(tmp_path / 'run'), data_dir='/moved/tfds')
   assert evaluated.data.tfds_data_dir == str(tmp_path / 'relative_tfds')
   assert moved.data.tfds_data_dir == '/moved/tfds'
+
+
+def test_a_trained_run_with_a_moving_average_keeps_its_params_and_evaluates_the_average(
+    tmp_path):
+  config = _config(**{'optimizer.ema_decay': 0.5})
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(config, workdir)
+  saved = _latest_state(workdir)
+  trained = launch.load_trained(workdir)
+  saved_average = saved['opt_state'][-1]['average']  # the average is chained last
+  for ours, theirs in [(trained.state.params, saved['params']),
+                       (trained.eval_params, saved_average)]:
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for our_leaf, their_leaf in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+      np.testing.assert_array_equal(our_leaf, their_leaf)
+  assert any(not np.array_equal(a, b) for a, b in  # the two differ: the test tells them apart
+             zip(jax.tree.leaves(trained.state.params), jax.tree.leaves(trained.eval_params)))
 
 
 @pytest.mark.slow

@@ -15,10 +15,17 @@ def _optimizer_config(**overrides):
   return config
 
 
+def _learning_rate(config, num_train_steps: int):
+  """The learning rate `create_optimizer` applies at each step: the config's rate times the
+  schedule's multiplier, warm-up included."""
+  multiplier = optimizers.with_warmup(
+      optimizers.learning_rate_multiplier(config.schedule, num_train_steps), config.warmup_steps)
+  return lambda count: config.learning_rate * multiplier(count)
+
+
 def test_iwae_schedule_over_3280_epochs_is_the_papers():
   steps_per_epoch = 7
-  schedule = optimizers.learning_rate_schedule(_optimizer_config(schedule='iwae'),
-                                               3280 * steps_per_epoch)
+  schedule = _learning_rate(_optimizer_config(schedule='iwae'), 3280 * steps_per_epoch)
   stage_starts = np.cumsum([0] + [3**i for i in range(8)])[:-1]  # 0, 1, 4, 13, ... epochs
   for i, start_epoch in enumerate(stage_starts):
     for epoch in (start_epoch, start_epoch + 3**i - 1):  # the first and last epoch of stage i
@@ -30,7 +37,7 @@ def test_compressed_iwae_schedule_keeps_the_stage_shares():
   boundaries = optimizers.iwae_stage_boundaries(32_800)
   np.testing.assert_array_equal(boundaries, 10 * np.cumsum([3**i for i in range(7)]))
   # Very short runs merge stages but still end at the final learning rate.
-  schedule = optimizers.learning_rate_schedule(_optimizer_config(schedule='iwae'), 10)
+  schedule = _learning_rate(_optimizer_config(schedule='iwae'), 10)
   np.testing.assert_allclose(schedule(10), 1e-4, rtol=1e-5)
 
 
@@ -92,7 +99,7 @@ def test_the_parameter_average_follows_its_recursion_and_leaves_updates_alone():
 
 
 def test_warmup_rises_linearly_then_follows_the_schedule():
-  schedule = optimizers.learning_rate_schedule(_optimizer_config(warmup_steps=4), 100)
+  schedule = _learning_rate(_optimizer_config(warmup_steps=4), 100)
   np.testing.assert_allclose([schedule(step) for step in (0, 1, 3, 50)],
                              [0.25e-3, 0.5e-3, 1e-3, 1e-3], rtol=1e-6)
 

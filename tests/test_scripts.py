@@ -110,3 +110,38 @@ def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
   assert checks['iwae_eval']['extrapolated'] and checks['sweep_16']['models'] == 16
   assert checks['sweep_map_16']['models'] == 16 and checks['sweep_map_16']['speedup'] > 0
   assert '| mnist_epoch |' in output and 'seconds below 0.25' in output
+
+
+# Reports and metrics written before the renaming of 2026-11-29 (README changelog).
+_OLD_REPORT = {'elbo': {'elbo': -90.0, 'log_likelihood': -80.0, 'kl': 10.0},
+               'exact': {'log_marginal': -85.0, 'elbo': -90.0},
+               'importance_sampled': {'log_likelihood': -86.0}}
+_OLD_METRICS = {'step': 30, 'test/elbo': -90.0, 'test/log_likelihood': -80.0, 'test/kl': 10.0,
+                'test/exact/log_marginal': -85.0, 'test/importance_sampled/log_likelihood': -86.0}
+
+
+def test_old_metric_names_are_read_under_todays_names_in_reports_and_metric_lines():
+  assert metric_writers.with_current_names(_OLD_REPORT) == {
+      'elbo': -90.0, 'reconstruction': -80.0, 'kl': 10.0,
+      'exact': {'log_likelihood': -85.0, 'elbo': -90.0},
+      'importance_sampled': {'log_likelihood': -86.0}}  # an estimate of log p(x): unchanged
+  assert metric_writers.with_current_names(metric_writers.split_metrics(_OLD_METRICS, 'test')) == {
+      'elbo': -90.0, 'reconstruction': -80.0, 'kl': 10.0, 'exact/log_likelihood': -85.0,
+      'importance_sampled/log_likelihood': -86.0}
+  current = metric_writers.with_current_names(_OLD_REPORT)
+  assert metric_writers.with_current_names(current) == current
+
+
+def test_both_scripts_read_old_names_through_the_one_helper(monkeypatch):
+  from scripts import results_table, summarize_run  # pylint: disable=import-outside-toplevel
+  row = {**_OLD_METRICS, 'epoch': 3.0, 'examples_per_sec': None}
+  assert '| 30 | 3 | -90.00 | -80.00 | 10.00 |' in summarize_run.markdown_table([row])
+  monkeypatch.setattr(results_table, 'latest_evaluation', lambda workdir: {
+      **_OLD_REPORT, 'epoch': 3.0, 'active_units': {'z': 2}})
+  monkeypatch.setattr(results_table.checkpointing, 'load_config', lambda *args, **kwargs: None)
+  summary = results_table.run_summary('/nowhere/run')
+  assert summary['log_likelihood'] == -85.0 and summary['elbo'] == -90.0
+  for script in (results_table, summarize_run):  # no mapping of its own
+    with open(script.__file__, encoding='utf-8') as f:
+      source = f.read()
+    assert 'log_marginal' not in source and "/log_likelihood'" not in source

@@ -1,15 +1,18 @@
 """vae_jax/steps.py: one update is plain optax on the objective's gradient; a non-finite batch
 is skipped and counted; the data order and β warm-up follow (seed, step) alone."""
 
+import ast
 import functools
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tests.conftest import make_tiny_config
 from tests.helpers import small_model_config
-from vae_jax import models, objectives, steps
+from vae_jax import evaluators, models, objectives, steps
 
 SETTINGS = steps.StepSettings(objective='elbo', num_samples=1, analytic_kl=True,
                               dynamic_binarization=False)
@@ -98,3 +101,24 @@ def test_an_update_with_a_gradient_norm_above_the_skip_threshold_is_skipped():
   for a, b in zip(jax.tree.leaves(low.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
   assert not bool(high_metrics['skipped'])
+
+
+def test_the_image_grids_draw_from_their_own_key_and_every_other_evaluator_from_the_eval_key():
+  config = make_tiny_config()
+  model = models.build_model(config.model, (8, 8, 1))
+  keys = steps.RunKeys.from_seed(config.seed)
+  init, data_order, train, eval_key, separate = jax.random.split(jax.random.key(config.seed), 5)
+  del init, data_order, train  # the order of the split is the keys' identity
+  created = evaluators.create(model, config, dataset=None, names=['elbo', 'images'])
+  assert set(created) == {'elbo', 'images'}
+  for name, expected in [('images', separate), ('elbo', eval_key)]:
+    np.testing.assert_array_equal(jax.random.key_data(keys.for_evaluator(created[name])),
+                                  jax.random.key_data(expected))
+
+
+def test_the_engine_names_no_evaluator():
+  """What key an evaluator draws from is the evaluator's to declare, not steps.py's to know."""
+  source = ast.parse(pathlib.Path(steps.__file__).read_text(encoding='utf-8'))
+  strings = {node.value for node in ast.walk(source)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+  assert not strings & set(evaluators.EVALUATORS)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from configs import default
 from scripts import synthetic_tfds
 from tests.conftest import REPO_ROOT, make_tiny_config
 from vae_jax import checkpointing, data, metric_writers, streaming, training
@@ -96,9 +97,9 @@ def test_a_resume_that_switches_to_or_from_grain_is_refused(tmp_path):
     changed.input_pipeline = pipeline
     if refused:
       with pytest.raises(checkpointing.WorkdirConfigMismatchError, match='input_pipeline'):
-        checkpointing.check_config(changed, str(tmp_path))
+        checkpointing.check_config(changed, str(tmp_path), defaults=default.get_config())
     else:
-      checkpointing.check_config(changed, str(tmp_path))
+      checkpointing.check_config(changed, str(tmp_path), defaults=default.get_config())
 
 
 @pytest.fixture(scope='module')

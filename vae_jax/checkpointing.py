@@ -18,6 +18,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
+from vae_jax import options, registries
 from vae_jax.errors import UserError
 
 CONFIG_FILENAME = 'config.json'
@@ -28,22 +29,14 @@ UNREADABLE_DIRNAME = 'checkpoints_unreadable'  # unreadable checkpoints are move
 # single-item manager (evaluation, `restore_state`) reads the state of either layout.
 STATE_ITEM, DATA_ITERATOR_ITEM = 'default', 'data_iterator'
 
-# Keys that change neither what is trained nor its result: a resumed run may change them.
-OPERATIONAL_KEYS = frozenset({
-    'eval_every_epochs', 'eval_batch_size', 'log_every_steps', 'checkpoint_every_steps',
-    'checkpoints_to_keep', 'input_pipeline', 'steps_per_call', 'sweep_execution',
-    'max_consecutive_nonfinite_steps', 'divergence_factor', 'data.tfds_data_dir', 'data.download', 'data.path',
-})
-# What is evaluated, and how, and the published numbers: never what is trained.
-OPERATIONAL_KEY_PREFIXES = ('evals.', 'paper.', 'streaming.')
+# What a resume may change is declared by each option's traits (`vae_jax.options`): keys that
+# shape the state never, operational keys freely, the rest with --allow_config_change. Keys of
+# evaluators and published numbers that no registered component declares (an outside
+# evaluator not imported here, say) are operational too: they never change what is trained.
+OPERATIONAL_KEY_PREFIXES = ('evals.', 'paper.')
 # Keys renamed since configs were first saved: old name -> new dotted name.
 RENAMED_KEYS = {'eval_num_samples': 'evals.elbo.num_samples',
                 'num_image_samples': 'evals.images.num_images'}
-# Keys that change the shapes or structure of the checkpointed state: never resumable.
-SHAPE_KEY_PREFIXES = ('model.', 'data.name', 'optimizer.name', 'optimizer.grad_clip_norm',
-                      'optimizer.normalize_gradients', 'optimizer.ema_decay')
-
-
 class WorkdirConfigMismatchError(UserError, ValueError):
   """The workdir holds a run trained with a config that differs in what is trained."""
 
@@ -69,24 +62,20 @@ def config_differences(saved: dict, new: dict, prefix: str = '') -> list[tuple[s
   return differences
 
 
-def save_or_check_config(config: ml_collections.ConfigDict, workdir: str, *,
-                         allow_changes: bool = False) -> None:
-  """`check_config`, then saves the config into the workdir (atomically)."""
-  check_config(config, workdir, allow_changes=allow_changes)
-  save_config(config, workdir)
-
-
 def check_config(config: ml_collections.ConfigDict, workdir: str, *,
-                 allow_changes: bool = False, warn: bool = True,
-                 defaults: ml_collections.ConfigDict | None = None) -> None:
+                 defaults: ml_collections.ConfigDict | None, allow_changes: bool = False,
+                 warn: bool = True) -> None:
   """Reads nothing but the workdir's saved config, writes nothing. If one is there already (a
   run to resume), compares it with `config` (the saved config upgraded first: renamed keys
-  moved, keys added since filled from `defaults`, by default `configs/default.py`):
+  moved, keys added since filled from `defaults`, the caller's default config — the launchers
+  pass `configs/default.py`'s; with None nothing is filled, and a key the saved config lacks
+  is a difference like any other):
 
-  * differences in operational keys (`OPERATIONAL_KEYS`: how often to log, where the data is)
-    are accepted with a warning;
-  * differences in keys that shape the checkpointed state (the model, the dataset, the
-    optimizer's kind) are refused, always;
+  * differences in keys that no component of either config reads are ignored;
+  * differences in operational keys (`options.OPERATIONAL`: how often to log, where the data
+    is) are accepted with a warning;
+  * differences in keys that shape the checkpointed state (`options.SHAPES_STATE`: the model,
+    the dataset, the optimizer's kind) are refused, always;
   * other differences (the number of epochs, a learning rate, a seed) are refused unless
     `allow_changes` (`--allow_config_change`), then accepted with a warning (if `warn`).
   A refusal (`WorkdirConfigMismatchError`) lists every difference.
@@ -96,13 +85,14 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
     return
   with open(path, encoding='utf-8') as f:
     saved = json.load(f)
-  if defaults is None:
-    from configs import default  # pylint: disable=import-outside-toplevel
-    defaults = default.get_config()
-  saved = upgrade_saved_config(saved, json.loads(defaults.to_json()), path)
+  saved = upgrade_saved_config(saved, {} if defaults is None else json.loads(defaults.to_json()),
+                               path)
   differences = config_differences(saved, json.loads(config.to_json()))
-  shape = [d for d in differences if d[0].startswith(SHAPE_KEY_PREFIXES)]
-  other = [d for d in differences if d not in shape and not _is_operational(*d)]
+  unused = unused_keys(ml_collections.ConfigDict(saved), config)
+  differences = [d for d in differences if d[0] not in unused]
+  schema = registries.schema()
+  shape = [d for d in differences if d[0] in schema and schema[d[0]].has(options.SHAPES_STATE)]
+  other = [d for d in differences if d not in shape and not _is_operational(*d, schema)]
   refused = shape + ([] if allow_changes else other)
   if refused:
     listing = [f'{key}: {old!r} (saved) -> {value!r} (now)' for key, old, value in refused]
@@ -118,10 +108,21 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
                     ', '.join(f'{k}: {o!r} -> {v!r}' for k, o, v in differences))
 
 
-def _is_operational(key: str, old, new) -> bool:
-  if key == 'input_pipeline':  # 'device' and 'host' draw the same batches, 'grain' its own
-    return 'grain' not in (old, new)
-  return key in OPERATIONAL_KEYS or key.startswith(OPERATIONAL_KEY_PREFIXES)
+def _is_operational(key: str, old, new, schema) -> bool:
+  option = schema.get(key)
+  if option is None:
+    return key.startswith(OPERATIONAL_KEY_PREFIXES)
+  if option.resumable_between:
+    return any({old, new} <= group for group in option.resumable_between)
+  return option.has(options.OPERATIONAL)
+
+
+def unused_keys(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> set[str]:
+  """Keys that only components chosen by neither config declare (an MLP run's
+  `model.top_down.*`, say): a change in them changes nothing, so a resume ignores it."""
+  used = {id(component) for component in registries.chosen(saved) + registries.chosen(config)}
+  return {path for path in registries.schema()
+          if all(id(owner) not in used for owner in registries.owners(path))}
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -185,7 +186,7 @@ def upgrade_saved_config(saved: dict, defaults: dict, path: str) -> dict:
     *parents, leaf = dotted.split('.')
     node = upgraded
     for parent in parents:
-      node = node[parent]
+      node = node.setdefault(parent, {})  # absent when there are no defaults to fill it
     node[leaf] = value
   return upgraded
 

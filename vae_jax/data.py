@@ -30,7 +30,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from vae_jax import options, registries
 from vae_jax.errors import UserError
+from vae_jax.options import OPERATIONAL, SHAPES_STATE, Option
 
 BINARIZATIONS = ('dynamic', 'static', 'none')
 LOCAL_DATASETS = ('digits', 'frey_face')
@@ -311,3 +313,43 @@ def _not_prepared_message(name: str, data_dir: str, reason: str) -> str:
       f'{reason}.\nEither point vae_jax at a prepared data dir (--data_dir=DIR, or '
       'TFDS_DATA_DIR=DIR), or prepare one on a machine with internet access:\n'
       f"  pip install '.[prepare]' && tfds build {name} --data_dir=DIR --file_format=array_record")
+
+
+STREAMED_RECORDS_CHECKED = 1000
+
+
+def checked_values(dataset: Dataset, binarization: str):
+  """`(split name, images, binarised)` of each split, for checks of the data's values: whether
+  binarisation makes the split binary before the model sees it. A streamed split is checked
+  on its first records, not read whole (and is binarised as it streams)."""
+  binarised = {'static': ('train', 'validation', 'test'), 'dynamic': ('validation', 'test'),
+               'none': ()}[binarization]
+  for name in ('train', 'validation', 'test'):
+    split = getattr(dataset, name)
+    if split is None:
+      continue
+    if isinstance(split, RecordSplit):
+      yield name, split.take(slice(0, STREAMED_RECORDS_CHECKED)).images, False
+    else:
+      yield name, split.images, name in binarised
+
+
+registries.add(registries.Component('run', 'data', None, {
+    **options.at('data', name=Option('mnist', "a TFDS image dataset, or 'digits' / 'frey_face'",
+                                     traits=frozenset({SHAPES_STATE}))),
+    **options.at(
+        'data', traits=(OPERATIONAL,),
+        tfds_data_dir=Option('', "'' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets"),
+        download=Option(True, 'prepare a missing TFDS dataset (needs TensorFlow and internet)'),
+        path=Option('', 'the data file, for datasets read from one (frey_face)')),
+    **options.at(
+        'data',
+        binarization=Option('dynamic', "'dynamic' | 'static' | 'none'",
+                            options.one_of(*BINARIZATIONS)),
+        binarization_seed=Option(0, "static binarisation, and eval splits under 'dynamic'"),
+        validation_size=Option(0, 'examples carved from the end of train for validation',
+                               options.non_negative),
+        test_size=Option(0, 'test examples, for datasets without a test split (digits, '
+                         'frey_face)'),
+        split_seed=Option(0, 'the train/test split of those datasets')),
+}, ()))

@@ -15,7 +15,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+
+from vae_jax import data, options, registries
+from vae_jax.options import SHAPES_STATE, Option
 
 BIN_HALF_WIDTH = 1.0 / 255.0
 MIN_LOG_SCALE = -7.0  # bounds the logistic's scale below (exp(−7) ≈ 0.0009, under half a bin)
@@ -128,3 +132,38 @@ class DiscretizedLogisticMixtureLikelihood(nn.Module):
     coefficients = (jnp.tanh(rest[..., 2 * channels * m:].reshape((*raw.shape[:-1], 3, m)))
                     if channels == 3 else jnp.zeros((*raw.shape[:-1], 3, m), raw.dtype))
     return DiscretizedLogisticMixture(logit_weights, means, log_scales, coefficients)
+
+
+def _eight_bit_problems(config):
+  likelihood = config.model.likelihood
+  if config.data.binarization != 'none':
+    yield (f'model.likelihood.kind={likelihood.kind} models the 256 grey levels of 8-bit images, '
+           f'but data.binarization={config.data.binarization} makes them binary. Set '
+           'data.binarization=none, or use model.likelihood.kind=bernoulli.')
+
+
+def _eight_bit_data_problems(config, dataset):
+  kind = config.model.likelihood.kind
+  for name, values, binarised in data.checked_values(dataset, config.data.binarization):
+    if not np.allclose(values * 255, np.round(values * 255), atol=1e-3):
+      yield (f'model.likelihood.kind={kind} needs 8-bit images (k / 255), but the {name} split '
+             f'of {dataset.name} holds other values'
+             f'{" (data.binarization is not none)" if binarised else ""}.')
+
+
+@registries.register('likelihood', 'discretized_logistic', checks=(_eight_bit_problems,),
+                     data_checks=(_eight_bit_data_problems,))
+def build_logistic(config, data_shape) -> DiscretizedLogisticMixtureLikelihood:
+  del config, data_shape
+  return DiscretizedLogisticMixtureLikelihood(num_components=1)
+
+
+@registries.register('likelihood', 'discretized_logistic_mixture', checks=(_eight_bit_problems,),
+                     data_checks=(_eight_bit_data_problems,),
+                     options=options.at('model.likelihood', traits=(SHAPES_STATE,),
+                                        num_components=Option(
+                                            10, 'logistics per pixel (VDVAE: 10)',
+                                            options.at_least(1))))
+def build_logistic_mixture(config, data_shape) -> DiscretizedLogisticMixtureLikelihood:
+  del data_shape
+  return DiscretizedLogisticMixtureLikelihood(config.num_components)

@@ -47,6 +47,7 @@ class DiagonalGaussian:
   mean: jax.Array
   scale: jax.Array
   event_ndims: int = struct.field(pytree_node=False, default=1)
+  density_anywhere = True  # as a posterior: log q(z|x) at any z (flows.IAFPosterior's is not)
 
   def log_prob(self, x: jax.Array) -> jax.Array:
     if self.event_ndims == 0:
@@ -153,6 +154,7 @@ class MixtureOfDiagonalGaussians:
   logits: jax.Array
   means: jax.Array
   scales: jax.Array
+  density_anywhere = True  # as a posterior: log q(z|x) at any z
 
   def log_prob(self, z: jax.Array) -> jax.Array:
     """`log Σ_k π_k N(z; μ_k, σ_k²)` for z `[..., D]`, by logsumexp over the K components."""

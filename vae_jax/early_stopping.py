@@ -18,6 +18,9 @@ import dataclasses
 
 import ml_collections
 
+from vae_jax import options, registries
+from vae_jax.options import Option
+
 
 @dataclasses.dataclass(frozen=True)
 class Criterion:
@@ -74,3 +77,36 @@ def replay(criterion: Criterion, history: list[dict], up_to_step: int) -> Record
     if criterion.metric in line and line['step'] <= up_to_step:
       record = update(record, criterion, line['step'], line[criterion.metric])
   return record
+
+
+def _early_stopping_problems(config):
+  settings = config.early_stopping
+  if not settings.metric:
+    return
+  split, _, name = settings.metric.partition('/')
+  if split not in ('validation', 'test') or not name:
+    yield (f"early_stopping.metric={settings.metric!r} must be '<split>/<name>' of a "
+           "training-time evaluation, e.g. 'validation/elbo'.")
+  elif split == 'test':
+    yield (f'early_stopping.metric={settings.metric!r} would choose the checkpoint on the test '
+           "set; stop on the validation split ('validation/...', with data.validation_size > 0).")
+  if settings.patience_epochs < config.eval_every_epochs:
+    yield (f'early_stopping.patience_epochs={settings.patience_epochs} is shorter than '
+           f'eval_every_epochs={config.eval_every_epochs}: evaluate at least once per patience.')
+
+
+# The run stops at the first evaluation at which more than patience_epochs epochs have passed
+# since its best one (or since start_epoch, if later); the best evaluation's checkpoint is kept
+# in WORKDIR/checkpoints_best/, apart from the latest ones. num_epochs stays the upper limit.
+registries.add(registries.Component('run', 'early_stopping', None, options.at(
+    'early_stopping',
+    metric=Option('', "'<split>/<name>' of an evaluation during training, e.g. "
+                  "'validation/elbo'; '': off"),
+    mode=Option('max', "'max' | 'min': the better direction of the metric",
+                options.one_of('max', 'min')),
+    patience_epochs=Option(50, 'epochs without improvement before stopping',
+                           options.non_negative),
+    start_epoch=Option(0, 'patience is spent only after this epoch (e.g. the KL warm-up\'s end)',
+                       options.non_negative),
+    min_delta=Option(0.0, 'an improvement must exceed this', options.non_negative)),
+    (_early_stopping_problems,)))

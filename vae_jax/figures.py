@@ -10,14 +10,12 @@ import io
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from scipy import stats
 
 from vae_jax import distributions, images, models
-
-matplotlib.use('Agg')  # no display: figures are rendered to arrays
-from matplotlib import pyplot  # pylint: disable=wrong-import-position
 
 TILE = 28  # smaller images are enlarged to at least this many pixels
 
@@ -129,7 +127,7 @@ def project_2d(means: np.ndarray, method: str = 'pca', seed: int = 0) -> tuple[n
 def latent_scatter(means: np.ndarray, labels: np.ndarray | None, method: str = 'pca') -> np.ndarray:
   """The test set's posterior means in 2-D, coloured by label."""
   points, title = project_2d(means, method)
-  figure, axes = pyplot.subplots(figsize=(6, 6), dpi=100)
+  figure, axes = subplots(figsize=(6, 6), dpi=100)
   scatter = axes.scatter(points[:, 0], points[:, 1], c=labels if labels is not None else 'C0',
                          cmap='tab10', s=3, alpha=0.7)
   if labels is not None:
@@ -148,7 +146,7 @@ def training_curves(metrics: list[dict]) -> np.ndarray:
   steps_per_epoch = next((step / epoch for step, epoch in epochs.items() if epoch), 1.0)
   panels = [('elbo', 'ELBO (nats)'), ('reconstruction', 'E_q log p(x|z) (nats)'),
             ('kl', 'KL(q ‖ p) (nats)'), ('active_units', 'active units')]
-  figure, axes = pyplot.subplots(1, 4, figsize=(18, 4), dpi=90)
+  figure, axes = subplots(1, 4, figsize=(18, 4), dpi=90)
   for axis, (term, title) in zip(axes, panels):
     for split in ('train', 'validation', 'test'):
       # active units: the sum over layers; other terms: the total (not kl/<group>)
@@ -178,7 +176,7 @@ def temperature_samples(model, params, key, temperatures, per_row: int = 8) -> n
 def group_kl_bars(kl_per_group: dict[str, float], title: str) -> np.ndarray:
   """The KL of each latent group (nats per example), coarse to fine: where the model puts its
   information, and which groups it leaves unused."""
-  figure, axis = pyplot.subplots(figsize=(max(6, 0.35 * len(kl_per_group)), 3.5), dpi=90)
+  figure, axis = subplots(figsize=(max(6, 0.35 * len(kl_per_group)), 3.5), dpi=90)
   axis.bar(range(len(kl_per_group)), list(kl_per_group.values()))
   axis.set_xticks(range(len(kl_per_group)), list(kl_per_group), rotation=90, fontsize=7)
   axis.set_ylabel('KL (nats)')
@@ -187,11 +185,18 @@ def group_kl_bars(kl_per_group: dict[str, float], title: str) -> np.ndarray:
   return figure_to_array(figure)
 
 
-def figure_to_array(figure) -> np.ndarray:
-  """Renders a matplotlib figure to a uint8 RGB array and closes it."""
+def subplots(nrows: int = 1, ncols: int = 1, **figure_kwargs) -> tuple[Figure, object]:
+  """`pyplot.subplots` without pyplot: a figure with its own Agg canvas, so that drawing one
+  changes no global matplotlib state (the backend a notebook uses, pyplot's open figures)."""
+  figure = Figure(**figure_kwargs)
+  FigureCanvasAgg(figure)
+  return figure, figure.subplots(nrows, ncols)
+
+
+def figure_to_array(figure: Figure) -> np.ndarray:
+  """Renders a matplotlib figure to a uint8 RGB array."""
   buffer = io.BytesIO()
   figure.savefig(buffer, format='png')
-  pyplot.close(figure)
   buffer.seek(0)
   from PIL import Image  # pylint: disable=import-outside-toplevel
   return np.asarray(Image.open(buffer).convert('RGB'))

@@ -40,6 +40,9 @@ class IAFPosterior:
   base: distributions.DiagonalGaussian
   context: jax.Array  # h(x) [..., C]
   steps: tuple  # per step: dict of input, context, hidden-to-m, hidden-to-s weights and biases
+  # log q(z|x) is known at the flow's own samples only (`sample_and_log_prob`): inverting the
+  # flow at any other z has no closed form. AIS starts from p(z) instead (evals.ais.initial).
+  density_anywhere = False
 
   def _flow(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     """`z_T` and `Σ_t Σ_i log g_t[i]` from `z_0`."""

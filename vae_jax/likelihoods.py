@@ -10,8 +10,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from vae_jax import distributions
+from vae_jax import data, distributions, options, registries
+from vae_jax.options import SHAPES_STATE, Option
 
 GAUSSIAN_SCALES = ('decoded', 'learned', 'fixed')
 MEAN_ACTIVATIONS = {'sigmoid': nn.sigmoid, 'identity': lambda x: x}
@@ -65,3 +67,51 @@ class GaussianLikelihood(nn.Module):
     mean = squash(raw_mean)
     return distributions.DiagonalGaussian(mean, jnp.broadcast_to(scale, mean.shape),
                                           event_ndims=self.event_ndims)
+
+
+OUTPUT_BIAS_INITS = ('zeros', 'data_mean_logit')
+
+
+def _bernoulli_problems(config):
+  if config.data.binarization == 'none':
+    yield ('model.likelihood.kind=bernoulli needs binary data, but data.binarization=none keeps '
+           'grey levels. Set data.binarization to dynamic or static, or use '
+           'model.likelihood.kind=gaussian.')
+  model = config.model
+  if model.likelihood.output_bias_init == 'data_mean_logit' and (
+      model.decoder.kind != 'mlp' or model.family not in ('auto', 'vae', 'hierarchical')
+      or model.latent_kind != 'gaussian'):
+    yield ('model.likelihood.output_bias_init=data_mean_logit sets the output bias of an MLP '
+           'decoder with a Bernoulli likelihood (families vae and hierarchical); use zeros here.')
+
+
+def _binary_data_problems(config, dataset):
+  for name, values, binarised in data.checked_values(dataset, config.data.binarization):
+    if binarised and not np.all((values == 0) | (values == 1)):
+      yield (f'model.likelihood.kind=bernoulli needs binary data, but the {name} split of '
+             f'{dataset.name} holds other values.')
+
+
+@registries.register('likelihood', 'bernoulli', checks=(_bernoulli_problems,),
+                     data_checks=(_binary_data_problems,), options=options.at(
+    'model.likelihood', traits=(SHAPES_STATE,),
+    output_bias_init=Option('zeros', "MLP decoder: 'zeros', or 'data_mean_logit': the output bias "
+                            "starts at the logit of the mean training image (Burda et al.'s IWAE "
+                            'code)', options.one_of(*OUTPUT_BIAS_INITS))))
+def build_bernoulli(config, data_shape) -> BernoulliLikelihood:
+  del config
+  return BernoulliLikelihood(event_ndims=len(data_shape))
+
+
+@registries.register('likelihood', 'gaussian', options=options.at(
+    'model.likelihood', traits=(SHAPES_STATE,),
+    scale=Option('decoded', "'decoded' (per pixel, from z) | 'learned' | 'fixed'",
+                 options.one_of(*GAUSSIAN_SCALES)),
+    fixed_scale=Option(1.0, "the scale when scale='fixed'", options.positive),
+    min_scale=Option(1e-3, 'floor of the learned or decoded scale', options.positive),
+    mean_activation=Option('sigmoid', "'sigmoid' (data in [0, 1]) | 'identity'",
+                           options.one_of(*MEAN_ACTIVATIONS))))
+def build_gaussian(config, data_shape) -> GaussianLikelihood:
+  return GaussianLikelihood(event_ndims=len(data_shape), scale=config.scale,
+                            fixed_scale=config.fixed_scale, min_scale=config.min_scale,
+                            mean_activation=config.mean_activation)

@@ -116,3 +116,31 @@ def read_metrics(workdir: str) -> list[dict]:
   """The JSON lines of `WORKDIR/metrics.jsonl`, in the order written."""
   with open(os.path.join(workdir, METRICS_FILENAME), encoding='utf-8') as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+# Names of one evaluation's numbers renamed on 2026-11-29 (README changelog), old -> new, as
+# '/'-joined paths: E_q log p(x|z) was the ELBO's `log_likelihood`, and the exact log p(x)
+# `exact/log_marginal`. Reports of then also nested the ELBO's terms under 'elbo'.
+RENAMED_METRICS = {'log_likelihood': 'reconstruction',
+                   'exact/log_marginal': 'exact/log_likelihood'}
+
+
+def with_current_names(evaluation: dict, prefix: str = '') -> dict:
+  """One evaluation's numbers under today's names (`RENAMED_METRICS`): an `experiments.evaluate`
+  report (nested dicts), or one split's metrics without their `<split>/` prefix (flat
+  '/'-joined names); as written today, or by a run from before the renaming."""
+  if not prefix and isinstance(evaluation.get('elbo'), dict):
+    evaluation = {**{key: value for key, value in evaluation.items() if key != 'elbo'},
+                  **evaluation['elbo']}
+  current = {}
+  for key, value in evaluation.items():
+    path = RENAMED_METRICS.get(prefix + key, prefix + key)
+    current[path.removeprefix(prefix)] = (with_current_names(value, f'{path}/')
+                                          if isinstance(value, dict) else value)
+  return current
+
+
+def split_metrics(line: dict, split: str) -> dict:
+  """The metrics of one split in a metrics line, without their `<split>/` prefix."""
+  return {name.removeprefix(f'{split}/'): value for name, value in line.items()
+          if name.startswith(f'{split}/')}

@@ -13,7 +13,11 @@ import math
 import jax
 import jax.numpy as jnp
 
+from vae_jax import options, registries
+from vae_jax.options import SWEEPABLE, Option
+
 from vae_jax import models
+from vae_jax.importance_weights import log_weight_terms, log_weights  # also objectives.*
 
 OBJECTIVES = ('elbo', 'iwae', 'marginal')  # 'marginal': the discrete family's exact estimator
 
@@ -21,25 +25,6 @@ OBJECTIVES = ('elbo', 'iwae', 'marginal')  # 'marginal': the discrete family's e
 def gradient_estimators() -> tuple[str, ...]:
   """'auto', 'reparameterized' (every family), then those the families register."""
   return ('auto', 'reparameterized', *models.registry.ESTIMATORS)
-
-
-def log_weight_terms(model, params, x: jax.Array, rng: jax.Array,
-                     num_samples: int) -> dict[str, jax.Array]:
-  """`log p(x|z)`, `log p(z)` and `log q(z|x)` (and the closed-form KL, if any) for
-  `num_samples` draws `z ~ q(z|x)`, vmapped over the draws: each `[num_samples, B]`."""
-
-  def single_sample(key):
-    return model.apply(params, x, key, method='sample_log_weight_terms')
-
-  keys = jax.random.split(rng, num_samples)
-  if num_samples == 1:  # the same draw without vmap: XLA:CPU runs unbatched matmuls faster
-    return jax.tree.map(lambda value: value[None], single_sample(keys[0]))
-  return jax.vmap(single_sample)(keys)
-
-
-def log_weights(terms: dict[str, jax.Array], beta: float | jax.Array = 1.0) -> jax.Array:
-  """`log p(x|z) + β[log p(z) − log q(z|x)]`; the importance weights' logs when β = 1."""
-  return terms['reconstruction'] + beta * (terms['log_prior'] - terms['log_posterior'])
 
 
 def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int = 1,
@@ -117,7 +102,7 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
     `−mean(log p(x))` for the decoder and prior — maximum likelihood, the gradient of EM —
     and, for the encoder, the cross-entropy from the exact posterior `−Σ_z p(z|x) log q(z|x)`
     (held fixed), which fits q to p(z|x). On MNIST, training the ELBO instead leaves a
-    categorical model stuck with a one-hot q(z|x) (docs/results.md, "Discrete latent variables").
+    categorical model stuck with a one-hot q(z|x) (docs/results/discrete.md).
   The reparameterised losses are here; the others are the discrete family's
   (`vae_jax/models/discrete.py`), found by name in `models.registry.ESTIMATORS`.
   """
@@ -145,3 +130,41 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
 def bits_per_dim(log_prob_nats: jax.Array, num_dims: int) -> jax.Array:
   """Converts a log-probability of one example (nats) to bits per data dimension."""
   return -log_prob_nats / (num_dims * math.log(2.0))
+
+
+def _objective_problems(config):
+  model, objective = config.model, config.objective
+  estimator = objective.gradient_estimator
+  if estimator not in gradient_estimators():
+    yield (f'objective.gradient_estimator={estimator!r} is not one of '
+           f'{list(gradient_estimators())}.')
+  if objective.kind == 'marginal' and (model.latent_kind != 'categorical' or
+                                       estimator not in ('exact', 'auto')):
+    yield ('objective.kind=marginal trains the exact log p(x): it needs '
+           'model.latent_kind=categorical and objective.gradient_estimator=exact.')
+  if model.latent_kind == 'gaussian' and estimator not in ('auto', 'reparameterized'):
+    yield (f'objective.gradient_estimator={estimator} is for categorical latents; Gaussian '
+           "latents use 'reparameterized' (or 'auto').")
+
+
+registries.add(registries.Component('run', 'objective', None, {
+    **options.at(
+        'objective',
+        kind=Option('elbo', "'elbo' (k-sample VAE objective) | 'iwae' (k-sample importance-"
+                    "weighted) | 'marginal' (exact log p(x), an enumerable discrete z)",
+                    options.one_of(*OBJECTIVES)),
+        num_samples=Option(1, 'k: samples of z per example in the training objective',
+                           options.at_least(1)),
+        analytic_kl=Option(True, 'closed-form KL when one exists, else Monte-Carlo'),
+        gradient_estimator=Option(
+            'auto', "how gradients pass through z: 'reparameterized' (Gaussian latents); for "
+            "categorical latents 'exact', 'gumbel_softmax', 'straight_through' or "
+            "'score_function'; 'auto': reparameterized, or exact if enumerable, else "
+            'gumbel_softmax')),
+    **options.at(
+        'objective', traits=(SWEEPABLE,),
+        beta=Option(1.0, 'weight of the KL term in the training loss (the reported ELBO is '
+                    'unweighted)', options.non_negative),
+        kl_warmup_epochs=Option(0, 'beta rises linearly from 0 over this many epochs (0: off)',
+                                options.non_negative)),
+}, (_objective_problems,)))

@@ -15,12 +15,82 @@ import ml_collections
 import numpy as np
 import optax
 
-OPTIMIZERS = ('adam', 'adamw', 'adamax', 'adagrad')
-SCHEDULES = ('constant', 'iwae')
+from vae_jax import options, registries
+from vae_jax.options import SHAPES_STATE, SWEEPABLE, Option
+
 IWAE_NUM_STAGES = 8  # stages i = 0..7 of 3^i epochs: 3,280 epochs in all
-# Optimizer keys that live in the optimizer state as arrays (sweepable without recompiling).
-INJECTED_HYPERPARAMETERS = ('learning_rate', 'b1', 'b2', 'eps', 'weight_decay')
 _INJECTED_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+registries.register_kind('optimizer', 'the optax optimizer (optimizer.name)',
+                         lambda config: (config.optimizer.name,))
+registries.register_kind('schedule', "the learning rate's shape over training "
+                         '(optimizer.schedule)', lambda config: (config.optimizer.schedule,))
+registries.register_kind('gradient_transform', 'gradient transformations applied before the '
+                         'optimizer, in order (optimizer.transforms)',
+                         lambda config: tuple(config.optimizer.transforms))
+
+OPTIONS = {
+    **options.at(
+        'optimizer', traits=(SHAPES_STATE,),
+        name=Option('adam', 'a registered optimizer: adam, adamw, adamax, adagrad',
+                    options.registered('optimizer')),
+        grad_clip_norm=Option(0.0, '0 disables clipping', options.non_negative),
+        normalize_gradients=Option(False, "divide each gradient tensor by its L2 norm before the "
+                                   "optimizer (VampPrior's AdamNormGrad)"),
+        ema_decay=Option(0.0, 'evaluate and sample with an exponential moving average of the '
+                         'parameters, kept in the optimizer state (VDVAE: 0.9999); 0: the '
+                         'parameters themselves'),
+        transforms=Option((), 'registered gradient transformations applied, in order, before the '
+                          "optimizer (their options under optimizer.<name>)",
+                          options.all_registered('gradient_transform'))),
+    # These live in the optimizer state as arrays: runs differing only in them share one
+    # compiled update (a vectorised sweep).
+    **options.at(
+        'optimizer', traits=(SWEEPABLE,),
+        learning_rate=Option(1e-3, 'the peak learning rate, scaled by the schedule',
+                             options.positive),
+        b1=Option(0.9, 'adam, adamw, adamax: first-moment decay'),
+        b2=Option(0.999, 'adam, adamw, adamax: second-moment decay'),
+        eps=Option(1e-4, 'as in the IWAE paper', options.positive),
+        weight_decay=Option(0.0, 'adamw: decoupled; adam, adagrad: an L2 penalty on the gradient',
+                            options.non_negative)),
+    **options.at(
+        'optimizer',
+        schedule=Option('constant', "a registered schedule: 'constant' | 'iwae' (3^i epochs at "
+                        'lr * 10^(-i/7), i = 0..7)', options.registered('schedule')),
+        warmup_steps=Option(0, 'the learning rate rises linearly from 0 over these steps (0: '
+                            'none)', options.non_negative),
+        skip_threshold=Option(0.0, 'skip (and count) every update whose gradient norm exceeds '
+                              'this, as VDVAE does; 0: skip only non-finite ones',
+                              options.non_negative)),
+}
+registries.add(registries.Component('run', 'optimizer', None, OPTIONS, ()))
+# Optimizer keys that live in the optimizer state as arrays (sweepable without recompiling).
+INJECTED_HYPERPARAMETERS = tuple(path.split('.', 1)[1] for path, option in OPTIONS.items()
+                                 if option.has(SWEEPABLE))
+
+
+@registries.register('optimizer', 'adam')
+def adam(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.adam(schedule, b1=b1, b2=b2, eps=eps))
+
+
+@registries.register('optimizer', 'adamw')
+def adamw(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
+  return optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+
+
+@registries.register('optimizer', 'adamax')
+def adamax(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.adamax(schedule, b1=b1, b2=b2, eps=eps))
+
+
+@registries.register('optimizer', 'adagrad')
+def adagrad(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
+  del b1, b2
+  return optax.chain(optax.add_decayed_weights(weight_decay), optax.adagrad(schedule, eps=eps))
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
@@ -33,22 +103,19 @@ def create_optimizer(config: ml_collections.ConfigDict,
   the gradient, i.e. an L2 penalty — with weight_decay = 1/N_train, the per-example share of a
   N(0, I) prior on the weights (Kingma & Welling 2013).
   """
-  if config.name not in OPTIMIZERS:
-    raise ValueError(f'Unknown optimizer {config.name!r}; choose one of {OPTIMIZERS}.')
+  base = registries.get('optimizer', config.name).build
   multiplier = with_warmup(learning_rate_multiplier(config.schedule, num_train_steps),
                            config.warmup_steps)
 
   def make_optimizer(learning_rate, b1, b2, eps, weight_decay):
-    schedule = lambda count: learning_rate * multiplier(count)
-    if config.name == 'adamw':
-      return optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-    base = {'adam': lambda: optax.adam(schedule, b1=b1, b2=b2, eps=eps),
-            'adamax': lambda: optax.adamax(schedule, b1=b1, b2=b2, eps=eps),
-            'adagrad': lambda: optax.adagrad(schedule, eps=eps)}[config.name]()
-    return optax.chain(optax.add_decayed_weights(weight_decay), base)
+    return base(lambda count: learning_rate * multiplier(count), b1=b1, b2=b2, eps=eps,
+                weight_decay=weight_decay)
 
   optimizer = optax.inject_hyperparams(make_optimizer)(
       **{name: config[name] for name in INJECTED_HYPERPARAMETERS})
+  if config.transforms:
+    optimizer = optax.chain(*(registries.build('gradient_transform', name, config)
+                              for name in config.transforms), optimizer)
   if config.normalize_gradients:
     optimizer = optax.chain(normalize_each_tensor(), optimizer)
   if config.grad_clip_norm:
@@ -124,25 +191,26 @@ def with_config_hyperparams(opt_state, config: ml_collections.ConfigDict):
 
 
 def learning_rate_multiplier(schedule: str, num_train_steps: int):
-  """The learning rate's factor at each step: 1 throughout for 'constant'; for 'iwae',
-  Burda et al.'s 8 stages, stage i lasting a 3^i/3280 share of training at `10^(−i/7)`. With
+  """The learning rate's factor at each step, by the registered schedule `schedule`."""
+  return registries.build('schedule', schedule, num_train_steps)
+
+
+@registries.register('schedule', 'constant')
+def constant_multiplier(num_train_steps: int):
+  """1 throughout."""
+  del num_train_steps
+  return optax.constant_schedule(1.0)
+
+
+@registries.register('schedule', 'iwae')
+def iwae_multiplier(num_train_steps: int):
+  """Burda et al.'s 8 stages, stage i lasting a 3^i/3280 share of training at `10^(−i/7)`. With
   3,280 epochs of training that is the paper's schedule exactly; with fewer, the same schedule
   compressed in proportion."""
-  if schedule == 'constant':
-    return optax.constant_schedule(1.0)
-  if schedule == 'iwae':
-    scales = {}
-    for boundary in iwae_stage_boundaries(num_train_steps):  # very short runs merge stages
-      scales[int(boundary)] = scales.get(int(boundary), 1.0) * 10 ** (-1 / 7)
-    return optax.piecewise_constant_schedule(1.0, scales)
-  raise ValueError(f'Unknown schedule {schedule!r}; choose one of {SCHEDULES}.')
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict, num_train_steps: int):
-  """The learning rate at each step."""
-  multiplier = with_warmup(learning_rate_multiplier(config.schedule, num_train_steps),
-                           config.warmup_steps)
-  return lambda count: config.learning_rate * multiplier(count)
+  scales = {}
+  for boundary in iwae_stage_boundaries(num_train_steps):  # very short runs merge stages
+    scales[int(boundary)] = scales.get(int(boundary), 1.0) * 10 ** (-1 / 7)
+  return optax.piecewise_constant_schedule(1.0, scales)
 
 
 def iwae_stage_boundaries(num_train_steps: int) -> np.ndarray:

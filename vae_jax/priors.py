@@ -9,7 +9,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vae_jax import distributions
+from vae_jax import distributions, options, registries
+from vae_jax.options import SHAPES_STATE, Option
 
 _SOFTPLUS_INVERSE_OF_ONE = 0.5413248546129181  # log(e − 1): a fresh learned scale is 1
 
@@ -91,3 +92,61 @@ class CategoricalPrior(nn.Module):
     if self.learned:
       return distributions.Categorical(self.param('logits', nn.initializers.zeros, shape))
     return distributions.Categorical(jnp.zeros(shape))
+
+
+# Builders by `model.prior.kind`: `prior` for Gaussian latents, called as
+# `build(config, latent_dim, data_shape)`; `categorical_prior` for categorical latents, called as
+# `build(config, num_variables, num_categories)`.
+
+_NUM_COMPONENTS = options.at('model.prior', traits=(SHAPES_STATE,), num_components=Option(
+    500, 'mixture: Gaussians; vamp: pseudo-inputs', options.at_least(1)))
+
+
+@registries.register('prior', 'standard_normal')
+def build_standard_normal(config, latent_dim: int, data_shape) -> StandardNormalPrior:
+  del config, data_shape
+  return StandardNormalPrior(latent_dim)
+
+
+@registries.register('prior', 'learned_gaussian')
+def build_learned_gaussian(config, latent_dim: int, data_shape) -> LearnedGaussianPrior:
+  del config, data_shape
+  return LearnedGaussianPrior(latent_dim)
+
+
+@registries.register('prior', 'mixture', options=_NUM_COMPONENTS)
+def build_mixture(config, latent_dim: int, data_shape) -> MixtureOfGaussiansPrior:
+  del data_shape
+  return MixtureOfGaussiansPrior(latent_dim, config.num_components)
+
+
+def _vamp_problems(config):
+  if config.model.upper_layers.latent_dims:
+    yield ('model.prior.kind=vamp is built from the encoder of a one-layer VAE; with '
+           'model.upper_layers.latent_dims set, use another prior or remove the upper layers.')
+  if config.model.encoder.flow_steps:
+    yield ('model.encoder.flow_steps needs a prior other than vamp (the VampPrior evaluates q '
+           "at any z; a flow's density is known at its samples only).")
+
+
+@registries.register('prior', 'vamp', checks=(_vamp_problems,), options={
+    **_NUM_COMPONENTS, **options.at(
+        'model.prior', traits=(SHAPES_STATE,),
+        pseudo_input_mean=Option(0.05, 'pseudo-inputs start as N(mean, std^2) pixels'),
+        pseudo_input_std=Option(0.01, 'see pseudo_input_mean'))})
+def build_vamp(config, latent_dim: int, data_shape) -> VampPrior:
+  del latent_dim
+  return VampPrior(config.num_components, tuple(data_shape), config.pseudo_input_mean,
+                   config.pseudo_input_std)
+
+
+@registries.register('categorical_prior', 'uniform')
+def build_uniform(config, num_variables: int, num_categories: int) -> CategoricalPrior:
+  del config
+  return CategoricalPrior(num_variables, num_categories)
+
+
+@registries.register('categorical_prior', 'learned_categorical')
+def build_learned_categorical(config, num_variables: int, num_categories: int) -> CategoricalPrior:
+  del config
+  return CategoricalPrior(num_variables, num_categories, learned=True)

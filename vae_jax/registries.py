@@ -1,6 +1,31 @@
-"""Name -> function tables filled by decorators (model families, estimators, evaluators)."""
+"""Components by kind and name, each with its builder, its options and its checks.
+
+A component is registered once, in its own module (or in a researcher's module outside the
+package, imported through `config.imports`):
+
+  @registries.register('prior', 'laplace', options=options.at('model.prior', ...),
+                       checks=(laplace_problems,))
+  def build(config, latent_dim, data_shape): ...
+
+Everything the engine knows about a component's options is derived from here: the default
+config (`default_config`), the value checks and the component's own checks (run only when a
+config chooses it: `chosen`), which keys a sweep may vary or a resume may change (`keys_with`),
+and docs/configuration.md. A kind is declared with `register_kind`, saying how a config
+chooses its components (e.g. the likelihood by `model.likelihood.kind`).
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+from vae_jax import options as options_lib
+from vae_jax.options import Option
 
 
 def registrar(table: dict, what: str, name: str):
@@ -13,3 +38,182 @@ def registrar(table: dict, what: str, name: str):
     return function
 
   return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+  kind: str
+  name: str
+  build: Callable | None
+  options: Mapping[str, Option]  # dotted config path -> Option
+  checks: tuple[Callable, ...]  # config -> iterable of one-line problems, when chosen
+  # What else a kind asks of its components (an evaluator's `report_lines`, a likelihood's
+  # `data_checks`, ...), by name.
+  extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+  name: str
+  doc: str
+  chooses: Callable[[ml_collections.ConfigDict], Iterable[str]]  # the names a config uses
+
+
+KINDS: dict[str, Kind] = {}
+COMPONENTS: dict[str, dict[str, Component]] = {}
+
+
+def register_kind(name: str, doc: str, chooses: Callable) -> None:
+  """Declares a kind of component; `chooses(config)` gives the names of those a config uses."""
+  KINDS[name] = Kind(name, doc, chooses)
+  COMPONENTS.setdefault(name, {})
+
+
+register_kind('run', 'the parts every run has (engine, data, model networks, objective, optimizer)',
+              lambda config: names('run'))
+
+
+def register(kind: str, name: str, *, options: Mapping[str, Option] | None = None,
+             checks: Iterable[Callable] = (), **extras):
+  """Decorator over a component's builder: files it under (kind, name) with its options,
+  checks and extras. Registering a name twice is an error."""
+
+  def decorate(build):
+    add(Component(kind, name, build, dict(options or {}), tuple(checks), extras))
+    return build
+
+  return decorate
+
+
+def add(component: Component) -> None:
+  table = COMPONENTS.setdefault(component.kind, {})
+  if component.name in table:
+    raise ValueError(f'{component.kind} {component.name!r} is registered twice.')
+  _check_consistent_with_schema(component)
+  table[component.name] = component
+
+
+def names(kind: str) -> tuple[str, ...]:
+  return tuple(COMPONENTS.get(kind, {}))
+
+
+def get(kind: str, name: str) -> Component:
+  try:
+    return COMPONENTS[kind][name]
+  except KeyError:
+    raise ValueError(f'Unknown {kind} {name!r}; choose one of {list(names(kind))}.') from None
+
+
+def build(kind: str, name: str, *args, **kwargs):
+  """The registered builder of (kind, name), called with the arguments given."""
+  return get(kind, name).build(*args, **kwargs)
+
+
+def schema() -> dict[str, Option]:
+  """Every registered option, by dotted path (an option shared by components is one entry)."""
+  merged = {}
+  for table in COMPONENTS.values():
+    for component in table.values():
+      merged.update(component.options)
+  return dict(sorted(merged.items()))
+
+
+def owners(path: str) -> list[Component]:
+  return [component for table in COMPONENTS.values() for component in table.values()
+          if path in component.options]
+
+
+def keys_with(trait: str) -> frozenset[str]:
+  """The dotted keys whose option has `trait` (`options.SWEEPABLE`, ...)."""
+  return frozenset(path for path, option in schema().items() if option.has(trait))
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """A config holding every registered option at its default."""
+  config = ml_collections.ConfigDict()
+  complete(config)
+  return config
+
+
+def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds every registered option that `config` lacks, at its default (after `imports` added
+  components, or for a config saved before an option existed). Returns `config`."""
+  with config.unlocked():
+    for path, option in schema().items():
+      *parents, leaf = path.split('.')
+      block = config
+      for parent in parents:
+        if parent not in block:
+          block[parent] = ml_collections.ConfigDict()
+        block = block[parent]
+      if leaf not in block:
+        block[leaf] = _fresh(option.default)
+  return config
+
+
+def _fresh(value):
+  """A value to put in a new config: a placeholder is copied, never shared between configs."""
+  if isinstance(value, config_dict.FieldReference):
+    return config_dict.placeholder(value.get_type())
+  return ml_collections.ConfigDict(value) if isinstance(value, Mapping) else value
+
+
+def chosen(config: ml_collections.ConfigDict) -> list[Component]:
+  """The components `config` uses, kind by kind (names it does not register are skipped: the
+  value checks report them)."""
+  used = []
+  for kind in KINDS.values():
+    try:
+      chosen_names = tuple(kind.chooses(config))
+    except (AttributeError, KeyError):  # a saved config from before the kind's keys existed
+      chosen_names = ()
+    for name in chosen_names:
+      if name in COMPONENTS.get(kind.name, {}):
+        used.append(COMPONENTS[kind.name][name])
+  return used
+
+
+def value_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Each option's own check on its value in `config`."""
+  values = options_lib.flatten(config.to_dict())
+  found = []
+  for path, option in schema().items():
+    if path in values:
+      found += options_lib.problems(option, path, values[path])
+  return found
+
+
+def component_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """The checks of the components `config` uses."""
+  return [problem for component in chosen(config) for check in component.checks
+          for problem in check(config)]
+
+
+def data_problems(config: ml_collections.ConfigDict, dataset) -> list[str]:
+  """The data checks (`extras['data_checks']`: `(config, dataset) -> problems`) of the
+  components `config` uses: what they need of the data (binary pixels, 8-bit grey levels, ...)."""
+  return [problem for component in chosen(config)
+          for check in component.extras.get('data_checks', ())
+          for problem in check(config, dataset)]
+
+
+def import_modules(module_names: Iterable[str]) -> None:
+  """Imports the modules that register a config's outside components (`config.imports`)."""
+  for name in module_names:
+    try:
+      importlib.import_module(name)
+    except ImportError as error:
+      from vae_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+      raise UserError(f'config.imports names {name!r}, which cannot be imported ({error}). '
+                      'Put its folder on PYTHONPATH or run from the folder that holds it.'
+                      ) from error
+
+
+def _check_consistent_with_schema(component: Component) -> None:
+  """An option declared by two components must agree on its default (it is one config key)."""
+  existing = schema()
+  for path, option in component.options.items():
+    if path in existing and existing[path].default != option.default:
+      raise ValueError(f'{component.kind} {component.name!r} declares {path} with default '
+                       f'{option.default!r}, but it is already declared with '
+                       f'{existing[path].default!r}.')

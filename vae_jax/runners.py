@@ -39,17 +39,16 @@ def stack(values: list, vectorised: bool):
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
 
 
-EXECUTIONS = ('auto', 'vmap', 'map')
+EXECUTIONS = ('auto', 'vmap', 'map')  # `config.sweep_execution`
 
 
 def create(config, dataset, schedule, mesh, step_fn, run_keys: list[steps.RunKeys],
            hyperparams: list[steps.LossHyperparams], execution: str = 'vmap'):
-  """The runner `config.input_pipeline` names, for one run or a group of runs executed as
-  `execution` says ('vmap', 'map', or 'auto': both compiled until `choose_execution`)."""
-  runner_class = {'device': DeviceRunner, 'host': HostRunner,
-                  'grain': GrainRunner}[config.input_pipeline]
-  return runner_class(config, dataset, schedule, mesh, step_fn, run_keys, hyperparams,
-                      execution)
+  """The runner `config.input_pipeline` names (`RUNNERS`), for one run or a group of runs
+  executed as `execution` says ('vmap', 'map', or 'auto': both compiled until
+  `choose_execution`)."""
+  return RUNNERS[config.input_pipeline](config, dataset, schedule, mesh, step_fn, run_keys,
+                                        hyperparams, execution)
 
 
 def over_runs(fn, in_axes: tuple, execution: str):
@@ -247,6 +246,11 @@ class GrainRunner(_OneStepRunner):
   def _local_batch(self, step: int) -> np.ndarray:
     del step  # the iterators are at it
     return self._stack([next(iterator) for iterator in self.data_iterators])
+
+
+# The input pipelines (`config.input_pipeline`), each with the runner that executes it.
+RUNNERS = {'device': DeviceRunner, 'host': HostRunner, 'grain': GrainRunner}
+INPUT_PIPELINES = tuple(RUNNERS)
 
 
 def _process_rows(batch: np.ndarray, vectorised: bool) -> np.ndarray:

@@ -43,16 +43,17 @@ class RunKeys:
   data_order: jax.Array
   train: jax.Array
   eval: jax.Array
-  images: jax.Array
+  separate_eval: jax.Array  # for evaluators that declare `draws_from_separate_key`
 
   @classmethod
   def from_seed(cls, seed: int) -> RunKeys:
     return cls(*jax.random.split(jax.random.key(seed), 5))
 
-  def for_evaluator(self, name: str) -> jax.Array:
-    """The image grids draw z from their own key (the same at every evaluation); every other
-    evaluator from the evaluation key."""
-    return self.images if name == 'images' else self.eval
+  def for_evaluator(self, evaluator) -> jax.Array:
+    """The key `evaluator` draws from at every evaluation: the evaluation key, or the separate
+    one where the evaluator declares `draws_from_separate_key = True` (its draws then stay the
+    same whatever the other evaluators draw)."""
+    return self.separate_eval if getattr(evaluator, 'draws_from_separate_key', False) else self.eval
 
 
 @struct.dataclass

@@ -26,7 +26,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from vae_jax import data
+from vae_jax import data, options, registries
+from vae_jax.options import OPERATIONAL, Option
 
 
 class _ReadImages(grain.transforms.Map):
@@ -103,3 +104,13 @@ def next_step(batch_iterator) -> int:
 def set_next_step(batch_iterator, step: int) -> None:
   """Makes `batch_iterator` yield step `step`'s batch next."""
   grain.experimental.set_next_index(batch_iterator, step)
+
+
+# input_pipeline='grain': how the records are read ahead of the step (none of these change the
+# batches).
+registries.add(registries.Component('run', 'streaming', None, options.at(
+    'streaming', traits=(OPERATIONAL,),
+    read_threads=Option(4, 'threads reading and decoding records', options.at_least(1)),
+    prefetch_batches=Option(8, 'batches read ahead', options.at_least(1)),
+    worker_processes=Option(0, '>0: that many processes read instead (for costly decoding)',
+                            options.non_negative)), ()))

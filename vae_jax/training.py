@@ -22,23 +22,17 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_dict
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vae_jax import (checkpointing, config_checks, data, early_stopping, evaluators, images,
-                     metric_writers, models, optimizers, runners, steps, streaming, workdir_lock)
-from vae_jax.errors import UserError
-
-
-class TrainingInterrupted(Exception):
-  """SIGTERM or SIGINT arrived; every run was checkpointed at `step` first."""
-
-  def __init__(self, step: int, signal_number: int):
-    super().__init__(f'Interrupted by {signal.Signals(signal_number).name} at step {step}; every '
-                     'run was checkpointed there. Rerun the same command to resume.')
-    self.step, self.signal_number = step, signal_number
+                     metric_writers, models, optimizers, options, progress, registries, runners,
+                     steps, streaming, workdir_lock)
+from vae_jax.errors import TrainingInterrupted, UserError
+from vae_jax.options import OPERATIONAL, SWEEPABLE, Option
 
 
 class NonFiniteTrainingError(UserError, FloatingPointError):
@@ -50,25 +44,29 @@ class DivergenceError(UserError, FloatingPointError):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       allow_config_change: bool = False) -> steps.TrainState:
+                       allow_config_change: bool = False,
+                       defaults: ml_collections.ConfigDict | None = None) -> steps.TrainState:
   """Trains the model `config` describes, writing checkpoints, metrics and images to `workdir`.
 
   Resumes from the latest readable checkpoint in `workdir` if there is one (see
-  `checkpointing.check_config` for which config changes a resume accepts). Everything (config,
-  data, shapes) is checked before anything is written to the workdir, which is locked while
+  `checkpointing.check_config` for which config changes a resume accepts, and how `defaults`,
+  the default config, fills in the keys a saved config predates). Everything (config, data,
+  shapes) is checked before anything is written to the workdir, which is locked while
   the run trains. Returns the final state. Raises `TrainingInterrupted` after checkpointing on
   SIGTERM/SIGINT, `NonFiniteTrainingError` after `max_consecutive_nonfinite_steps` skipped
   updates in a row, and `DivergenceError` when the loss runs away (`divergence_factor`).
   """
-  return train_and_evaluate_group([config], [workdir],
-                                  allow_config_change=allow_config_change)[0]
+  return train_and_evaluate_group([config], [workdir], allow_config_change=allow_config_change,
+                                  defaults=defaults)[0]
 
 
 def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs: list[str], *,
-                             allow_config_change: bool = False) -> list[steps.TrainState]:
+                             allow_config_change: bool = False,
+                             defaults: ml_collections.ConfigDict | None = None
+                             ) -> list[steps.TrainState]:
   """Trains several runs together, vmapped over their stacked states; each run reads and writes
   only its own workdir, exactly as if trained alone. The configs may differ only in values
-  that keep the computation's shapes (`config_checks.SWEEPABLE_KEYS`). Returns the final states.
+  that keep the computation's shapes (`config_checks.sweepable_keys()`). Returns the final states.
   """
   if len(configs) != len(workdirs) or not configs:
     raise ValueError('Give one workdir per config (and at least one of each).')
@@ -78,7 +76,7 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   config_checks.check_same_group(configs)
   main_process = jax.process_index() == 0
   if main_process:  # refuse a mismatched workdir before reading any data
-    _check_workdir_configs(configs, workdirs, allow_config_change, announce=False)
+    _check_workdir_configs(configs, workdirs, allow_config_change, defaults, announce=False)
   config = configs[0]
   dataset = data.load_dataset(config.data, stream_train=config.input_pipeline == 'grain')
   config_checks.validate_config_for_data(config, dataset)
@@ -88,7 +86,7 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *dataset.data_shape)))  # shapes
   with workdir_lock.hold(workdirs if main_process else []):
     if main_process:  # checked again: the workdir may have changed before it was locked
-      _check_workdir_configs(configs, workdirs, allow_config_change, announce=True)
+      _check_workdir_configs(configs, workdirs, allow_config_change, defaults, announce=True)
       for run_config, workdir in zip(configs, workdirs):
         checkpointing.save_config(run_config, workdir)
     return _train_group(configs, workdirs, dataset, model, settings, schedule)
@@ -100,15 +98,15 @@ def _with_resolved_data_location(config: ml_collections.ConfigDict) -> ml_collec
   return resolved
 
 
-def _check_workdir_configs(configs, workdirs, allow_config_change: bool, *,
+def _check_workdir_configs(configs, workdirs, allow_config_change: bool, defaults, *,
                            announce: bool) -> None:
   """Refuses to resume a workdir with a config that differs in what was trained. A workdir
   whose config nothing depends on yet (no checkpoint: an earlier launch failed or was stopped
   before its first one) is a new run, whatever its saved config says."""
   for config, workdir in zip(configs, workdirs):
     if checkpointing.holds_trained_state(workdir):
-      checkpointing.check_config(config, workdir, allow_changes=allow_config_change,
-                                 warn=announce)
+      checkpointing.check_config(config, workdir, defaults=defaults,
+                                 allow_changes=allow_config_change, warn=announce)
     elif announce and os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILENAME)):
       logging.info('%s holds a config but no checkpoint: starting it as a new run.', workdir)
 
@@ -439,7 +437,8 @@ class _Loop:
         splits = run.config.evals[name].get('splits')
         if splits is not None and split_name not in splits:
           continue
-        result = evaluator(params, split, run.keys.for_evaluator(name))
+        with progress.tracking(f'{split_name}/{name}'):
+          result = evaluator(params, split, run.keys.for_evaluator(evaluator))
         metrics.update(evaluators.scalars(result))
         _write_image_grids(run, step, split_name, evaluators.images_of(result))
       split_metrics = {f'{split_name}/{name}': value for name, value in metrics.items()}
@@ -511,12 +510,71 @@ class ProgressReporter:
     eta_seconds = (self._num_train_steps - step) / max(steps_per_sec, 1e-9)
     logging.info('Step %d/%d (%.1f%%), %.1f steps/s, ETA %s.', step, self._num_train_steps,
                  100 * step / max(self._num_train_steps, 1), steps_per_sec,
-                 _format_duration(eta_seconds))
+                 progress.format_duration(eta_seconds))
     return {'steps_per_sec': steps_per_sec, 'examples_per_sec': steps_per_sec * examples_per_step,
             'interval_seconds': interval_seconds}
 
 
-def _format_duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}'
+
+def _engine_problems(config):
+  num_devices = jax.device_count()
+  if config.batch_size % num_devices:
+    yield (f'batch_size={config.batch_size} must be divisible by the {num_devices} devices that '
+           'share each batch.')
+
+
+# The run-level options: what the engine reads.
+registries.add(registries.Component('run', 'engine', None, {
+    'seed': Option(0, 'every random stream of the run (init, data order, noise) derives from it',
+                   traits=frozenset({SWEEPABLE})),
+    'batch_size': Option(100, 'per step, over all devices (each gets batch_size / device count)',
+                         options.at_least(1)),
+    'num_epochs': Option(10, 'passes over the training split (the remainder batch is dropped)',
+                         options.non_negative),
+    'imports': Option((), 'modules to import before building: they register components from '
+                      "outside vae_jax (e.g. ('my_lab.prior',); docs/extending.md)"),
+    'input_pipeline': Option(
+        'device', "'device': the training split lives on the accelerator, steps_per_call steps "
+        "per compiled call; 'host': the host feeds every batch; 'grain': grain streams the "
+        'batches from the records on disk (its own batch order)',
+        lambda value: options.one_of(*runners.INPUT_PIPELINES)(value),
+        resumable_between=(frozenset({'device', 'host'}),)),  # the same batches
+    **options.at(
+        '', traits=(OPERATIONAL,),
+        steps_per_call=Option(100, "'device': steps per compiled call (single steps up to "
+                              'log/eval points)', options.at_least(1)),
+        sweep_execution=Option('auto', "a group of runs (experiments.sweep) runs 'vmap'ped, "
+                               "'map'ped (looped inside one program), or 'auto': both timed "
+                               'when the group starts, the faster kept',
+                               lambda value: options.one_of(*runners.EXECUTIONS)(value)),
+        eval_every_epochs=Option(1, 'config.evals marked during_training, and a checkpoint',
+                                 options.at_least(1)),
+        eval_batch_size=Option(1000, 'examples per evaluation batch (does not change the '
+                               'results)', options.at_least(1)),
+        log_every_steps=Option(100, 'training metrics (means since the last log) and progress',
+                               options.at_least(1)),
+        checkpoint_every_steps=Option(1000, 'also at every evaluation and at the end',
+                                      options.at_least(1)),
+        checkpoints_to_keep=Option(3, 'the latest ones; older checkpoints are deleted',
+                                   options.at_least(1)),
+        max_consecutive_nonfinite_steps=Option(
+            20, 'updates with a non-finite loss or gradient are skipped and counted; this many '
+            'in a row stop the run with an error', options.at_least(1)),
+        divergence_factor=Option(
+            10.0, 'the run stops with an error once its mean training loss, or its negative '
+            'test ELBO, exceeds the loss at step 0, L0, by this many times max(|L0|, 1); 0: '
+            'never', options.non_negative)),
+    # The published result this config reproduces, shown beside ours by
+    # scripts/results_table.py.
+    **options.at(
+        'paper', traits=(OPERATIONAL,),
+        source=Option('', "e.g. 'Burda et al. 2015, Table 1'"),
+        test_log_likelihood=Option(config_dict.placeholder(float),
+                                   'nats (negative: -NLL)'),
+        active_units=Option(config_dict.placeholder(str), "as printed, e.g. '19' or '16+5'"),
+        binarization=Option(config_dict.placeholder(str),
+                            "the data the published number is on: 'dynamic', or 'static' (the "
+                            'fixed binarisation of Larochelle & Murray)'),
+        num_samples=Option(config_dict.placeholder(int),
+                           'k of the published importance-sampled log p(x)')),
+}, (_engine_problems,)))

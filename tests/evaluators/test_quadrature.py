@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from configs import default
 from tests import test_objectives as linear_gaussian
+from tests.helpers import small_model_config
 from vae_jax import distributions, models, priors
 from vae_jax.evaluators import quadrature
 
@@ -73,3 +75,64 @@ def test_grid_cells_are_midpoints_with_the_outer_ring_marked():
   assert cells.shape == (16, 2) and on_edge.sum() == 12
   np.testing.assert_allclose(sorted(set(cells[:, 0])), [0.125, 0.375, 0.625, 0.875])
   np.testing.assert_allclose(log_volume, np.log(0.25 * 1.0))
+
+
+class OneLayerFamily(nn.Module):
+  """Not a models.VAE: a family of its own (here wrapping one) that declares what quadrature
+  needs — one latent array, its densities — and nothing else."""
+  inner: nn.Module
+  single_latent_layer = True
+
+  def __call__(self, x):
+    return self.inner(x)
+
+  def prior_distribution(self):
+    return self.inner.prior_distribution()
+
+  def decode(self, z):
+    return self.inner.decode(z)
+
+  def encode_context(self, x):
+    return self.inner.encode_context(x)
+
+  def draw_latents(self, key, context, num, from_prior):
+    return self.inner.draw_latents(key, context, num, from_prior)
+
+  def latent_log_densities(self, x, z, context):
+    return self.inner.latent_log_densities(x, z, context)
+
+  def simulate(self, key, num):
+    return self.inner.simulate(key, num)
+
+
+def _quadrature_config(latent_dim):
+  config = default.get_config()
+  config.model.latent_dim = latent_dim
+  config.evals.quadrature.update(OPTIONS)
+  return config
+
+
+def test_quadrature_applies_to_any_family_that_declares_one_integrable_latent_layer():
+  family = OneLayerFamily(models.VAE(ShiftedEncoder(), OneUnitDecoder(),
+                                     priors.StandardNormalPrior(1)))
+  assert models.can_integrate(family) and not isinstance(family, models.VAE)
+  params = family.init(jax.random.key(0), jnp.zeros((1, 3)))
+  evaluator = quadrature.create(family, _quadrature_config(latent_dim=1), dataset=None)
+  split = type('Split', (), {'images': np.asarray(linear_gaussian.X, np.float32)})
+  covariance = W1 @ W1.T + linear_gaussian.SIGMA**2 * np.eye(3)
+  exact = stats.multivariate_normal(linear_gaussian.B, covariance).logpdf(split.images)
+  report = evaluator(params, split, jax.random.key(0))['quadrature']
+  np.testing.assert_allclose(report['per_example_log_likelihood'], exact, atol=2e-3)
+
+
+def test_quadrature_skips_what_does_not_declare_it_and_latents_of_more_than_two_units():
+  config = small_model_config()
+  config.update(latent_dim=1)
+  config.upper_layers.update(latent_dims=(1,), hidden_sizes=(4,))
+  hierarchy = models.build_model(config, (6,))  # the methods' names, over two layers
+  assert not models.can_integrate(hierarchy)
+  assert quadrature.create(hierarchy, _quadrature_config(latent_dim=1), dataset=None) is None
+  config.upper_layers.latent_dims = ()
+  one_layer = models.build_model(config, (6,))
+  assert quadrature.create(one_layer, _quadrature_config(latent_dim=1), dataset=None)
+  assert quadrature.create(one_layer, _quadrature_config(latent_dim=3), dataset=None) is None

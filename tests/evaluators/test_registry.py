@@ -93,3 +93,26 @@ def test_config_naming_no_evaluator_is_refused():
   config.evals.images.splits = ('train',)
   with pytest.raises(config_checks.ConfigError, match=r"(?s)perplexity.*evals.images.splits"):
     config_checks.validate_config(config)
+
+
+class _Stub:
+
+  def __init__(self, computes_log_likelihood=None, work=None):
+    if computes_log_likelihood:
+      self.computes_log_likelihood = computes_log_likelihood
+    if work:
+      self.work = work
+
+
+def test_estimates_of_log_px_are_redundant_only_beside_an_exact_value():
+  exact, estimate, other = _Stub('exact'), _Stub('estimate'), _Stub()
+  assert evaluators.registry.redundant_estimates(
+      {'elbo': other, 'quadrature': exact, 'importance_sampled': estimate,
+       'ais': _Stub('estimate')}) == ['importance_sampled', 'ais']
+  assert evaluators.registry.redundant_estimates(
+      {'elbo': other, 'importance_sampled': estimate}) == []
+
+
+def test_work_is_the_declared_count_or_one_pass_per_example():
+  assert evaluators.work(_Stub(work=lambda n: 7 * n), 3) == 21
+  assert evaluators.work(_Stub(), 3) == 3

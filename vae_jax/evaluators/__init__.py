@@ -12,14 +12,16 @@
   registry.py             `register(name)`, `create(model, config, dataset)`
   batched.py              per-example functions over a split in fixed-size batches
 
-A new evaluator is a module with a `@registry.register('name')` factory, imported below, plus
-an entry in `configs/default.py`'s `config.evals`.
+A new evaluator is a module with a `@registry.register('name', during_training=..., **options)`
+factory: imported below (or, outside the package, named in `config.imports`), its options are
+in every config's `config.evals.<name>` (docs/extending.md).
 """
 
 from vae_jax.evaluators import (ais, bdmc, elbo, exact, image_grids, importance_sampling,
                                 linear_probe, posterior, quadrature)  # registers the evaluators
-from vae_jax.evaluators.registry import EVALUATORS, Evaluator, create, images_of, register, scalars
+from vae_jax.evaluators.registry import (EVALUATORS, Evaluator, create, images_of, register,
+                                        scalars, work)
 
 __all__ = ['EVALUATORS', 'Evaluator', 'ais', 'bdmc', 'create', 'elbo', 'exact', 'image_grids',
            'images_of', 'importance_sampling', 'linear_probe', 'posterior', 'quadrature',
-           'register', 'scalars']
+           'register', 'scalars', 'work']

@@ -11,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import ais, models
+from vae_jax import ais, models, options
+from vae_jax.options import Option
 from vae_jax.evaluators import batched, registry
 
 INITIAL_DISTRIBUTIONS = ('mixture', 'posterior', 'prior')
+GRADIENT_COST = 3  # a gradient of log p(x, z) costs about three passes through the model
 
 
 def settings(options) -> dict:
@@ -118,6 +120,10 @@ class AISEvaluator:
   ais_fn: object
   options: dict
   batch_size: int
+  computes_log_likelihood = 'estimate'
+
+  def work(self, num_examples: int) -> float:
+    return num_examples * GRADIENT_COST * gradient_evaluations(self.options)
 
   def __call__(self, params, split, rng) -> dict:
     per_example = batched.map_examples(self.ais_fn, params, split.images,
@@ -150,7 +156,28 @@ def check_options(config) -> None:
     raise ValueError(' '.join(problems))
 
 
-@registry.register('ais')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  result = report['ais']
+  start = {'posterior': 'q(z|x)', 'prior': 'p(z)', 'mixture': '½q(z|x) + ½p(z)'}[result['initial']]
+  return [f"  log p(x)      {result['log_likelihood']:10.3f} {registry.format_errors(result)} "
+          f"nats  (AIS from {start}, {result['num_steps']} "
+          f"steps × {result['num_chains']} chains × {result['leapfrog_steps']} leapfrog, "
+          f"acceptance {result['acceptance_rate']:.2f}, {seconds:.0f} s)"]
+
+
+# log p(x) by annealed importance sampling with HMC (Wu et al. 2017), continuous z; run by
+# experiments.evaluate only when named (--evals=ais): its cost is set by its options.
+@registry.register(
+    'ais', during_training=False, by_default=False, checks=(option_problems,),
+    report_lines=report_lines, report_rank=2, applies_to='continuous latents',
+    num_steps=Option(400, 'intermediate distributions (a sigmoidal schedule of β)'),
+    num_chains=Option(16, 'chains per example; the estimate is their log-mean-exp'),
+    leapfrog_steps=Option(2, 'per HMC transition'),
+    step_size=Option(0.05, 'initial; each chain adapts it towards acceptance 0.65'),
+    initial=Option('mixture', "the path starts at q(z|x) ('posterior'), p(z) ('prior'), or "
+                   "their even mixture ('mixture': half the chains from each), which finds "
+                   "posterior modes q misses; with many latent units 'posterior' spends the "
+                   'budget better (docs/results/log_likelihood_estimators.md)'))
 def create(model, config, dataset) -> AISEvaluator | None:
   del dataset
   options = config.evals.ais

@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from vae_jax import progress
+
 
 def per_example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, example_ids)
@@ -17,12 +19,15 @@ def per_example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:
 
 def map_examples(fn, params, images: np.ndarray, *, batch_size: int, rng: jax.Array):
   """Applies `fn(params, batch, example_ids, rng)` to `images` in padded batches; returns its
-  per-example outputs for the real examples only, as float64 host arrays."""
+  per-example outputs for the real examples only, as float64 host arrays. Reports its progress
+  (`vae_jax.progress`)."""
   outputs = []
+  progress.start_pass(len(images))
   for start in range(0, len(images), batch_size):
     batch = images[start:start + batch_size]
     example_ids = np.arange(start, start + batch_size)
     outputs.append(jax.device_get(fn(params, _pad_to(batch, batch_size), example_ids, rng)))
+    progress.advance(start + len(batch))
   return jax.tree.map(lambda *parts: np.concatenate(parts)[:len(images)].astype(np.float64),
                       *outputs)
 

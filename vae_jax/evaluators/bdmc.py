@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import ais, models
+from vae_jax import ais, models, options, progress
+from vae_jax.options import Option
 from vae_jax.evaluators import ais as forward_ais
 from vae_jax.evaluators import registry
 
@@ -57,12 +58,19 @@ class BDMCEvaluator:
   num_simulated: int
   batch_size: int
 
+  def work(self, num_examples: int) -> float:
+    del num_examples  # the split is not used
+    return (2 * self.num_simulated * forward_ais.GRADIENT_COST
+            * forward_ais.gradient_evaluations(self.options))
+
   def __call__(self, params, split, rng) -> dict:
     del split  # the data are simulated from the model
     parts = []
+    progress.start_pass(self.num_simulated)
     for start in range(0, self.num_simulated, self.batch_size):
       ids = np.arange(start, min(start + self.batch_size, self.num_simulated))
       parts.append(jax.device_get(self.bdmc_fn(params, rng, ids)))
+      progress.advance(int(ids[-1]) + 1)
     lower = np.concatenate([p['lower_bound'] for p in parts]).astype(np.float64)
     upper = np.concatenate([p['upper_bound'] for p in parts]).astype(np.float64)
     return {'bdmc': {
@@ -71,7 +79,19 @@ class BDMCEvaluator:
         'num_simulated': self.num_simulated, **self.options}}
 
 
-@registry.register('bdmc')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  bdmc = report['bdmc']
+  return [f"  BDMC          on {bdmc['num_simulated']} examples simulated from the model: "
+          f"AIS lower bound {bdmc['lower_bound']:.3f}, upper bound "
+          f"{bdmc['upper_bound']:.3f}; gap {bdmc['gap']:.3f} nats (largest "
+          f"{bdmc['max_gap']:.3f}), which bounds AIS's error there ({seconds:.0f} s)"]
+
+
+# Bidirectional Monte Carlo (Grosse et al. 2015): AIS (evals.ais settings) forward and in
+# reverse on data simulated from the model; the gap bounds the AIS error there.
+@registry.register('bdmc', during_training=False, by_default=False, report_lines=report_lines,
+                   report_rank=3, applies_to='continuous latents', num_simulated=Option(
+                       100, 'examples drawn from the model', options.at_least(1)))
 def create(model, config, dataset) -> BDMCEvaluator | None:
   del dataset
   if not isinstance(model, models.LatentDensities):

@@ -7,7 +7,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from vae_jax import objectives
+from vae_jax import objectives, options
+from vae_jax.options import Option
 from vae_jax.evaluators import batched, registry
 
 
@@ -40,6 +41,10 @@ class ElboEvaluator:
   """`elbo`, `reconstruction`, `kl` (nats per example) and `bits_per_dim` (of the ELBO)."""
   elbo_fn: object
   batch_size: int
+  num_samples: int = 1
+
+  def work(self, num_examples: int) -> float:
+    return num_examples * self.num_samples
 
   def __call__(self, params, split, rng) -> dict:
     terms = evaluate_elbo(self.elbo_fn, params, split.images, batch_size=self.batch_size,
@@ -49,10 +54,18 @@ class ElboEvaluator:
     return terms
 
 
-@registry.register('elbo')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  del seconds
+  return [f"  ELBO          {report['elbo']:10.3f} nats  = E_q log p(x|z) "
+          f"{report['reconstruction']:.3f} − KL {report['kl']:.3f}"]
+
+
+@registry.register('elbo', during_training=True, report_lines=report_lines, report_rank=5,
+                   num_samples=Option(1, 'samples of z per example in the evaluation ELBO',
+                                      options.at_least(1)))
 def create(model, config, dataset) -> ElboEvaluator:
   del dataset
   options = config.evals.elbo
   return ElboEvaluator(make_elbo_fn(model, num_samples=options.num_samples,
                                     analytic_kl=config.objective.analytic_kl),
-                       config.eval_batch_size)
+                       config.eval_batch_size, options.num_samples)

@@ -57,6 +57,11 @@ class ExactEvaluator:
   exact_fn: object
   batch_size: int
   score_clusters: bool
+  num_latent_values: int = 1
+  computes_log_likelihood = 'exact'
+
+  def work(self, num_examples: int) -> float:
+    return num_examples * self.num_latent_values
 
   def __call__(self, params, split, rng) -> dict:
     terms = batched.map_examples(self.exact_fn, params, split.images,
@@ -67,11 +72,28 @@ class ExactEvaluator:
     return result
 
 
-@registry.register('exact')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  exact = report['exact']
+  lines = [f"  log p(x)      {exact['log_likelihood']:10.3f} nats  exact: a sum over every z "
+           f"({seconds:.0f} s)",
+           f"  ELBO (exact)  {exact['elbo']:10.3f} nats  gap KL(q ‖ p(z|x)) "
+           f"{exact['kl_to_posterior']:.3f}; H[p(z|x)] {exact['posterior_entropy']:.3f}, "
+           f"H[q(z|x)] {exact['q_entropy']:.3f} nats"]
+  if 'clusters' in report:
+    clusters = report['clusters']
+    lines.append(f"  clusters      accuracy {clusters['accuracy']:.3f}, purity "
+                 f"{clusters['purity']:.3f} ({clusters['num_clusters_used']} values of z used)")
+  return lines
+
+
+# Small discrete z only: the model must be `Enumerable`.
+@registry.register('exact', during_training=True, report_lines=report_lines, report_rank=4,
+                   applies_to='a small discrete latent')
 def create(model, config, dataset) -> ExactEvaluator | None:
   del dataset
   if not models.can_enumerate(model):
     return None
   single_variable = isinstance(model, models.CategoricalLatents) and model.num_variables == 1
   return ExactEvaluator(make_exact_fn(model), config.eval_batch_size,
-                        score_clusters=single_variable)
+                        score_clusters=single_variable,
+                        num_latent_values=int(model.num_latent_values))

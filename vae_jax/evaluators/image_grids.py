@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from vae_jax import figures
+from vae_jax import figures, options
+from vae_jax.options import Option
 from vae_jax.evaluators import registry
 
 
@@ -15,13 +16,24 @@ class ImageGridsEvaluator:
   how the decoding of fixed z changes during training."""
   model: object
   num_images: int
+  draws_from_separate_key = True  # steps.RunKeys.for_evaluator: z of their own, run after run
+
+  def work(self, num_examples: int) -> float:
+    del num_examples  # a fixed number of tiles
+    return 2 * self.num_images
 
   def __call__(self, params, split, rng) -> dict:
     return figures.model_image_grids(self.model, params, rng, split.images,
                                      count=self.num_images)
 
 
-@registry.register('images')
+@registry.register(
+    'images', during_training=True, applies_to='num_images > 0',
+    num_images=Option(64, 'tiles in the sample and reconstruction grids (0: none)',
+                      options.non_negative),
+    splits=Option(('test',), 'the splits whose reconstructions are drawn during training',
+                  lambda splits: None if set(splits) <= {'validation', 'test'} else
+                  "may hold only 'validation' and 'test'."))
 def create(model, config, dataset) -> ImageGridsEvaluator | None:
   del dataset
   if not config.evals.images.num_images:

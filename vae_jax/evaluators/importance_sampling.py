@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import objectives, psis
+from vae_jax import objectives, options, psis
+from vae_jax.options import Option
 from vae_jax.evaluators import batched, registry
 
 WORST_EXAMPLES = 10  # indices of the examples with the largest k̂ that a report lists
@@ -125,6 +126,10 @@ class ImportanceSamplingEvaluator:
   num_samples: int
   num_repeats: int
   batch_size: int
+  computes_log_likelihood = 'estimate'
+
+  def work(self, num_examples: int) -> float:
+    return num_examples * self.num_samples * self.num_repeats
 
   def __call__(self, params, split, rng) -> dict:
     runs = repeated_estimates(self.importance_sampling_fn, params, split.images,
@@ -132,7 +137,41 @@ class ImportanceSamplingEvaluator:
     return {'importance_sampled': {**summarize(runs), 'num_samples': self.num_samples}}
 
 
-@registry.register('importance_sampled')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  sampled = report['importance_sampled']
+  lines = [f"  log p(x)      {sampled['log_likelihood']:10.3f} "
+           f"{registry.format_errors(sampled)} nats  "
+           f"(importance sampling, k = {sampled['num_samples']}, {sampled['num_repeats']} "
+           f"seed{'s' if sampled['num_repeats'] > 1 else ''}, {seconds:.0f} s)",
+           f"                k̂ > {sampled['reliable_pareto_k']} on "
+           f"{100 * sampled['unreliable_fraction']:.1f}% of examples ("
+           + (f"median k̂ {sampled['median_pareto_k']:.2f}" if sampled['median_pareto_k']
+              is not None else 'k̂ needs k ≥ 25') + "); effective sample size median "
+           f"{sampled['median_effective_sample_size']:.0f}, min "
+           f"{sampled['min_effective_sample_size']:.1f} of {sampled['num_samples']}"]
+  if sampled['unreliable_fraction'] > 0:
+    worst = ', '.join(f"#{e['index']} (k̂ {e['pareto_k']:.2f})"
+                      for e in sampled['worst_examples'][:5])
+    lines.append(f"                WARNING: on those examples q(z|x) misses posterior mass, so the "
+                 f"estimate is most likely too low by more than its errors say (worst: {worst}). "
+                 f"Quote AIS (--evals=ais) or, for 1-2 latent units, quadrature.")
+  lines.append('                (k̂ sees only where q(z|x) samples: a posterior mode q never '
+               'reaches goes unflagged; AIS from ½q + ½p(z) can find it)')
+  if sampled['monte_carlo_error'] is None:
+    lines.append('                the Monte-Carlo error over seeds was not measured '
+                 '(--options=importance_sampled.num_repeats=2 measures it)')
+  return lines
+
+
+@registry.register(
+    'importance_sampled', during_training=False,  # minutes per split at K = 5000
+    report_lines=report_lines, report_rank=1, applies_to='num_samples > 0',
+    num_samples=Option(5000, 'K: importance samples per example (Burda et al. use 5000)',
+                       options.non_negative),
+    chunk_size=Option(100, 'samples drawn at a time (memory: chunk_size × eval_batch_size '
+                      'draws)', options.at_least(1)),
+    num_repeats=Option(2, 'independent seeds: the Monte-Carlo error is measured across them',
+                       options.at_least(1)))
 def create(model, config, dataset) -> ImportanceSamplingEvaluator | None:
   del dataset
   options = config.evals.importance_sampled

@@ -7,7 +7,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from vae_jax import data
+from vae_jax import data, options
+from vae_jax.options import Option
 from vae_jax.evaluators import batched, posterior, registry
 
 
@@ -33,6 +34,9 @@ class LinearProbeEvaluator:
   train: data.Split
   batch_size: int
 
+  def work(self, num_examples: int) -> float:
+    return num_examples + len(self.train.images)
+
   def __call__(self, params, split, rng) -> dict:
     del rng  # posterior means are deterministic
     if split.labels is None:
@@ -43,7 +47,18 @@ class LinearProbeEvaluator:
                                          features(split.images), split.labels)}
 
 
-@registry.register('linear_probe')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  del seconds
+  probe = report['linear_probe']
+  return [f"  linear probe  {100 * probe['accuracy']:.1f}% test accuracy of a logistic "
+          f"regression on posterior means ({probe['num_train_examples']} training images)"]
+
+
+@registry.register(
+    'linear_probe', during_training=False,  # logistic regression from posterior means to labels
+    report_lines=report_lines, report_rank=6, applies_to='labels and train_examples > 0',
+    train_examples=Option(10_000, 'training images the probe is fitted on (0: no probe)',
+                          options.non_negative))
 def create(model, config, dataset) -> LinearProbeEvaluator | None:
   num_train = config.evals.linear_probe.train_examples
   if not num_train or dataset.train.labels is None:

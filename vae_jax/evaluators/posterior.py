@@ -68,7 +68,20 @@ class ActiveUnitsEvaluator:
     return posterior_summary(statistics)
 
 
-@registry.register('active_units')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  del seconds
+  units = ', '.join(f'{layer} {count}/{len(report["posterior_mean_variance"][layer])}'
+                    for layer, count in report['active_units'].items())
+  lines = [f'  active units  {units}']
+  if 'kl_per_dimension' in report:
+    kls = sorted(report['kl_per_dimension'], reverse=True)
+    lines.append('  KL per unit   ' + ' '.join(f'{kl:.2f}' for kl in kls))
+  return lines
+
+
+# Active units per layer, and the closed-form KL of each unit.
+@registry.register('active_units', during_training=True, report_lines=report_lines,
+                   report_rank=7)
 def create(model, config, dataset) -> ActiveUnitsEvaluator:
   del dataset
   return ActiveUnitsEvaluator(make_posterior_statistics_fn(model), config.eval_batch_size)

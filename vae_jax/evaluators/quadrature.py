@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import models
+from vae_jax import models, options, progress
+from vae_jax.options import Option
 from vae_jax.evaluators import registry
 
 PRIOR_DRAWS = 4096  # prior draws that place the box, widened by a quarter on each side
@@ -118,8 +119,12 @@ def integrate(model, params, images: np.ndarray, *, points_per_dim: int, max_ref
     n = points_per_dim * 2**refinement
     cells, log_volume, on_edge = grid_cells(box, n)
     level_fn = make_level_fn(model, len(cells))
-    parts = [level_fn(params, images[start:start + batch_size], cells, on_edge, log_volume)
-             for start in range(0, len(images), batch_size)]
+    progress.start_pass(len(images))  # one pass per grid
+    parts = []
+    for start in range(0, len(images), batch_size):
+      parts.append(jax.device_get(
+          level_fn(params, images[start:start + batch_size], cells, on_edge, log_volume)))
+      progress.advance(min(start + batch_size, len(images)))
     values = np.concatenate([np.asarray(p[0], np.float64) for p in parts])
     edge_share = np.concatenate([np.asarray(p[1], np.float64) for p in parts])
     change = np.abs(values - previous) if previous is not None else None
@@ -138,6 +143,13 @@ class QuadratureEvaluator:
   """`{'quadrature': {log_likelihood, converged, max_change, ..., per_example_log_likelihood}}`."""
   model: object
   options: dict
+  num_dims: int = 2
+  computes_log_likelihood = 'exact'
+
+  def work(self, num_examples: int) -> float:
+    """At most: every grid, up to the last refinement."""
+    return num_examples * sum((self.options['points_per_dim'] * 2**level)**self.num_dims
+                              for level in range(self.options['max_refinements'] + 1))
 
   def __call__(self, params, split, rng) -> dict:
     del rng  # deterministic
@@ -172,10 +184,32 @@ def option_problems(config) -> list[str]:
   return problems
 
 
-@registry.register('quadrature')
+def report_lines(report: dict, seconds: float) -> list[str]:
+  result = report['quadrature']
+  points = result['refinements'][-1]['points_per_dim']
+  status = (f"converged: no example moved by more than {result['max_change']:.1e} at the last "
+            f"doubling" if result['converged'] else
+            f"NOT converged: {result['num_unconverged']} examples still moved by up to "
+            f"{result['max_change']:.3g} nats at {points} points per dimension")
+  return [f"  log p(x)      {result['log_likelihood']:10.3f} nats  exact by quadrature "
+          f"({points} points per dimension, {seconds:.0f} s); {status}; edge cells hold at most "
+          f"{result['max_edge_share']:.1e} of any p(x)"]
+
+
+# Exact log p(x) by quadrature over z, for one-layer models with 1 or 2 latent units.
+@registry.register(
+    'quadrature', during_training=False, checks=(option_problems,),
+    report_lines=report_lines, report_rank=0,
+    applies_to='1 or 2 latent units of the one-layer family',
+    points_per_dim=Option(256, 'of the first grid; each refinement doubles it'),
+    max_refinements=Option(3, 'grids after the first, each twice as fine'),
+    tolerance=Option(0.01, 'nats: refinement stops once no example moves by more'),
+    posterior_widths=Option(10.0, 'the box holds each posterior mean ± this many q standard '
+                            'deviations'),
+    batch_size=Option(10_000, 'examples per pass over the grid (memory: this × 4096 floats)'))
 def create(model, config, dataset) -> QuadratureEvaluator | None:
   del dataset
-  if not isinstance(model, models.VAE) or config.model.latent_dim > 2:
+  if not models.can_integrate(model) or config.model.latent_dim > 2:
     return None  # a grid over more than two dimensions costs too much to be the oracle
   options = config.evals.quadrature
   if option_problems(config):
@@ -183,4 +217,4 @@ def create(model, config, dataset) -> QuadratureEvaluator | None:
   return QuadratureEvaluator(model, dict(
       points_per_dim=int(options.points_per_dim), max_refinements=int(options.max_refinements),
       tolerance=float(options.tolerance), posterior_widths=float(options.posterior_widths),
-      batch_size=int(options.batch_size)))
+      batch_size=int(options.batch_size)), num_dims=int(config.model.latent_dim))

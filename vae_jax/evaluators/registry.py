@@ -6,17 +6,25 @@ called on a split as `evaluator(params, split, rng) -> result`. A result is a di
 (written as metrics `<split>/<name>`), nested dicts of numbers (`<split>/<key>/<name>`),
 lists (kept in the JSON report only) and uint8 images `[H, W, C]` (written as PNG files and
 TensorBoard images). The training loop and `experiments.evaluate` run the same evaluators.
+
+An evaluator may also declare, as attributes:
+  computes_log_likelihood  'exact' or 'estimate': where an exact log p(x) is computed, the
+                           estimates of it add nothing and are left out unless named;
+  work(num_examples)       about how many passes through the model it makes on that many
+                           examples (the plan `experiments.evaluate` prints; default: one each).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import jax
 import numpy as np
+from absl import logging
 
-from vae_jax import registries
+from vae_jax import options, registries
+from vae_jax.options import OPERATIONAL, Option
 
 
 class Evaluator(Protocol):
@@ -26,17 +34,44 @@ class Evaluator(Protocol):
 
 EVALUATORS: dict[str, Callable] = {}
 
+registries.register_kind('evaluator', 'what is measured on a split (config.evals names them)',
+                         lambda config: tuple(config.evals))
 
-def register(name: str):
-  """Registers `create(model, config, dataset) -> Evaluator | None` under `name`."""
-  return registries.registrar(EVALUATORS, 'Evaluator', name)
+
+def register(name: str, *, during_training: bool, by_default: bool = True,
+             checks: Iterable[Callable] = (), report_lines: Callable | None = None,
+             report_rank: int = 100, applies_to: str = 'every model',
+             **evaluator_options: Option):
+  """Registers `create(model, config, dataset) -> Evaluator | None` under `name`, with its
+  options (keyword arguments: `config.evals.<name>.<option>`) and config checks. Every evaluator
+  has `during_training` (run at each evaluation of the training loop); one that is costly to
+  run is made `by_default=False` (`experiments.evaluate` runs it only when named).
+  `report_lines(report, seconds) -> lines` writes its part of `experiments.evaluate`'s summary
+  (without it, its numbers are listed); summaries go by `report_rank`, lowest first.
+  `applies_to` says, for an evaluator whose `create` may return None, what it needs."""
+  declared = {'during_training': Option(during_training, 'at every evaluation of the training '
+                                        'loop (else experiments.evaluate only)')}
+  if not by_default:
+    declared['by_default'] = Option(False, 'experiments.evaluate runs it only when --evals '
+                                    'names it')
+  declared.update(evaluator_options)
+
+  def decorate(create_fn):
+    registries.add(registries.Component(
+        'evaluator', name, create_fn, options.at(f'evals.{name}', traits=(OPERATIONAL,),
+                                                 **declared), tuple(checks),
+        {'report_lines': report_lines, 'report_rank': report_rank, 'applies_to': applies_to}))
+    return registries.registrar(EVALUATORS, 'Evaluator', name)(create_fn)
+
+  return decorate
 
 
 def create(model, config, dataset, *, names=None,
            during_training: bool = False) -> dict[str, Evaluator]:
   """The evaluators of `config.evals` that apply to `model`: those named in `names`; with
   `during_training`, those whose `during_training` option is set; else all but those whose
-  `by_default` option is False (costly ones, run when named)."""
+  `by_default` option is False (costly ones, run when named) and, where an exact log p(x) is
+  computed, the estimators of it (`redundant_estimates`)."""
   chosen = {}
   # The ELBO first (the headline of every log line and report), then the config's order.
   for name, options in sorted(config.evals.items(), key=lambda item: item[0] != 'elbo'):
@@ -47,7 +82,26 @@ def create(model, config, dataset, *, names=None,
     evaluator = EVALUATORS[name](model, config, dataset)
     if evaluator is not None:
       chosen[name] = evaluator
+  if names is None:
+    for name in redundant_estimates(chosen):
+      logging.info('Leaving out %s: the exact log p(x) is computed (name it in --evals to run '
+                   'it anyway).', name)
+      del chosen[name]
   return chosen
+
+
+def redundant_estimates(chosen: dict[str, Evaluator]) -> list[str]:
+  """The log p(x) estimators among `chosen` when one of them computes it exactly."""
+  kinds = {name: getattr(evaluator, 'computes_log_likelihood', None)
+           for name, evaluator in chosen.items()}
+  if 'exact' not in kinds.values():
+    return []
+  return [name for name, kind in kinds.items() if kind == 'estimate']
+
+
+def work(evaluator: Evaluator, num_examples: int) -> float:
+  """About how many passes through the model `evaluator` makes on `num_examples` examples."""
+  return float(evaluator.work(num_examples)) if hasattr(evaluator, 'work') else num_examples
 
 
 def scalars(result: dict, prefix: str = '') -> dict[str, float]:
@@ -65,3 +119,35 @@ def images_of(result: dict) -> dict[str, np.ndarray]:
   """The uint8 images `[H, W, C]` of a result."""
   return {key: value for key, value in result.items()
           if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3}
+
+
+def applies_to(name: str) -> str:
+  """What evaluator `name` needs of a model and its options, in a few words."""
+  return registries.get('evaluator', name).extras['applies_to']
+
+
+def summary_lines(report: dict) -> list[str]:
+  """Each evaluator's part of a report's summary, in `report_rank` order: its own
+  `report_lines`, or else its numbers (`report['evaluators'][name]` lists its keys)."""
+  names = [name for name in report.get('seconds', {}) if name in registries.names('evaluator')]
+  extras = {name: registries.get('evaluator', name).extras for name in names}
+  lines = []
+  for name in sorted(names, key=lambda name: extras[name].get('report_rank', 100)):
+    seconds = report['seconds'][name]
+    if extras[name].get('report_lines'):
+      lines += extras[name]['report_lines'](report, seconds)
+      continue
+    for key in report.get('evaluators', {}).get(name, ()):
+      for path, value in scalars({key: report[key]}).items():
+        lines.append(f'  {path:<13} {value:10.4g}  ({name}, {seconds:.0f} s)')
+  return lines
+
+
+def format_errors(result: dict) -> str:
+  """'± e (Monte Carlo) ± e (test set)', for the errors a result measured."""
+  errors = []
+  if result.get('monte_carlo_error') is not None:
+    errors.append(f"± {result['monte_carlo_error']:.3f} (Monte Carlo)")
+  if result.get('test_set_error') is not None:
+    errors.append(f"± {result['test_set_error']:.3f} (test set)")
+  return ' '.join(errors)

@@ -10,21 +10,21 @@
 """
 
 from vae_jax.models import discrete, hierarchical, top_down, vae  # registers the families
-from vae_jax.models.components import (CATEGORICAL_PRIOR_KINDS, DECODER_KINDS, ENCODER_KINDS,
-                                       LATENT_KINDS, LIKELIHOOD_KINDS, OUTPUT_BIAS_INITS,
-                                       PRIOR_KINDS, Decoder, with_data_mean_output_bias)
+from vae_jax.models.components import (DECODER_KINDS, ENCODER_KINDS, LATENT_KINDS,
+                                       OUTPUT_BIAS_INITS, Decoder, with_data_mean_output_bias)
 from vae_jax.models.discrete import DiscreteVAE
 from vae_jax.models.hierarchical import HierarchicalVAE
-from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy,
-                                      LatentDensities, LatentVariableModel, can_enumerate)
+from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy, Integrable,
+                                      LatentDensities, LatentVariableModel, can_enumerate,
+                                      can_integrate)
 from vae_jax.models.top_down import TopDownVAE
 from vae_jax.models.registry import build_model, family_name, register
 from vae_jax.models.vae import VAE
 
 __all__ = [
-    'CATEGORICAL_PRIOR_KINDS', 'DECODER_KINDS', 'ENCODER_KINDS', 'LATENT_KINDS',
-    'LIKELIHOOD_KINDS', 'OUTPUT_BIAS_INITS', 'PRIOR_KINDS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
+    'DECODER_KINDS', 'ENCODER_KINDS', 'LATENT_KINDS', 'OUTPUT_BIAS_INITS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
     'Enumerable', 'Hierarchy', 'HierarchicalVAE', 'LatentDensities', 'LatentVariableModel', 'TopDownVAE', 'VAE',
-    'build_model', 'can_enumerate', 'discrete', 'family_name', 'hierarchical', 'register',
+    'Integrable', 'build_model', 'can_enumerate', 'can_integrate', 'discrete', 'family_name',
+    'hierarchical', 'register',
     'top_down', 'vae', 'with_data_mean_output_bias',
 ]

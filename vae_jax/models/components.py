@@ -9,15 +9,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import discretized_logistic, encoders, flows, likelihoods, networks, priors
+from vae_jax import (discretized_logistic, encoders, flows, likelihoods, networks, options,  # pylint: disable=unused-import
+                     priors, registries)
+from vae_jax.options import SHAPES_STATE, Option
 
 ENCODER_KINDS = ('mlp', 'conv')
 DECODER_KINDS = ('mlp', 'conv')
 LATENT_KINDS = ('gaussian', 'categorical')
-PRIOR_KINDS = ('standard_normal', 'learned_gaussian', 'mixture', 'vamp')  # gaussian latents
-CATEGORICAL_PRIOR_KINDS = ('uniform', 'learned_categorical')  # categorical latents
-LIKELIHOOD_KINDS = ('bernoulli', 'gaussian', 'discretized_logistic', 'discretized_logistic_mixture')
 
+registries.register_kind('likelihood', 'p(x|z) from the decoder network\'s output',
+                         lambda config: (config.model.likelihood.kind,))
+registries.register_kind('prior', 'p(z) over Gaussian latents',
+                         lambda config: (config.model.prior.kind,)
+                         if config.model.latent_kind == 'gaussian' else ())
+registries.register_kind('categorical_prior', 'p(z) over categorical latents',
+                         lambda config: (config.model.prior.kind,)
+                         if config.model.latent_kind == 'categorical' else ())
 
 
 class Decoder(nn.Module):
@@ -79,20 +86,11 @@ def build_decoder_net(config, data_shape, output_channels: int,
 
 
 def build_likelihood(config, data_shape) -> nn.Module:
-  if config.kind == 'bernoulli':
-    return likelihoods.BernoulliLikelihood(event_ndims=len(data_shape))
-  if config.kind == 'gaussian':
-    return likelihoods.GaussianLikelihood(
-        event_ndims=len(data_shape), scale=config.scale, fixed_scale=config.fixed_scale,
-        min_scale=config.min_scale, mean_activation=config.mean_activation)
-  if config.kind == 'discretized_logistic':
-    return discretized_logistic.DiscretizedLogisticMixtureLikelihood(num_components=1)
-  if config.kind == 'discretized_logistic_mixture':
-    return discretized_logistic.DiscretizedLogisticMixtureLikelihood(config.num_components)
-  raise ValueError(f'Unknown likelihood kind {config.kind!r}; choose one of {LIKELIHOOD_KINDS}.')
+  """The registered likelihood `config.kind` (`config`: the `model.likelihood` block)."""
+  return registries.build('likelihood', config.kind, config, data_shape)
 
 
-OUTPUT_BIAS_INITS = ('zeros', 'data_mean_logit')
+OUTPUT_BIAS_INITS = likelihoods.OUTPUT_BIAS_INITS
 
 
 def with_data_mean_output_bias(params, mean_image: np.ndarray):
@@ -114,13 +112,81 @@ def with_data_mean_output_bias(params, mean_image: np.ndarray):
 
 
 def build_prior(config, latent_dim: int, data_shape) -> nn.Module:
-  if config.kind == 'standard_normal':
-    return priors.StandardNormalPrior(latent_dim)
-  if config.kind == 'learned_gaussian':
-    return priors.LearnedGaussianPrior(latent_dim)
-  if config.kind == 'mixture':
-    return priors.MixtureOfGaussiansPrior(latent_dim, config.num_components)
-  if config.kind == 'vamp':
-    return priors.VampPrior(config.num_components, tuple(data_shape),
-                            config.pseudo_input_mean, config.pseudo_input_std)
-  raise ValueError(f'Unknown prior kind {config.kind!r}; choose one of {PRIOR_KINDS}.')
+  """The registered prior over Gaussian latents `config.kind` (`config`: `model.prior`)."""
+  return registries.build('prior', config.kind, config, latent_dim, data_shape)
+
+
+def build_categorical_prior(config, num_variables: int, num_categories: int) -> nn.Module:
+  """The registered prior over categorical latents `config.kind` (`config`: `model.prior`)."""
+  return registries.build('categorical_prior', config.kind, config, num_variables,
+                          num_categories)
+
+
+def _model_problems(config):
+  model = config.model
+  prior_kind = 'categorical_prior' if model.latent_kind == 'categorical' else 'prior'
+  if model.latent_kind in LATENT_KINDS and model.prior.kind not in registries.names(prior_kind):
+    yield (f'model.prior.kind={model.prior.kind!r} is not one of '
+           f'{list(registries.names(prior_kind))} (priors over {model.latent_kind} latents).')
+  for part in ('encoder', 'decoder'):
+    if model[part].kind == 'conv' and not model[part].conv_channels:
+      yield f'model.{part}.kind=conv needs at least one entry in model.{part}.conv_channels.'
+  log_variance_range = tuple(model.encoder.log_variance_range)
+  if log_variance_range and (len(log_variance_range) != 2 or
+                             not log_variance_range[0] < log_variance_range[1]):
+    yield (f'model.encoder.log_variance_range={log_variance_range} must be () or (low, high) '
+           'with low < high.')
+  elif log_variance_range and model.encoder.flow_steps:
+    yield ('model.encoder.log_variance_range applies to the Gaussian encoder, not to an IAF '
+           'encoder (model.encoder.flow_steps > 0): use one or the other.')
+  if model.encoder.flow_steps and model.latent_kind != 'gaussian':
+    yield 'model.encoder.flow_steps needs Gaussian latents.'
+
+
+def _network_options(part: str, hidden_sizes, conv_channels, conv_doc: str) -> dict:
+  return options.at(
+      f'model.{part}', traits=(SHAPES_STATE,),
+      kind=Option('mlp', "'mlp' | 'conv'", options.one_of(*ENCODER_KINDS)),
+      hidden_sizes=Option(hidden_sizes, f'dense layers ({conv_doc})', options.each_at_least(1)),
+      activation=Option('tanh', 'tanh, relu, elu, gelu, softplus, swish, leaky_relu, or '
+                        "'gated'", options.one_of(*networks.ACTIVATION_CHOICES)),
+      conv_channels=Option(conv_channels, 'strided 3x3 convolutions, each halving H and W '
+                           "('conv'; the decoder's run coarse to fine)",
+                           options.each_at_least(1)))
+
+
+# The model keys every family shares: latents, networks, the choice of prior and likelihood.
+registries.add(registries.Component('run', 'model', None, {
+    **options.at(
+        'model', traits=(SHAPES_STATE,),
+        family=Option('auto', "a registered family, or 'auto': 'discrete' for categorical "
+                      "latents, 'hierarchical' with upper layers, else 'vae'",
+                      options.registered('family', 'auto')),
+        latent_kind=Option('gaussian', "'gaussian' | 'categorical'",
+                           options.one_of(*LATENT_KINDS)),
+        latent_dim=Option(50, 'Gaussian units, or categorical variables D', options.at_least(1)),
+        kernel_init=Option('lecun_normal', "weights: also 'glorot_uniform', 'he_normal', "
+                           "'normal_0.01'", options.one_of(*networks.KERNEL_INITS)),
+        compute_dtype=Option('float32', "'bfloat16': networks compute in bfloat16 (for "
+                             'accelerators); parameters, distributions and the loss stay float32',
+                             options.one_of(*networks.COMPUTE_DTYPES))),
+    **_network_options('encoder', (200, 200), (32, 64), "after the convolutions, for 'conv'"),
+    **options.at(
+        'model.encoder', traits=(SHAPES_STATE,),
+        min_scale=Option(1e-4, 'floor of the posterior standard deviation', options.positive),
+        log_variance_range=Option((), 'log σ² = clip(·, low, high) instead (VampPrior code: '
+                                  '(-6, 2)); (): softplus'),
+        flow_steps=Option(0, 'inverse-autoregressive-flow steps on q(z|x) (Kingma et al. 2016; '
+                          'vae_jax/flows.py); 0: the Gaussian itself', options.non_negative),
+        flow_hidden_size=Option(200, "hidden units of each flow step's MADE",
+                                options.at_least(1))),
+    **_network_options('decoder', (200, 200), (64, 32),
+                       "before the transposed convolutions, for 'conv'"),
+    **options.at('model.prior', traits=(SHAPES_STATE,), kind=Option(
+        'standard_normal', 'a registered prior: for Gaussian latents standard_normal, '
+        'learned_gaussian, mixture, vamp; for categorical ones uniform, learned_categorical')),
+    **options.at('model.likelihood', traits=(SHAPES_STATE,), kind=Option(
+        'bernoulli', "'bernoulli' (binary pixels) | 'gaussian' | 8-bit pixels: "
+        "'discretized_logistic' | 'discretized_logistic_mixture' (PixelCNN++ / VDVAE)",
+        options.registered('likelihood'))),
+}, (_model_problems,)))

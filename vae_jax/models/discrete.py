@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions, encoders, objectives, priors
+from vae_jax import distributions, encoders, importance_weights, options
+from vae_jax.options import SHAPES_STATE, SWEEPABLE, Option
 from vae_jax.models import components, registry
 
 
@@ -135,21 +136,60 @@ class DiscreteVAE(nn.Module):
             'kl': distributions.kl_divergence(posterior, self.prior())}
 
 
-@registry.register('discrete')
+def _discrete_problems(config):
+  """What the discrete family's objectives and gradient estimators cannot do."""
+  model, objective = config.model, config.objective
+  estimator = objective.gradient_estimator
+  if model.upper_layers.latent_dims:
+    yield ('model.latent_kind=categorical has one stochastic layer; clear '
+           'model.upper_layers.latent_dims.')
+  if estimator == 'reparameterized':
+    yield ("objective.gradient_estimator=reparameterized needs Gaussian latents; categorical ones "
+           "take 'exact', 'gumbel_softmax', 'straight_through' or 'score_function' (or 'auto').")
+  num_values = model.num_categories ** model.latent_dim
+  if estimator == 'exact' and num_values > model.max_enumeration:
+    yield (f'objective.gradient_estimator=exact sums over {model.num_categories}^{model.latent_dim} '
+           f'= {num_values} latent values, more than model.max_enumeration='
+           f'{model.max_enumeration}. Raise the limit, shrink the latent space, or use '
+           'gumbel_softmax, straight_through or score_function.')
+  if objective.kind == 'marginal' and num_values > model.max_enumeration:
+    yield (f'objective.kind=marginal sums over {num_values} latent values, more than '
+           f'model.max_enumeration={model.max_enumeration}.')
+  if objective.kind == 'iwae':
+    yield ('objective.kind=iwae trains reparameterised Gaussian latents; categorical latents '
+           'train the ELBO (objective.kind=elbo) or, when enumerable, the exact log p(x) '
+           '(objective.kind=marginal).')
+  if estimator == 'score_function' and objective.num_samples < 2:
+    yield (f'objective.gradient_estimator=score_function needs objective.num_samples >= 2 for its '
+           f'leave-one-out baseline (got {objective.num_samples}).')
+
+
+OPTIONS = {
+    **options.at(
+        'model', traits=(SHAPES_STATE,),
+        num_categories=Option(2, 'categorical: values per variable K (2: binary units)',
+                              options.at_least(2)),
+        max_enumeration=Option(4096, 'categorical: sum over z exactly when K^D <= this',
+                               options.at_least(1))),
+    # Gumbel-softmax temperature: max(minimum, initial * exp(-anneal_rate * step)).
+    **options.at('objective.temperature', traits=(SWEEPABLE,),
+                 initial=Option(1.0, 'Gumbel-softmax temperature at step 0', options.positive),
+                 minimum=Option(0.5, 'never annealed below this', options.positive),
+                 anneal_rate=Option(3e-5, 'per step, in the exponent', options.non_negative)),
+}
+
+
+@registry.register('discrete', options=OPTIONS, checks=(_discrete_problems,))
 def build(model_config, data_shape) -> DiscreteVAE:
   """`latent_dim` categorical variables of `num_categories` values each."""
   torso = components.build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init,
                               model_config.compute_dtype)
   num_variables, num_categories = model_config.latent_dim, model_config.num_categories
-  if model_config.prior.kind not in components.CATEGORICAL_PRIOR_KINDS:
-    raise ValueError(f'Unknown prior kind {model_config.prior.kind!r} for categorical latents; '
-                     f'choose one of {components.CATEGORICAL_PRIOR_KINDS}.')
   return DiscreteVAE(
       encoder=encoders.CategoricalEncoder(torso, num_variables, num_categories,
                                           kernel_init=model_config.kernel_init),
       decoder=components.build_decoder(model_config, data_shape),
-      prior=priors.CategoricalPrior(num_variables, num_categories,
-                                    learned=model_config.prior.kind == 'learned_categorical'),
+      prior=components.build_categorical_prior(model_config.prior, num_variables, num_categories),
       num_variables=num_variables, num_categories=num_categories,
       max_enumeration=model_config.max_enumeration)
 
@@ -201,10 +241,10 @@ def score_function_loss(model, params, x, rng, *, objective: str, num_samples: i
   if num_samples < 2:
     raise ValueError('The score-function estimator needs objective.num_samples >= 2 for its '
                      'leave-one-out baseline.')
-  terms = objectives.log_weight_terms(model, params, x, rng, num_samples)  # each [k, B]
+  terms = importance_weights.log_weight_terms(model, params, x, rng, num_samples)  # [k, B]
   closed_form_kl = terms['analytic_kl'][0] if analytic_kl and 'analytic_kl' in terms else None
   f = (terms['reconstruction'] if closed_form_kl is not None
-       else objectives.log_weights(terms, beta))
+       else importance_weights.log_weights(terms, beta))
   baseline = (jnp.sum(f, axis=0, keepdims=True) - f) / (num_samples - 1)
   log_q = terms['log_posterior']
   surrogate = jax.lax.stop_gradient(f - baseline) * (log_q - jax.lax.stop_gradient(log_q)) + f

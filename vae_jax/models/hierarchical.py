@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from vae_jax import encoders, networks
+from vae_jax import encoders, networks, options
+from vae_jax.options import SHAPES_STATE, Option
 from vae_jax.models import components, registry
 
 
@@ -116,7 +117,16 @@ class HierarchicalVAE(nn.Module):
     return self.decoder(h).mean
 
 
-@registry.register('hierarchical')
+OPTIONS = options.at(
+    'model.upper_layers', traits=(SHAPES_STATE,),
+    latent_dims=Option((), "stochastic layers above the first (Burda et al.'s two-layer "
+                       'models): h2, h3, ... sizes; (): a one-layer VAE', options.each_at_least(1)),
+    hidden_sizes=Option((100, 100), 'dense layers of every q(h_l|h_l-1) and p(h_l-1|h_l)',
+                        options.each_at_least(1)),
+    activation=Option('tanh', 'their activation', options.one_of(*networks.ACTIVATION_CHOICES)))
+
+
+@registry.register('hierarchical', options=OPTIONS)
 def build(model_config, data_shape) -> HierarchicalVAE:
   """Layers of `latent_dim`, then `upper_layers.latent_dims` units; every q(h_l|h_l-1) and
   p(h_l-1|h_l) an MLP of `upper_layers.hidden_sizes`."""

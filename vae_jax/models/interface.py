@@ -97,6 +97,32 @@ class LatentDensities(Protocol):
   def simulate(self, key: jax.Array, num: int): ...
 
 
+@runtime_checkable
+class Integrable(Protocol):
+  """One latent layer, z a single array `[..., model.latent_dim]` (not a pytree of layers),
+  with p(z) and p(x|z) as distributions: with `LatentDensities` (to draw from p(z) and q(z|x)),
+  what quadrature needs to integrate log p(x) = log ∫ p(x|z) p(z) dz over a grid of z.
+  `single_latent_layer = True` declares it: a hierarchy has methods of the same names over its
+  top layer's prior and its bottom layer's decoder.
+
+    prior_distribution()  p(z): `log_prob(z [P, D]) -> [P]`
+    decode(z)             p(x|z) for z `[P, D]`: `log_prob(x)` or `pairwise_log_prob(x) -> [B, P]`
+  """
+
+  single_latent_layer: bool
+
+  def prior_distribution(self): ...
+
+  def decode(self, z: jax.Array): ...
+
+
+def can_integrate(model) -> bool:
+  """Whether log p(x) is an integral over one latent array whose densities can be evaluated
+  (quadrature, where that array has 1 or 2 units)."""
+  return (isinstance(model, Integrable) and isinstance(model, LatentDensities)
+          and model.single_latent_layer)
+
+
 def can_enumerate(model) -> bool:
   """Whether log p(x) and p(z|x) are exact sums for this model (small discrete latent spaces)."""
   return isinstance(model, Enumerable) and model.is_enumerable

@@ -2,19 +2,22 @@
 gradient estimators it owns (beyond the reparameterised gradient every family has).
 
 A family is chosen by `model.family` (its registered name), or, with `model.family='auto'`, from
-the latent kind and layers (`family_name`). A new family is a new module under
-`vae_jax/models/` that calls `register`, imported in `models/__init__.py`.
+the latent kind and layers (`family_name`). A new family is a module that calls `register` with
+its options: under `vae_jax/models/` (imported in `models/__init__.py`), or anywhere else, named
+in `config.imports` (docs/extending.md). Each family is also a component of kind 'family' in
+`vae_jax.registries`, so its options join the default config and its checks run when chosen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import flax.linen as nn
 import ml_collections
 
 from vae_jax import registries
 from vae_jax.models import interface
+from vae_jax.options import Option
 
 Builder = Callable[[ml_collections.ConfigDict, tuple[int, ...]], nn.Module]
 BUILDERS: dict[str, Builder] = {}
@@ -26,9 +29,21 @@ CHECKS: dict[str, Callable] = {}
 ESTIMATORS: dict[str, Callable] = {}
 
 
-def register(name: str):
-  """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`."""
-  return registries.registrar(BUILDERS, 'Model family', name)
+def register(name: str, *, options: Mapping[str, Option] | None = None,
+             checks: Iterable[Callable] = ()):
+  """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`, with the
+  family's own options (by convention under `model.<name>.`) and config checks."""
+
+  def decorate(build):
+    registries.add(registries.Component('family', name, build, dict(options or {}),
+                                        tuple(checks)))
+    return registries.registrar(BUILDERS, 'Model family', name)(build)
+
+  return decorate
+
+
+registries.register_kind('family', 'the model: its latents and how they are inferred',
+                         lambda config: (family_name(config.model),))
 
 
 def register_check(name: str):

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions, networks
+from vae_jax import distributions, networks, options
+from vae_jax.options import SHAPES_STATE, Option
 from vae_jax.models import components, registry
 
 
@@ -295,7 +296,25 @@ def config_problems(model_config, data_shape) -> list[str]:
   return problems
 
 
-@registry.register('top_down')
+OPTIONS = options.at(
+    'model.top_down', traits=(SHAPES_STATE,),
+    resolutions=Option((28, 14, 7), 'the resolutions of the hierarchy, finest first: the first '
+                       'is the image size over patch_size, each next one divides the one before'),
+    encoder_blocks=Option((2, 2, 2), 'residual blocks per resolution in the encoder'),
+    decoder_groups=Option((2, 2, 2), 'stochastic groups per resolution in the decoder'),
+    width=Option(32, 'channels of the residual streams'),
+    bottleneck_ratio=Option(0.25, "a residual block's middle channels: width × this",
+                            options.positive),
+    latent_channels=Option(4, "channels of each group's z, per position"),
+    min_scale=Option(1e-3, 'floor of every prior and posterior standard deviation',
+                     options.positive),
+    patch_size=Option(1, 'p: the network sees p×p pixel patches (a 28×28 image as 14×14 for '
+                      'p = 2)'),
+    remat=Option(False, "recompute each block's activations in the backward pass (less "
+                 'memory)'))
+
+
+@registry.register('top_down', options=OPTIONS)
 def build(model_config, data_shape) -> TopDownVAE:
   """The layout of `model.top_down`: `resolutions` (finest first, the first the image size over
   `patch_size`), `encoder_blocks` and `decoder_groups` per resolution, `width` channels,

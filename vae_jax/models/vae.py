@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 
@@ -15,6 +17,7 @@ class VAE(nn.Module):
   encoder: nn.Module
   decoder: nn.Module
   prior: nn.Module
+  single_latent_layer: ClassVar[bool] = True  # interface.Integrable: z is one array
 
   def __call__(self, x: jax.Array):
     """Touches every parameter; used by `init`."""
@@ -57,7 +60,7 @@ class VAE(nn.Module):
   def latent_log_densities(self, x: jax.Array, z: jax.Array, context) -> dict[str, jax.Array]:
     terms = {'reconstruction': self.decoder(z).log_prob(x),
              'log_prior': self.prior_distribution().log_prob(z)}
-    if hasattr(context, 'log_prob'):  # an IAF posterior has its density at its samples only
+    if context.density_anywhere:  # not an IAF posterior: its density is at its samples only
       terms['log_posterior'] = context.log_prob(z)
     return terms
 

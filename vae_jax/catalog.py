@@ -1,0 +1,21 @@
+"""Every built-in component, registered: importing this module imports each module that
+registers one (`vae_jax.registries`), so that the default config and the checks see them all.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Each import registers the module's components (families, likelihoods, priors, evaluators,
+# optimizers, schedules, and the run-level parts: engine, data, streaming, early stopping).
+from vae_jax import (data, discretized_logistic, early_stopping, evaluators, likelihoods,  # pylint: disable=unused-import
+                     models, objectives, optimizers, priors, registries, streaming, training)
+
+
+def default_config(imports: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """Every registered option at its default, after importing `imports` (modules outside
+  vae_jax that register components of their own); `config.imports` records them."""
+  registries.import_modules(imports)
+  config = registries.default_config()
+  config.imports = tuple(imports)
+  return config
