@@ -19,7 +19,7 @@ import sys
 import jax
 from absl import logging
 
-from vae_jax import checkpointing
+from vae_jax.engine import checkpointing
 
 ERROR_EXIT_CODE = 1
 _job = {'workdir': None, 'process': None, 'processes': None}

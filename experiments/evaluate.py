@@ -24,7 +24,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import launch
-from vae_jax import config_checks, data, evaluators, images, models, progress
+from vae_jax import data, evaluators, images, models, progress
+from vae_jax.engine import config_checks
 from vae_jax.evaluators import batched, elbo
 
 

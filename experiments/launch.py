@@ -22,7 +22,8 @@ import ml_collections
 from absl import app, flags, logging
 
 from configs import default
-from vae_jax import checkpointing, config_checks, data, models, optimizers, registries, steps
+from vae_jax import data, models, optimizers, registries
+from vae_jax.engine import checkpointing, config_checks, runs, steps
 from vae_jax.errors import TrainingInterrupted, UserError
 
 TRACEBACK = flags.DEFINE_bool('traceback', False,
@@ -176,7 +177,7 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   config_checks.validate_config_for_data(config, dataset)
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
-  target = steps.create_train_state(model, optimizer, dataset.data_shape, jax.random.key(0))
+  target = runs.create_state(config, dataset, model, optimizer, jax.random.key(0))  # as training
   folder = {'best': checkpointing.BEST_CHECKPOINT_DIRNAME,
             'latest': checkpointing.CHECKPOINT_DIRNAME}[resolve_checkpoint(config, checkpoint)]
   state = checkpointing.restore_state(workdir, target, step, folder=folder)

@@ -28,7 +28,8 @@ from ml_collections import config_flags
 
 from configs import default
 from experiments import launch
-from vae_jax import config_checks, data, metric_writers, training
+from vae_jax import data
+from vae_jax.engine import config_checks, metric_writers, training
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""

@@ -11,7 +11,7 @@ from ml_collections import config_flags
 
 from configs import default
 from experiments import distributed, launch
-from vae_jax import training
+from vae_jax.engine import training
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file, optionally with a variant: configs/mnist.py:conv.',

@@ -28,7 +28,8 @@ from absl import flags, logging
 from scipy import stats
 
 from experiments import launch
-from vae_jax import figures, images, metric_writers, models
+from vae_jax import figures, images, models
+from vae_jax.engine import metric_writers
 from vae_jax.evaluators import batched, elbo, posterior
 
 def define_flags() -> None:

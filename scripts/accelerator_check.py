@@ -32,7 +32,8 @@ import numpy as np
 from absl import app, flags
 
 from configs import mnist, top_down
-from vae_jax import data, models, optimizers, runners, steps
+from vae_jax import data, models, optimizers
+from vae_jax.engine import runners, steps
 from vae_jax.evaluators import batched, importance_sampling
 
 _SCALE = flags.DEFINE_enum('scale', 'full', ['full', 'smoke'],

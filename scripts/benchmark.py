@@ -60,7 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from vae_jax import models, optimizers, runners, steps
+from vae_jax import models, optimizers
+from vae_jax.engine import runners, steps
 from vae_jax.evaluators import batched, importance_sampling
 
 BATCH_SIZE, DATA_SHAPE, HIDDEN, LATENT = 128, (28, 28, 1), 400, 20
@@ -134,7 +135,8 @@ def peak_rss_mb() -> float:
 def input_pipeline_child(pipeline: str, data_dir: str) -> None:
   """Trains --steps steps fed by `pipeline` from the synthetic dataset in `data_dir`; emits the
   examples/s and this process's peak host memory."""
-  from vae_jax import data, streaming  # pylint: disable=import-outside-toplevel
+  from vae_jax import data  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import streaming
   config = default.get_config()
   config.data.update(name='synthetic_digits', tfds_data_dir=data_dir, validation_size=0)
   model = models.build_model(model_config().model, DATA_SHAPE)

@@ -39,7 +39,8 @@ import jax
 import numpy as np
 
 from configs import top_down
-from vae_jax import models, optimizers, steps
+from vae_jax import models, optimizers
+from vae_jax.engine import steps
 
 MB = 2**20
 

@@ -52,8 +52,10 @@ def reference() -> str:
       '`python -m scripts.config_reference > docs/configuration.md`.',
       '',
   ]
-  for kind in registries.KINDS.values():
-    components = registries.COMPONENTS.get(kind.name, {})
+  # The run's own parts first, then the kinds by name, each kind's components by name: an
+  # order that does not depend on which module was imported first.
+  for kind in sorted(registries.KINDS.values(), key=lambda kind: (kind.name != 'run', kind.name)):
+    components = dict(sorted(registries.COMPONENTS.get(kind.name, {}).items()))
     if not components:
       continue
     lines += [f'## {kind.name}: {kind.doc}', '']

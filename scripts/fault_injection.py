@@ -91,7 +91,7 @@ def run_with_kills(workdir: str, epochs: int, kills: int, max_delay: float,
 def final_state(workdir: str) -> dict:
   """The latest checkpoint's arrays, by path, read without building the model."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  from vae_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import checkpointing  # pylint: disable=import-outside-toplevel
   manager = checkpointing.create_checkpoint_manager(workdir, max_to_keep=1_000_000)
   step = manager.latest_step()
   tree = manager.restore(step, args=ocp.args.StandardRestore())
@@ -113,7 +113,7 @@ def final_state(workdir: str) -> dict:
 
 
 def evaluations(workdir: str) -> list[dict]:
-  from vae_jax import metric_writers  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import metric_writers  # pylint: disable=import-outside-toplevel
   return [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m]
 
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from absl import app, flags  # pylint: disable=wrong-import-position
 
-from vae_jax import metric_writers  # pylint: disable=wrong-import-position
+from vae_jax.engine import metric_writers  # pylint: disable=wrong-import-position
 
 _WORKDIRS = flags.DEFINE_list('workdirs', [], 'Workdirs, comma-separated.')
 _METRIC = flags.DEFINE_string('metric', 'validation/elbo', 'A metric logged during training.')

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import default
-from vae_jax import checkpointing, metric_writers
+from vae_jax.engine import checkpointing, metric_writers
 
 _ROOT = flags.DEFINE_string('root', None, 'A folder whose subfolders are workdirs.')
 _WORKDIRS = flags.DEFINE_list('workdirs', [], 'Workdirs, comma-separated.')

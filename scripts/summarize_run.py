@@ -9,7 +9,7 @@ has one), and the training throughput (examples/s) logged closest before the eva
 
 from absl import app, flags
 
-from vae_jax import metric_writers
+from vae_jax.engine import metric_writers
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.', required=True)
 

@@ -14,7 +14,8 @@ import json
 import numpy as np
 from absl import app, flags
 
-from vae_jax import figures, images, metric_writers
+from vae_jax import figures, images
+from vae_jax.engine import metric_writers
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Training workdirs.', required=True)
 _LABELS = flags.DEFINE_list('labels', None, 'One label per workdir (default: the workdirs).')

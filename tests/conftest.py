@@ -45,7 +45,7 @@ def tiny_config():
 @pytest.fixture(scope='session')
 def trained_workdir(tmp_path_factory):
   """A workdir holding a tiny two-layer IWAE trained for 2 epochs (shared by several tests)."""
-  from vae_jax import training  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import training  # pylint: disable=import-outside-toplevel
   config = make_tiny_config()
   config.model.upper_layers.latent_dims = (2,)
   config.model.upper_layers.hidden_sizes = (8,)

@@ -12,7 +12,7 @@ from absl import app
 
 from experiments import evaluate
 from tests.conftest import REPO_ROOT
-from vae_jax import checkpointing
+from vae_jax.engine import checkpointing
 
 
 @pytest.mark.slow
@@ -134,7 +134,7 @@ def test_bad_evaluator_options_are_named_before_any_compute(trained_workdir):
 @pytest.mark.slow
 def test_quadrature_is_the_oracle_for_a_two_unit_latent(tmp_path):
   from tests import conftest  # pylint: disable=import-outside-toplevel
-  from vae_jax import training  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import training  # pylint: disable=import-outside-toplevel
   config = conftest.make_tiny_config()  # one layer of two latent units
   config.num_epochs = 1
   training.train_and_evaluate(config, str(tmp_path))
@@ -155,7 +155,7 @@ def test_quadrature_is_the_oracle_for_a_two_unit_latent(tmp_path):
 def _discrete_workdir(tmp_path_factory) -> str:
   """One epoch of a K = 10 categorical model on the bundled digits: log p(x) is exact."""
   from tests.conftest import make_tiny_config  # pylint: disable=import-outside-toplevel
-  from vae_jax import training  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import training  # pylint: disable=import-outside-toplevel
   config = make_tiny_config()
   config.model.update(latent_kind='categorical', latent_dim=1, num_categories=10)
   config.model.prior.kind = 'uniform'

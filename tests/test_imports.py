@@ -85,7 +85,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_import_graph_of_vae_jax_has_no_cycle():
   graph = {name: _imported_at_import(name, path) for name, path in MODULES.items()}
-  assert {'vae_jax.steps', 'vae_jax.evaluators'} <= graph['vae_jax.training']  # edges are seen
+  assert {'vae_jax.engine.steps', 'vae_jax.evaluators'} <= graph['vae_jax.engine.loop']  # seen
   cycle = _cycle(graph)
   assert cycle is None, f'import cycle: {" -> ".join(cycle)}'
 
@@ -124,9 +124,10 @@ def test_the_launchers_shared_module_takes_the_interruption_from_errors_not_trai
               for node in ast.walk(source) if isinstance(node, (ast.Import, ast.ImportFrom))
               for alias in node.names}
   assert 'vae_jax.errors.TrainingInterrupted' in imported
-  assert not {'vae_jax.training', 'vae_jax.training.TrainingInterrupted'} & imported
+  assert not {'vae_jax.engine.training', 'vae_jax.engine.training.TrainingInterrupted'} & imported
   from experiments import launch  # pylint: disable=import-outside-toplevel
-  from vae_jax import errors, training  # pylint: disable=import-outside-toplevel
+  from vae_jax import errors  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import training
   assert training.TrainingInterrupted is errors.TrainingInterrupted  # training's name still works
 
   def interrupted_main(argv):
@@ -144,7 +145,7 @@ def test_importing_vae_jax_and_drawing_a_figure_leaves_matplotlibs_backend_alone
           'import matplotlib\n'
           'import numpy as np\n'
           'before = matplotlib.get_backend()\n'
-          'import vae_jax, vae_jax.figures, vae_jax.evaluators, vae_jax.training\n'
+          'import vae_jax, vae_jax.figures, vae_jax.evaluators, vae_jax.engine.training\n'
           'from vae_jax import figures\n'
           'figure = figures.latent_scatter(np.random.default_rng(0).normal(size=(40, 2)),\n'
           '                                np.arange(40) % 4)\n'
@@ -153,3 +154,21 @@ def test_importing_vae_jax_and_drawing_a_figure_leaves_matplotlibs_backend_alone
   result = _python(code, MPLBACKEND='svg')
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.split() == ['svg', 'svg', 'False']  # nor was pyplot's state touched
+
+
+def test_the_science_never_imports_the_engine():
+  """Models, likelihoods, priors, objectives and evaluators are usable without the run
+  machinery (vae_jax/engine/), directly or through what they import."""
+  graph = {name: _imported_at_import(name, path) for name, path in MODULES.items()}
+  science = [name for name in graph if name.startswith(('vae_jax.models', 'vae_jax.evaluators'))
+             or name in ('vae_jax.likelihoods', 'vae_jax.priors', 'vae_jax.objectives',
+                         'vae_jax.distributions', 'vae_jax.discretized_logistic')]
+  assert len(science) > 20
+  for name in science:
+    reached, frontier = set(), [name]
+    while frontier:
+      for imported in graph.get(frontier.pop(), ()):
+        if imported not in reached:
+          reached.add(imported)
+          frontier.append(imported)
+    assert not [module for module in reached if module.startswith('vae_jax.engine')], name

@@ -16,8 +16,9 @@ import pytest
 
 from experiments import evaluate, launch, sweep
 from tests.conftest import REPO_ROOT, SHARED_FREY_FACE, make_tiny_config, require_file
-from vae_jax import (checkpointing, config_checks, data, metric_writers, models, optimizers,
-                     steps, training, workdir_lock)
+from vae_jax import data, models, optimizers
+from vae_jax.engine import (checkpointing, config_checks, metric_writers, steps, training,
+                            workdir_lock)
 
 _TINY_FLAGS = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
                '--config.model.encoder.hidden_sizes=(16,)',
@@ -212,7 +213,7 @@ def test_a_second_launch_on_a_busy_workdir_is_refused(tmp_path):
 
 def test_the_lock_of_a_killed_process_does_not_block(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, '-c', 'import sys, time\nfrom vae_jax import workdir_lock\n'
+      [sys.executable, '-c', 'import sys, time\nfrom vae_jax.engine import workdir_lock\n'
        f'with workdir_lock.hold([{str(tmp_path)!r}]):\n  print("held", flush=True)\n'
        '  time.sleep(600)'], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
   try:

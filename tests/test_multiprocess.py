@@ -14,7 +14,7 @@ import portpicker
 import pytest
 
 from tests.conftest import REPO_ROOT
-from vae_jax import checkpointing, metric_writers, training
+from vae_jax.engine import checkpointing, metric_writers, training
 
 TINY = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
         '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',

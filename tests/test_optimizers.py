@@ -6,7 +6,8 @@ import numpy as np
 import optax
 
 from configs import default
-from vae_jax import optimizers, steps
+from vae_jax import optimizers
+from vae_jax.engine import steps
 
 
 def _optimizer_config(**overrides):

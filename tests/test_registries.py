@@ -7,7 +7,8 @@ import ml_collections
 import pytest
 
 from configs import default, quickstart
-from vae_jax import checkpointing, config_checks, options, registries
+from vae_jax import options, registries
+from vae_jax.engine import checkpointing, config_checks
 from vae_jax.options import OPERATIONAL, SHAPES_STATE, SWEEPABLE, Option
 
 

@@ -13,7 +13,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests.conftest import REPO_ROOT, make_tiny_config
-from vae_jax import checkpointing, data, metric_writers, steps, training
+from vae_jax import data
+from vae_jax.engine import checkpointing, metric_writers, steps, training
 
 
 def _fault_injection(tmp_path, *arguments) -> dict:
@@ -132,7 +133,7 @@ def test_metrics_written_after_the_resumed_step_or_cut_short_are_dropped(tmp_pat
 
 
 def test_data_outside_the_likelihoods_support_is_refused(mock_tfds):
-  from vae_jax import config_checks  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import config_checks  # pylint: disable=import-outside-toplevel
   config = make_tiny_config()
   dataset = data.load_dataset(config.data)
   poisoned = data.Dataset(dataset.name, data.Split(dataset.train.images * 2, None),

@@ -12,7 +12,7 @@ import pytest
 
 from experiments import sweep
 from tests.conftest import REPO_ROOT, make_tiny_config
-from vae_jax import checkpointing, config_checks, metric_writers, training
+from vae_jax.engine import checkpointing, config_checks, metric_writers, training
 
 
 def _config(**overrides):
@@ -106,7 +106,7 @@ import sys
 import jax, numpy as np
 sys.path.insert(0, {repo!r})
 from tests.test_scale import _config
-from vae_jax import training
+from vae_jax.engine import training
 assert jax.device_count() == 4, jax.devices()
 state = training.train_and_evaluate(_config(input_pipeline={pipeline!r}), {workdir!r})
 np.savez({output!r}, *[np.asarray(x) for x in jax.tree.leaves(state.params)])

@@ -11,7 +11,7 @@ import pytest
 
 from experiments import evaluate
 from tests.conftest import REPO_ROOT
-from vae_jax import metric_writers
+from vae_jax.engine import metric_writers
 
 
 def _run(*args, timeout=120):

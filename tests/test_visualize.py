@@ -6,7 +6,8 @@ from PIL import Image
 
 from experiments import visualize
 from tests.conftest import make_tiny_config
-from vae_jax import figures, training
+from vae_jax import figures
+from vae_jax.engine import training
 
 
 def _check_image(path, min_height=28, min_width=28):

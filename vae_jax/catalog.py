@@ -8,8 +8,9 @@ import ml_collections
 
 # Each import registers the module's components (families, likelihoods, priors, evaluators,
 # optimizers, schedules, and the run-level parts: engine, data, streaming, early stopping).
-from vae_jax import (data, discretized_logistic, early_stopping, evaluators, likelihoods,  # pylint: disable=unused-import
-                     models, objectives, optimizers, priors, registries, streaming, training)
+from vae_jax import (data, discretized_logistic, evaluators, likelihoods, models,  # pylint: disable=unused-import
+                     objectives, optimizers, priors, registries)
+from vae_jax.engine import early_stopping, run_options, streaming  # pylint: disable=unused-import
 
 
 def default_config(imports: tuple[str, ...] = ()) -> ml_collections.ConfigDict:

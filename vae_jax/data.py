@@ -1,6 +1,6 @@
 """Datasets as host arrays: each split decoded once, images `[N, H, W, C]` float32 in [0, 1];
 or, for the streaming pipeline (`input_pipeline='grain'`), a training split that stays on disk
-(`RecordSplit`, read record by record by `vae_jax.streaming`) beside in-memory evaluation splits.
+(`RecordSplit`, read record by record by `vae_jax.engine.streaming`) beside in-memory evaluation splits.
 
 Sources:
   * any TFDS dataset with an `image` feature (`mnist`, `fashion_mnist`, ...), read through
@@ -150,7 +150,7 @@ def load_dataset(config: ml_collections.ConfigDict, *, stream_train: bool = Fals
   """Loads, splits and (if asked) binarises the dataset that `config` (the `data` block) names.
 
   With `stream_train`, the training split is a `RecordSplit` that stays on disk (TFDS) or
-  where it is (the bundled datasets); `vae_jax.streaming` reads it and binarises it as it
+  where it is (the bundled datasets); `vae_jax.engine.streaming` reads it and binarises it as it
   goes. The validation split (the last `validation_size` training records) and the test split
   are read into memory either way.
   """

@@ -80,3 +80,26 @@ def format_duration(seconds: float) -> str:
   minutes, seconds = divmod(int(round(seconds)), 60)
   hours, minutes = divmod(minutes, 60)
   return f'{hours}:{minutes:02d}:{seconds:02d}'
+
+
+class StepProgress:
+  """Step rate and time to completion over the interval since the last report."""
+
+  def __init__(self, num_train_steps: int, initial_step: int):
+    self._num_train_steps = num_train_steps
+    self._last_step = initial_step
+    self._last_time = time.perf_counter()
+
+  def report(self, step: int, *, examples_per_step: int) -> dict[str, float]:
+    """Logs progress; returns the interval's `steps_per_sec`, `examples_per_sec` and
+    `interval_seconds` (wall time since the last report, evaluations included)."""
+    now = time.perf_counter()
+    interval_seconds = max(now - self._last_time, 1e-9)
+    steps_per_sec = (step - self._last_step) / interval_seconds
+    self._last_step, self._last_time = step, now
+    eta_seconds = (self._num_train_steps - step) / max(steps_per_sec, 1e-9)
+    logging.info('Step %d/%d (%.1f%%), %.1f steps/s, ETA %s.', step, self._num_train_steps,
+                 100 * step / max(self._num_train_steps, 1), steps_per_sec,
+                 format_duration(eta_seconds))
+    return {'steps_per_sec': steps_per_sec, 'examples_per_sec': steps_per_sec * examples_per_step,
+            'interval_seconds': interval_seconds}

@@ -8,7 +8,8 @@ import pytest
 from configs import default
 from tests import test_objectives as linear_gaussian
 from tests.helpers import small_model_config
-from vae_jax import config_checks, data, evaluators, models
+from vae_jax import data, evaluators, models
+from vae_jax.engine import config_checks
 
 
 def _config(**evals):

@@ -112,7 +112,8 @@ def test_rematerialisation_changes_neither_values_nor_gradients():
 
 
 def test_a_layout_that_does_not_fit_the_images_is_refused_with_every_problem():
-  from vae_jax import config_checks, data  # pylint: disable=import-outside-toplevel
+  from vae_jax import data  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import config_checks
   config = top_down_configs.get_config('mnist_small')
   config.model.top_down.update(resolutions=(14, 6), decoder_groups=(1, 1, 1))
   config.data.binarization = 'dynamic'
@@ -133,7 +134,8 @@ def test_the_cifar10_config_trains_evaluates_and_draws_on_mock_data(mock_tfds, t
   # The launchers' functions on the CIFAR-10 protocol (AdamW, warm-up, clipping, skip
   # threshold, EMA, discretised logistic mixture), on mock 8-bit images.
   from experiments import evaluate, visualize  # pylint: disable=import-outside-toplevel
-  from vae_jax import metric_writers, optimizers, training  # pylint: disable=import-outside-toplevel
+  from vae_jax import optimizers  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import metric_writers, training
   config = top_down_configs.get_config('cifar10_small')
   config.update(num_epochs=2, log_every_steps=1)
   config.evals.images.num_images = 4

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import ais, models, options
-from vae_jax.options import Option
+from vae_jax import ais, models
 from vae_jax.evaluators import batched, registry
+from vae_jax.options import Option
 
 INITIAL_DISTRIBUTIONS = ('mixture', 'posterior', 'prior')
 GRADIENT_COST = 3  # a gradient of log p(x, z) costs about three passes through the model

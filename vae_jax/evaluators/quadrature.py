@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import models, options, progress
-from vae_jax.options import Option
+from vae_jax import models, progress
 from vae_jax.evaluators import registry
+from vae_jax.options import Option
 
 PRIOR_DRAWS = 4096  # prior draws that place the box, widened by a quarter on each side
 MAX_POINTS_PER_CHUNK = 4096  # grid points decoded at a time (memory: examples × this)

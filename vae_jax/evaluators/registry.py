@@ -74,10 +74,10 @@ def create(model, config, dataset, *, names=None,
   computed, the estimators of it (`redundant_estimates`)."""
   chosen = {}
   # The ELBO first (the headline of every log line and report), then the config's order.
-  for name, options in sorted(config.evals.items(), key=lambda item: item[0] != 'elbo'):
+  for name, settings in sorted(config.evals.items(), key=lambda item: item[0] != 'elbo'):
     if (names is not None and name not in names) or (
-        during_training and not options.during_training) or (
-            names is None and not during_training and not options.get('by_default', True)):
+        during_training and not settings.during_training) or (
+            names is None and not during_training and not settings.get('by_default', True)):
       continue
     evaluator = EVALUATORS[name](model, config, dataset)
     if evaluator is not None:

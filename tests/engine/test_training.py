@@ -11,8 +11,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests.conftest import REPO_ROOT
-from vae_jax import (checkpointing, data, metric_writers, models, optimizers, steps,
-                     training)
+from vae_jax import data, models, optimizers
+from vae_jax.engine import checkpointing, metric_writers, steps, training
 from vae_jax.evaluators import elbo
 
 

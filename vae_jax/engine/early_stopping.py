@@ -5,7 +5,7 @@ The record of a run — its best value, the step of its best evaluation, the ste
 run truncates to its checkpoint's step: so a resumed run continues with exactly the best value
 and patience it had there, and the record needs no checkpoint of its own. The training loop
 keeps the checkpoint of the best evaluation in `WORKDIR/checkpoints_best/` (see
-`vae_jax.training`).
+`vae_jax.engine.training`).
 
 Criterion (as Tomczak & Welling's code counts it): the run stops at the first evaluation at
 which more than `patience_epochs` epochs have passed since its best evaluation, or since

@@ -1,4 +1,4 @@
-"""vae_jax/runners.py: the device-resident and host-fed runners, alone or as a vectorised
+"""vae_jax/engine/runners.py: the device-resident and host-fed runners, alone or as a vectorised
 group, make the same updates."""
 
 import functools
@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from tests.helpers import small_model_config
-from vae_jax import data, models, runners, steps
+from vae_jax import data, models
+from vae_jax.engine import runners, steps
 
 NUM_STEPS = 6  # two epochs of 3 steps
 

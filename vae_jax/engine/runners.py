@@ -5,7 +5,7 @@ trailing axis over the steps taken (and a leading axis over the runs of a vector
   DeviceRunner  the training split lives on the device; up to `steps_per_call` steps run in one
                 compiled `lax.scan` (`steps.run_steps`), inside one epoch
   HostRunner    the host gathers each batch and feeds one step at a time
-  GrainRunner   grain streams each batch from the training records (`vae_jax.streaming`), one
+  GrainRunner   grain streams each batch from the training records (`vae_jax.engine.streaming`), one
                 step at a time; its iterators' state is checkpointed with the runs
 
 The first two see the same batches and noise (`steps` derives them from (seed, step)), so they
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax import steps, streaming
+from vae_jax.engine import steps, streaming
 
 
 def stack(values: list, vectorised: bool):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_tiny_config
-from vae_jax import checkpointing, data, early_stopping, metric_writers, models, steps, training
+from vae_jax.engine import checkpointing, early_stopping, metric_writers, steps, training
 from vae_jax.evaluators import elbo
 
 

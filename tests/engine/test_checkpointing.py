@@ -6,7 +6,8 @@ import json
 import pytest
 
 from configs import default, quickstart
-from vae_jax import checkpointing, registries
+from vae_jax import registries
+from vae_jax.engine import checkpointing
 
 
 def test_config_differences_lists_nested_keys():

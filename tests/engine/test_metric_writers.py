@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vae_jax import metric_writers
+from vae_jax.engine import metric_writers
 
 
 def test_scalars_images_and_text_are_readable(tmp_path):

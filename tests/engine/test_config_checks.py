@@ -6,7 +6,8 @@ import pathlib
 import pytest
 
 from configs import frey_face, iwae, kingma_welling, mnist, mnist_discrete, quickstart, vampprior
-from vae_jax import config_checks, data, evaluators, runners
+from vae_jax import data, evaluators
+from vae_jax.engine import config_checks, runners
 
 BAD_CONFIGS = [
     ('data.binarization', 'sometimes', "data.binarization='sometimes' is not one of"),

@@ -13,7 +13,8 @@ import pytest
 from configs import default
 from scripts import synthetic_tfds
 from tests.conftest import REPO_ROOT, make_tiny_config
-from vae_jax import checkpointing, data, metric_writers, streaming, training
+from vae_jax import data
+from vae_jax.engine import checkpointing, metric_writers, streaming, training
 
 
 def _split(num_records=50, shape=(4, 4, 1)):

@@ -11,7 +11,8 @@ import json
 import ml_collections
 import numpy as np
 
-from vae_jax import checkpointing, data, models, options, registries
+from vae_jax import data, models, options, registries
+from vae_jax.engine import checkpointing
 from vae_jax.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""vae_jax/steps.py: one update is plain optax on the objective's gradient; a non-finite batch
+"""vae_jax/engine/steps.py: one update is plain optax on the objective's gradient; a non-finite batch
 is skipped and counted; the data order and β warm-up follow (seed, step) alone."""
 
 import ast
@@ -12,7 +12,8 @@ import optax
 
 from tests.conftest import make_tiny_config
 from tests.helpers import small_model_config
-from vae_jax import evaluators, models, objectives, steps
+from vae_jax import evaluators, models, objectives
+from vae_jax.engine import steps
 
 SETTINGS = steps.StepSettings(objective='elbo', num_samples=1, analytic_kl=True,
                               dynamic_binarization=False)
