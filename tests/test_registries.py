@@ -114,16 +114,22 @@ def test_the_components_a_config_uses():
   assert ('family', 'top_down') not in chosen and ('categorical_prior', 'uniform') not in chosen
 
 
-def test_a_resume_ignores_keys_no_chosen_component_reads_and_refuses_the_rest(tmp_path):
+def test_a_run_saves_and_compares_only_the_options_of_its_components(tmp_path, caplog):
   saved = quickstart.get_config()
   checkpointing.save_config(saved, str(tmp_path))
+  stored = checkpointing.load_config(str(tmp_path)).to_dict()
+  assert 'top_down' not in stored['model'] and 'num_components' not in stored['model']['prior']
+  assert stored['model']['encoder'] == saved.model.encoder.to_dict()
+  assert checkpointing.load_config(str(tmp_path), defaults=default.get_config()).model.top_down
+  assert 'predates' not in caplog.text  # what was left out by design is not "missing"
   config = quickstart.get_config()
   config.model.top_down.width = 64  # the top-down family's: a VAE run never reads it
   config.model.prior.num_components = 7  # the mixture and VampPrior's: unused with N(0, I)
   checkpointing.check_config(config, str(tmp_path), defaults=default.get_config())
   config.model.prior.kind = 'mixture'  # now the mixture reads it: its size shapes the state
   with pytest.raises(checkpointing.WorkdirConfigMismatchError,
-                     match=r'model.prior.num_components: 500 \(saved\) -> 7'):
+                     match=r"(?s)model.prior.kind: 'standard_normal' \(saved\) -> 'mixture'.*"
+                     r"model.prior.num_components: '<absent>' \(saved\) -> 7"):
     checkpointing.check_config(config, str(tmp_path), defaults=default.get_config())
 
 

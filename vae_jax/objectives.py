@@ -167,4 +167,10 @@ registries.add(registries.Component('run', 'objective', None, {
                     'unweighted)', options.non_negative),
         kl_warmup_epochs=Option(0, 'beta rises linearly from 0 over this many epochs (0: off)',
                                 options.non_negative)),
+    # The relaxed estimators' temperature (gradient_estimator gumbel_softmax or
+    # straight_through): max(minimum, initial * exp(-anneal_rate * step)).
+    **options.at('objective.temperature', traits=(SWEEPABLE,),
+                 initial=Option(1.0, 'Gumbel-softmax temperature at step 0', options.positive),
+                 minimum=Option(0.5, 'never annealed below this', options.positive),
+                 anneal_rate=Option(3e-5, 'per step, in the exponent', options.non_negative)),
 }, (_objective_problems,)))

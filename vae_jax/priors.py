@@ -121,7 +121,7 @@ def build_mixture(config, latent_dim: int, data_shape) -> MixtureOfGaussiansPrio
 
 
 def _vamp_problems(config):
-  if config.model.upper_layers.latent_dims:
+  if config.model.get('upper_layers', {}).get('latent_dims'):
     yield ('model.prior.kind=vamp is built from the encoder of a one-layer VAE; with '
            'model.upper_layers.latent_dims set, use another prior or remove the upper layers.')
   if config.model.encoder.flow_steps:

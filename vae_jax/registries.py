@@ -173,6 +173,32 @@ def chosen(config: ml_collections.ConfigDict) -> list[Component]:
   return used
 
 
+def prune(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` without the options that only components it does not use declare (an
+  MLP run's `model.top_down`, a standard-normal prior's `num_components`): what a run saves
+  and compares on resume. Keys no component declares are kept."""
+  keep = {path for component in chosen(config) for path in component.options}
+  pruned = config.copy_and_resolve_references()
+  with pruned.unlocked():
+    for path in schema():
+      if path not in keep:
+        _delete(pruned, path.split('.'))
+  return pruned
+
+
+def _delete(block, keys: list[str]) -> None:
+  """Deletes the leaf `keys` from nested `block`, and the blocks it leaves empty."""
+  head, *rest = keys
+  if head not in block:
+    return
+  if rest:
+    _delete(block[head], rest)
+    if not block[head]:
+      del block[head]
+  else:
+    del block[head]
+
+
 def value_problems(config: ml_collections.ConfigDict) -> list[str]:
   """Each option's own check on its value in `config`."""
   values = options_lib.flatten(config.to_dict())

@@ -71,7 +71,8 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
   pass `configs/default.py`'s; with None nothing is filled, and a key the saved config lacks
   is a difference like any other):
 
-  * differences in keys that no component of either config reads are ignored;
+  * only the options of the components each config uses are compared: a key neither reads
+    (an MLP run's `model.top_down.*`) changes nothing;
   * differences in operational keys (`options.OPERATIONAL`: how often to log, where the data
     is) are accepted with a warning;
   * differences in keys that shape the checkpointed state (`options.SHAPES_STATE`: the model,
@@ -87,9 +88,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
     saved = json.load(f)
   saved = upgrade_saved_config(saved, {} if defaults is None else json.loads(defaults.to_json()),
                                path)
-  differences = config_differences(saved, json.loads(config.to_json()))
-  unused = unused_keys(ml_collections.ConfigDict(saved), config)
-  differences = [d for d in differences if d[0] not in unused]
+  differences = config_differences(_stored(ml_collections.ConfigDict(saved)), _stored(config))
   schema = registries.schema()
   shape = [d for d in differences if d[0] in schema and schema[d[0]].has(options.SHAPES_STATE)]
   other = [d for d in differences if d not in shape and not _is_operational(*d, schema)]
@@ -117,17 +116,18 @@ def _is_operational(key: str, old, new, schema) -> bool:
   return option.has(options.OPERATIONAL)
 
 
-def unused_keys(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> set[str]:
-  """Keys that only components chosen by neither config declare (an MLP run's
-  `model.top_down.*`, say): a change in them changes nothing, so a resume ignores it."""
-  used = {id(component) for component in registries.chosen(saved) + registries.chosen(config)}
-  return {path for path in registries.schema()
-          if all(id(owner) not in used for owner in registries.owners(path))}
+def _stored(config: ml_collections.ConfigDict) -> dict:
+  """What a workdir keeps of a config: the options of the components it uses (`prune`), as
+  JSON. A key no component of the run reads (an MLP run's `model.top_down.*`) is not kept, so
+  changing it changes nothing."""
+  return json.loads(registries.prune(config).to_json())
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the options of the components the run uses (`_stored`); a run reads the others
+  back at their defaults (`load_config`)."""
   _write_atomically(os.path.join(workdir, CONFIG_FILENAME),
-                    json.dumps(json.loads(config.to_json()), indent=2, sort_keys=True) + '\n')
+                    json.dumps(_stored(config), indent=2, sort_keys=True) + '\n')
 
 
 def holds_trained_state(workdir: str) -> bool:
@@ -177,10 +177,6 @@ def upgrade_saved_config(saved: dict, defaults: dict, path: str) -> dict:
   for old, new in RENAMED_KEYS.items():
     if old in saved:
       moved[new] = saved.pop(old)
-  missing = [key for key, old, _ in config_differences(saved, defaults)
-             if old == '<absent>' and key not in moved]
-  if missing:
-    logging.warning('%s predates config keys %s; using their defaults.', path, missing)
   upgraded = _merge(copy.deepcopy(defaults), saved)
   for dotted, value in moved.items():
     *parents, leaf = dotted.split('.')
@@ -188,6 +184,11 @@ def upgrade_saved_config(saved: dict, defaults: dict, path: str) -> dict:
     for parent in parents:
       node = node.setdefault(parent, {})  # absent when there are no defaults to fill it
     node[leaf] = value
+  # Only options of the components the run uses are saved: the others are absent by design.
+  had = set(options.flatten(saved)) | set(moved)
+  missing = sorted(set(options.flatten(_stored(ml_collections.ConfigDict(upgraded)))) - had)
+  if missing:
+    logging.warning('%s predates config keys %s; using their defaults.', path, missing)
   return upgraded
 
 

@@ -22,7 +22,7 @@ def create_state(config, dataset, model, optimizer, init_key: jax.Array) -> step
   training image), the optimizer's state, and its hyperparameters set to `config.optimizer`'s
   (one optimizer serves every run of a group)."""
   state = steps.create_train_state(model, optimizer, dataset.data_shape, init_key)
-  if config.model.likelihood.output_bias_init == 'data_mean_logit':
+  if config.model.likelihood.get('output_bias_init') == 'data_mean_logit':  # Bernoulli's option
     params = models.with_data_mean_output_bias(state.params, data.mean_image(dataset.train))
     state = state.replace(params=params, opt_state=optimizer.init(params))
   return state.replace(opt_state=optimizers.with_config_hyperparams(state.opt_state,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import distributions, encoders, importance_weights, options
-from vae_jax.options import SHAPES_STATE, SWEEPABLE, Option
+from vae_jax.options import SHAPES_STATE, Option
 from vae_jax.models import components, registry
 
 
@@ -140,7 +140,7 @@ def _discrete_problems(config):
   """What the discrete family's objectives and gradient estimators cannot do."""
   model, objective = config.model, config.objective
   estimator = objective.gradient_estimator
-  if model.upper_layers.latent_dims:
+  if model.get('upper_layers', {}).get('latent_dims'):
     yield ('model.latent_kind=categorical has one stochastic layer; clear '
            'model.upper_layers.latent_dims.')
   if estimator == 'reparameterized':
@@ -171,11 +171,6 @@ OPTIONS = {
                               options.at_least(2)),
         max_enumeration=Option(4096, 'categorical: sum over z exactly when K^D <= this',
                                options.at_least(1))),
-    # Gumbel-softmax temperature: max(minimum, initial * exp(-anneal_rate * step)).
-    **options.at('objective.temperature', traits=(SWEEPABLE,),
-                 initial=Option(1.0, 'Gumbel-softmax temperature at step 0', options.positive),
-                 minimum=Option(0.5, 'never annealed below this', options.positive),
-                 anneal_rate=Option(3e-5, 'per step, in the exponent', options.non_negative)),
 }
 
 

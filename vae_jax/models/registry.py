@@ -71,7 +71,8 @@ def family_name(model_config: ml_collections.ConfigDict) -> str:
     return model_config.family
   if model_config.latent_kind == 'categorical':
     return 'discrete'
-  return 'hierarchical' if model_config.upper_layers.latent_dims else 'vae'
+  upper_layers = model_config.get('upper_layers', {})  # absent from a one-layer run's config
+  return 'hierarchical' if upper_layers.get('latent_dims') else 'vae'
 
 
 def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> nn.Module:
