@@ -126,8 +126,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                 paper=config.paper.to_dict())
   stem = _unused_stem(os.path.join(workdir, 'evaluation', _report_name(
       step, split, names, seed, len(chosen.images) if num_examples is not None else None,
-      config.evals.importance_sampled.num_samples if 'importance_sampled' in chosen_evaluators
-      else None)))
+      [getattr(evaluator, 'report_name_part', '') for evaluator in chosen_evaluators.values()])))
   with open(f'{stem}.json', 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=2)
   for name, grid in grids.items():
@@ -141,9 +140,10 @@ def measure_seconds_per_pass(model, config, chosen_evaluators, params, images,
   """Seconds per example of one pass through the model: the one-sample ELBO on a batch, timed
   after compiling (the ELBO evaluator's own program where it has one sample, so nothing is
   compiled twice)."""
-  elbo_evaluator = chosen_evaluators.get('elbo')
-  elbo_fn = (elbo_evaluator.elbo_fn if elbo_evaluator and elbo_evaluator.num_samples == 1 else
-             elbo.make_elbo_fn(model, num_samples=1, analytic_kl=config.objective.analytic_kl))
+  own = [evaluator.elbo_fn for evaluator in chosen_evaluators.values()
+         if isinstance(evaluator, elbo.ElboEvaluator) and evaluator.num_samples == 1]
+  elbo_fn = own[0] if own else elbo.make_elbo_fn(model, num_samples=1,
+                                                  analytic_kl=config.objective.analytic_kl)
   batch = images[:config.eval_batch_size]
   timed = lambda: batched.map_examples(elbo_fn, params, batch,
                                        batch_size=config.eval_batch_size, rng=rng)
@@ -169,9 +169,12 @@ def plan_lines(heading: str, chosen_evaluators: dict, num_examples: int,
   return lines
 
 
-def _report_name(step: int, split: str, names, seed: int, num_examples, num_samples) -> str:
+def _report_name(step: int, split: str, names, seed: int, num_examples,
+                 evaluator_parts: list[str]) -> str:
+  """'step_<step>_<split>_<evaluators>[_<each evaluator's own part, e.g. k5000>][_n<N>]
+  [_seed<S>]'."""
   parts = [f'step_{step:08d}', split, '+'.join(names) if names else 'all']
-  parts += [f'k{num_samples}'] if num_samples else []
+  parts += [part for part in evaluator_parts if part]
   parts += [f'n{num_examples}'] if num_examples is not None else []
   parts += [f'seed{seed}'] if seed else []
   return '_'.join(parts)

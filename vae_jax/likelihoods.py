@@ -78,11 +78,15 @@ def _bernoulli_problems(config):
            'grey levels. Set data.binarization to dynamic or static, or use '
            'model.likelihood.kind=gaussian.')
   model = config.model
+  families = [component for component in registries.chosen(config) if component.kind == 'family']
   if model.likelihood.output_bias_init == 'data_mean_logit' and (
-      model.decoder.kind != 'mlp' or model.family not in ('auto', 'vae', 'hierarchical')
-      or model.latent_kind != 'gaussian'):
+      model.decoder.kind != 'mlp' or model.latent_kind != 'gaussian' or
+      not all(family.extras.get('data_mean_output_bias') for family in families)):
+    supported = [name for name in registries.names('family')
+                 if registries.get('family', name).extras.get('data_mean_output_bias')]
     yield ('model.likelihood.output_bias_init=data_mean_logit sets the output bias of an MLP '
-           'decoder with a Bernoulli likelihood (families vae and hierarchical); use zeros here.')
+           f'decoder with a Bernoulli likelihood (families {" and ".join(supported)}); use zeros '
+           'here.')
 
 
 def _binary_data_problems(config, dataset):

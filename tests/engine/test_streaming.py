@@ -1,7 +1,7 @@
 """The grain streaming pipeline: its batches (every example once an epoch, per-process shares
 that add up to the single-process batch, static binarisation fixed per record), a TFDS dataset
 streamed from its array_record files by the launcher, and resumes that refuse a silent change
-of batch order. (A run killed mid-epoch resuming bitwise: tests/test_reliability.py.)"""
+of batch order. (A run killed mid-epoch resuming bitwise: tests/scenarios/test_reliability.py.)"""
 
 import os
 import subprocess

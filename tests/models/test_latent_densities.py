@@ -65,7 +65,7 @@ def test_discrete_latents_have_no_densities_at_any_z():
 @pytest.mark.slow
 def test_ais_runs_on_the_top_down_family():
   # (The one-layer and two-layer families run AIS and BDMC in tests/evaluators and
-  # tests/test_evaluate; BDMC's chains are AIS's.)
+  # tests/experiments/test_evaluate.py; BDMC's chains are AIS's.)
   from vae_jax.evaluators import ais  # pylint: disable=import-outside-toplevel
   model, params, x = _family('top_down')
   annealed = jax.device_get(ais.make_ais_fn(

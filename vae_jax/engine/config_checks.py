@@ -73,7 +73,7 @@ def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Da
   """Checks that need the data: its shape, its size, and that every value lies in the support
   of the likelihood (a log-density outside it would be garbage, not an error, in the step)."""
   problems = [*_support_problems(config, dataset),
-              *models.registry.config_problems(config.model, dataset.data_shape)]
+              *models.families.config_problems(config.model, dataset.data_shape)]
   split = config.early_stopping.metric.partition('/')[0]
   if config.early_stopping.metric and split not in dataset.eval_splits():
     problems.append(f'early_stopping.metric={config.early_stopping.metric!r} needs a {split} '

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import ais, models
+from vae_jax import annealing, models
 from vae_jax.evaluators import batched, registry
 from vae_jax.options import Option
 
@@ -75,17 +75,17 @@ def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
   `num_steps` intermediate distributions from `initial` (q(z|x) or p(z)) to p(x, z), with the
   chains' Monte-Carlo error (delta method over chains), mean acceptance rate and final step
   size."""
-  betas = ais.sigmoid_schedule(num_steps)
+  betas = annealing.sigmoid_schedule(num_steps)
 
   def example_estimate(params, image, key):
     x = image[None]
     start_key, run_key = jax.random.split(key)
     context = model.apply(params, x, method='encode_context')
     z0 = initial_draws(model, params, start_key, context, num_chains, initial)
-    log_w, _, info = ais.anneal(run_key, z0, chain_log_densities(model, params, x, context, initial),
+    log_w, _, info = annealing.anneal(run_key, z0, chain_log_densities(model, params, x, context, initial),
                              betas, leapfrog_steps=leapfrog_steps, step_size=step_size)
     weights = jnp.exp(log_w - jnp.max(log_w))
-    return {'log_likelihood': ais.log_mean_exp(log_w),
+    return {'log_likelihood': annealing.log_mean_exp(log_w),
             'standard_error': jnp.std(weights, ddof=1) / (jnp.sqrt(num_chains) * jnp.mean(weights)),
             'chain_effective_sample_size': jnp.sum(weights)**2 / jnp.sum(weights**2),
             **info}

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import ais, models, options, progress
+from vae_jax import annealing, models, options, progress
 from vae_jax.options import Option
 from vae_jax.evaluators import ais as forward_ais
 from vae_jax.evaluators import registry
@@ -26,7 +26,7 @@ def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
                  step_size: float, initial: str):
   """A jitted `(params, rng, example_ids [B]) -> {'lower_bound', 'upper_bound'} [B]` on B
   examples simulated from the model (example i from `fold_in(rng, i)`)."""
-  betas = ais.sigmoid_schedule(num_steps)
+  betas = annealing.sigmoid_schedule(num_steps)
   run = dict(leapfrog_steps=leapfrog_steps, step_size=step_size)
 
   def example_bounds(params, key):
@@ -35,11 +35,11 @@ def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
     context = model.apply(params, x, method='encode_context')
     log_densities = forward_ais.chain_log_densities(model, params, x, context, initial)
     z0 = forward_ais.initial_draws(model, params, start_key, context, num_chains, initial)
-    forward, _, _ = ais.anneal(forward_key, z0, log_densities, betas, **run)
+    forward, _, _ = annealing.anneal(forward_key, z0, log_densities, betas, **run)
     # Every reverse chain starts at the exact posterior draw z*.
     z_star = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape[1:])), z_star)
-    reverse, _, _ = ais.anneal(reverse_key, z_star, log_densities, betas[::-1], **run)
-    return {'lower_bound': ais.log_mean_exp(forward), 'upper_bound': -ais.log_mean_exp(reverse)}
+    reverse, _, _ = annealing.anneal(reverse_key, z_star, log_densities, betas[::-1], **run)
+    return {'lower_bound': annealing.log_mean_exp(forward), 'upper_bound': -annealing.log_mean_exp(reverse)}
 
   @jax.jit
   def bdmc_fn(params, rng, example_ids):

@@ -61,6 +61,7 @@ def report_lines(report: dict, seconds: float) -> list[str]:
 
 
 @registry.register('elbo', during_training=True, report_lines=report_lines, report_rank=5,
+                   headline=True,
                    num_samples=Option(1, 'samples of z per example in the evaluation ELBO',
                                       options.at_least(1)))
 def create(model, config, dataset) -> ElboEvaluator:

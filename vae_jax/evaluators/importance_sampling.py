@@ -128,6 +128,11 @@ class ImportanceSamplingEvaluator:
   batch_size: int
   computes_log_likelihood = 'estimate'
 
+  @property
+  def report_name_part(self) -> str:
+    """What `experiments.evaluate` adds to its report's file name: k."""
+    return f'k{self.num_samples}'
+
   def work(self, num_examples: int) -> float:
     return num_examples * self.num_samples * self.num_repeats
 

@@ -11,7 +11,8 @@ An evaluator may also declare, as attributes:
   computes_log_likelihood  'exact' or 'estimate': where an exact log p(x) is computed, the
                            estimates of it add nothing and are left out unless named;
   work(num_examples)       about how many passes through the model it makes on that many
-                           examples (the plan `experiments.evaluate` prints; default: one each).
+                           examples (the plan `experiments.evaluate` prints; default: one each);
+  report_name_part         what it adds to the name of `experiments.evaluate`'s report.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ registries.register_kind('evaluator', 'what is measured on a split (config.evals
 
 def register(name: str, *, during_training: bool, by_default: bool = True,
              checks: Iterable[Callable] = (), report_lines: Callable | None = None,
-             report_rank: int = 100, applies_to: str = 'every model',
+             report_rank: int = 100, applies_to: str = 'every model', headline: bool = False,
              **evaluator_options: Option):
   """Registers `create(model, config, dataset) -> Evaluator | None` under `name`, with its
   options (keyword arguments: `config.evals.<name>.<option>`) and config checks. Every evaluator
@@ -48,7 +49,8 @@ def register(name: str, *, during_training: bool, by_default: bool = True,
   run is made `by_default=False` (`experiments.evaluate` runs it only when named).
   `report_lines(report, seconds) -> lines` writes its part of `experiments.evaluate`'s summary
   (without it, its numbers are listed); summaries go by `report_rank`, lowest first.
-  `applies_to` says, for an evaluator whose `create` may return None, what it needs."""
+  `applies_to` says, for an evaluator whose `create` may return None, what it needs; the
+  `headline` evaluator runs first (its numbers open every log line and report)."""
   declared = {'during_training': Option(during_training, 'at every evaluation of the training '
                                         'loop (else experiments.evaluate only)')}
   if not by_default:
@@ -60,7 +62,8 @@ def register(name: str, *, during_training: bool, by_default: bool = True,
     registries.add(registries.Component(
         'evaluator', name, create_fn, options.at(f'evals.{name}', traits=(OPERATIONAL,),
                                                  **declared), tuple(checks),
-        {'report_lines': report_lines, 'report_rank': report_rank, 'applies_to': applies_to}))
+        {'report_lines': report_lines, 'report_rank': report_rank, 'applies_to': applies_to,
+         'headline': headline}))
     return registries.registrar(EVALUATORS, 'Evaluator', name)(create_fn)
 
   return decorate
@@ -74,7 +77,7 @@ def create(model, config, dataset, *, names=None,
   computed, the estimators of it (`redundant_estimates`)."""
   chosen = {}
   # The ELBO first (the headline of every log line and report), then the config's order.
-  for name, settings in sorted(config.evals.items(), key=lambda item: item[0] != 'elbo'):
+  for name, settings in sorted(config.evals.items(), key=lambda item: not _is_headline(item[0])):
     if (names is not None and name not in names) or (
         during_training and not settings.during_training) or (
             names is None and not during_training and not settings.get('by_default', True)):
@@ -88,6 +91,12 @@ def create(model, config, dataset, *, names=None,
                    'it anyway).', name)
       del chosen[name]
   return chosen
+
+
+def _is_headline(name: str) -> bool:
+  """Whether evaluator `name` registered itself as the headline, run first (the ELBO)."""
+  return name in registries.names('evaluator') and registries.get(
+      'evaluator', name).extras.get('headline', False)
 
 
 def redundant_estimates(chosen: dict[str, Evaluator]) -> list[str]:

@@ -6,7 +6,7 @@
   top_down.py      TopDownVAE: deep top-down hierarchy of conv groups (VDVAE / NVAE family)
   components.py    encoders, decoder networks, likelihoods and priors by name
   interface.py     what every family provides, and the capability protocols
-  registry.py      `register(name)` and `build_model(model_config, data_shape)`
+  families.py      `register(name)` and `build_model(model_config, data_shape)`
 """
 
 from vae_jax.models import discrete, hierarchical, top_down, vae  # registers the families
@@ -18,7 +18,7 @@ from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy,
                                       LatentDensities, LatentVariableModel, can_enumerate,
                                       can_integrate)
 from vae_jax.models.top_down import TopDownVAE
-from vae_jax.models.registry import build_model, family_name, register
+from vae_jax.models.families import build_model, family_name, register
 from vae_jax.models.vae import VAE
 
 __all__ = [

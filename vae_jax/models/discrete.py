@@ -12,7 +12,7 @@ import numpy as np
 
 from vae_jax import distributions, encoders, importance_weights, options
 from vae_jax.options import SHAPES_STATE, Option
-from vae_jax.models import components, registry
+from vae_jax.models import components, families
 
 
 class DiscreteVAE(nn.Module):
@@ -174,7 +174,7 @@ OPTIONS = {
 }
 
 
-@registry.register('discrete', options=OPTIONS, checks=(_discrete_problems,))
+@families.register('discrete', options=OPTIONS, checks=(_discrete_problems,))
 def build(model_config, data_shape) -> DiscreteVAE:
   """`latent_dim` categorical variables of `num_categories` values each."""
   torso = components.build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init,
@@ -192,7 +192,7 @@ def build(model_config, data_shape) -> DiscreteVAE:
 # The gradient estimators this family owns (`objective.gradient_estimator`); each returns the
 # minimised loss and the per-example terms, like `objectives.training_loss`.
 
-@registry.register_estimator('exact')
+@families.register_estimator('exact')
 def exact_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
                analytic_kl: bool, temperature):
   """A sum over every value of z: no sampling variance. objective 'elbo': `−mean(E_q log p(x|z)
@@ -220,11 +220,11 @@ def _relaxed_loss(model, params, x, rng, *, objective: str, num_samples: int, be
   return -jnp.mean(terms['reconstruction'] - beta * terms['kl']), terms
 
 
-registry.register_estimator('gumbel_softmax')(functools.partial(_relaxed_loss, hard=False))
-registry.register_estimator('straight_through')(functools.partial(_relaxed_loss, hard=True))
+families.register_estimator('gumbel_softmax')(functools.partial(_relaxed_loss, hard=False))
+families.register_estimator('straight_through')(functools.partial(_relaxed_loss, hard=True))
 
 
-@registry.register_estimator('score_function')
+@families.register_estimator('score_function')
 def score_function_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
                         analytic_kl: bool, temperature):
   """REINFORCE for the ELBO: `∇ E_q[f] = E_q[(f − b) ∇ log q] + E_q[∇ f]` over k draws, with

@@ -10,7 +10,7 @@ import jax
 
 from vae_jax import encoders, networks, options
 from vae_jax.options import SHAPES_STATE, Option
-from vae_jax.models import components, registry
+from vae_jax.models import components, families
 
 
 class HierarchicalVAE(nn.Module):
@@ -126,7 +126,7 @@ OPTIONS = options.at(
     activation=Option('tanh', 'their activation', options.one_of(*networks.ACTIVATION_CHOICES)))
 
 
-@registry.register('hierarchical', options=OPTIONS)
+@families.register('hierarchical', options=OPTIONS, data_mean_output_bias=True)
 def build(model_config, data_shape) -> HierarchicalVAE:
   """Layers of `latent_dim`, then `upper_layers.latent_dims` units; every q(h_l|h_l-1) and
   p(h_l-1|h_l) an MLP of `upper_layers.hidden_sizes`."""

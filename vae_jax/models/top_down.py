@@ -25,7 +25,7 @@ import numpy as np
 
 from vae_jax import distributions, networks, options
 from vae_jax.options import SHAPES_STATE, Option
-from vae_jax.models import components, registry
+from vae_jax.models import components, families
 
 
 class ResBlock(nn.Module):
@@ -270,7 +270,7 @@ class TopDownVAE(nn.Module):
     return self._top_down(num_samples, sample_prior)[0].mean
 
 
-@registry.register_check('top_down')
+@families.register_check('top_down')
 def config_problems(model_config, data_shape) -> list[str]:
   """The layout must fit the images: one count per resolution, each resolution dividing the
   one before, the first the image size over the patch size."""
@@ -314,7 +314,7 @@ OPTIONS = options.at(
                  'memory)'))
 
 
-@registry.register('top_down', options=OPTIONS)
+@families.register('top_down', options=OPTIONS)
 def build(model_config, data_shape) -> TopDownVAE:
   """The layout of `model.top_down`: `resolutions` (finest first, the first the image size over
   `patch_size`), `encoder_blocks` and `decoder_groups` per resolution, `width` channels,

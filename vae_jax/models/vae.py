@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 
 from vae_jax import distributions
-from vae_jax.models import components, registry
+from vae_jax.models import components, families
 
 
 class VAE(nn.Module):
@@ -91,7 +91,7 @@ class VAE(nn.Module):
     return self.decoder(self.prior_distribution().sample(key, (num_samples,))).mean
 
 
-@registry.register('vae')
+@families.register('vae', data_mean_output_bias=True)
 def build(model_config, data_shape) -> VAE:
   """Gaussian latents of `latent_dim` units, with any of the Gaussian priors."""
   encoder = components.build_encoder(model_config.encoder, model_config.latent_dim, data_shape,

@@ -105,7 +105,7 @@ _FOUR_DEVICE_SCRIPT = '''
 import sys
 import jax, numpy as np
 sys.path.insert(0, {repo!r})
-from tests.test_scale import _config
+from tests.scenarios.test_scale import _config
 from vae_jax.engine import training
 assert jax.device_count() == 4, jax.devices()
 state = training.train_and_evaluate(_config(input_pipeline={pipeline!r}), {workdir!r})

@@ -30,13 +30,15 @@ ESTIMATORS: dict[str, Callable] = {}
 
 
 def register(name: str, *, options: Mapping[str, Option] | None = None,
-             checks: Iterable[Callable] = ()):
+             checks: Iterable[Callable] = (), **extras):
   """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`, with the
-  family's own options (by convention under `model.<name>.`) and config checks."""
+  family's own options (by convention under `model.<name>.`), config checks and extras
+  (`data_mean_output_bias=True`: its decoder ends in the dense layer `decoder/net/output` that
+  `with_data_mean_output_bias` sets)."""
 
   def decorate(build):
     registries.add(registries.Component('family', name, build, dict(options or {}),
-                                        tuple(checks)))
+                                        tuple(checks), extras))
     return registries.registrar(BUILDERS, 'Model family', name)(build)
 
   return decorate

@@ -1,4 +1,4 @@
-"""vae_jax/ais.py: HMC transitions leave their target invariant, and AIS is unbiased for the
+"""vae_jax/annealing.py: HMC transitions leave their target invariant, and AIS is unbiased for the
 normaliser of a Gaussian-times-Gaussian model whose marginal is known in closed form (forward:
 a lower bound; reverse from exact draws: an upper bound)."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vae_jax import ais
+from vae_jax import annealing
 
 # Target f_1(z) = N(z; 0, I) N(y; A z, s² I): a 2-D latent, 3-D observation.
 A = np.array([[1.0, 0.5], [-0.3, 1.2], [0.8, -0.7]], np.float32)
@@ -38,7 +38,7 @@ def test_hmc_transitions_leave_a_gaussian_target_invariant():
   # adapting): the chains' mean and covariance stay those of the target.
   mean, covariance = _exact_posterior()
   z0 = np.random.default_rng(0).multivariate_normal(mean, covariance, 4000).astype(np.float32)
-  log_w, z, info = ais.anneal(jax.random.key(1), jnp.asarray(z0), _log_densities,
+  log_w, z, info = annealing.anneal(jax.random.key(1), jnp.asarray(z0), _log_densities,
                               np.ones(41, np.float32), leapfrog_steps=5, step_size=0.3)
   np.testing.assert_array_equal(log_w, 0.0)  # β never moves: no weight
   assert 0.5 < info['acceptance_rate'] < 0.95
@@ -51,8 +51,8 @@ def test_hmc_transitions_leave_a_gaussian_target_invariant():
 
 def _forward_weights(num_chains, num_steps, adapt, seed=0):
   z0 = jax.random.normal(jax.random.key(seed), (num_chains, 2))
-  log_w, _, _ = ais.anneal(jax.random.key(seed + 1), z0, _log_densities,
-                        ais.sigmoid_schedule(num_steps), leapfrog_steps=3, step_size=0.3,
+  log_w, _, _ = annealing.anneal(jax.random.key(seed + 1), z0, _log_densities,
+                        annealing.sigmoid_schedule(num_steps), leapfrog_steps=3, step_size=0.3,
                         adapt_step_size=adapt)
   return np.asarray(log_w, np.float64)
 
@@ -92,9 +92,9 @@ def test_reverse_chains_from_exact_draws_bound_log_z_from_above():
   exact = _log_normaliser()
   gaps = []
   for num_steps in (3, 300):
-    betas = ais.sigmoid_schedule(num_steps)
+    betas = annealing.sigmoid_schedule(num_steps)
     forward = _forward_weights(200, num_steps, adapt=True)
-    reverse, _, _ = ais.anneal(jax.random.key(9), jnp.asarray(z_star), _log_densities, betas[::-1],
+    reverse, _, _ = annealing.anneal(jax.random.key(9), jnp.asarray(z_star), _log_densities, betas[::-1],
                                leapfrog_steps=3, step_size=0.3)
     lower, upper = float(np.mean(forward)), float(-np.mean(np.asarray(reverse)))
     assert lower <= exact + 1e-3 and upper >= exact - 1e-3, (num_steps, lower, upper, exact)
@@ -104,7 +104,7 @@ def test_reverse_chains_from_exact_draws_bound_log_z_from_above():
 
 
 def test_sigmoid_schedule_runs_from_zero_to_one_increasing():
-  betas = ais.sigmoid_schedule(100)
+  betas = annealing.sigmoid_schedule(100)
   assert betas[0] == 0.0 and betas[-1] == 1.0 and np.all(np.diff(betas) > 0)
   # Dense at both ends: the first and last steps are the smallest.
   assert np.diff(betas)[0] < np.diff(betas)[50] > np.diff(betas)[-1]

@@ -1,4 +1,4 @@
-"""vae_jax/models/registry.py: families built by name, each with its capabilities."""
+"""vae_jax/models/families.py: families built by name, each with its capabilities."""
 
 import flax.linen as nn
 import pytest
@@ -38,11 +38,11 @@ def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_th
   with pytest.raises(ValueError, match="'vae' is registered twice"):
     models.register('vae')(lambda config, shape: None)
   with pytest.raises(ValueError, match="'exact' is registered twice"):
-    models.registry.register_estimator('exact')(lambda *args, **kwargs: None)
-  assert models.registry.ESTIMATORS['score_function'] is models.discrete.score_function_loss
+    models.families.register_estimator('exact')(lambda *args, **kwargs: None)
+  assert models.families.ESTIMATORS['score_function'] is models.discrete.score_function_loss
   assert objectives.gradient_estimators() == ('auto', 'reparameterized', 'exact',
                                               'gumbel_softmax', 'straight_through',
                                               'score_function')
-  monkeypatch.setitem(models.registry.BUILDERS, 'vae', lambda config, shape: nn.Dense(3))
+  monkeypatch.setitem(models.families.BUILDERS, 'vae', lambda config, shape: nn.Dense(3))
   with pytest.raises(TypeError, match="'vae' built a Dense that lacks"):
     models.build_model(_model_config(), (4, 4, 1))
