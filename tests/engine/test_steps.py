@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from tests.conftest import make_tiny_config
 from tests.helpers import small_model_config
@@ -29,6 +30,7 @@ def _setup():
   return model, optimizer, state, hyperparams, step
 
 
+@pytest.mark.slow  # trains, or compiles for over 9 s with a cold cache
 def test_a_step_is_one_optax_update_on_the_gradient_of_the_negative_elbo():
   model, optimizer, state, hyperparams, step = _setup()
   x = (np.random.default_rng(0).uniform(size=(8, 6)) > 0.5).astype(np.float32)

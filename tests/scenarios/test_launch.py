@@ -142,6 +142,7 @@ def test_the_workdir_records_an_absolute_data_location(tmp_path, monkeypatch, mo
   assert moved.data.tfds_data_dir == '/moved/tfds'
 
 
+@pytest.mark.slow  # trains, or compiles for over 9 s with a cold cache
 def test_a_trained_run_with_a_moving_average_keeps_its_params_and_evaluates_the_average(
     tmp_path):
   config = _config(**{'optimizer.ema_decay': 0.5})
