@@ -145,3 +145,19 @@ def test_both_scripts_read_old_names_through_the_one_helper(monkeypatch):
     with open(script.__file__, encoding='utf-8') as f:
       source = f.read()
     assert 'log_marginal' not in source and "/log_likelihood'" not in source
+
+
+@pytest.mark.slow
+def test_the_model_summary_counts_every_parameter_of_the_quickstart_mlp_by_hand():
+  result = subprocess.run([sys.executable, '-m', 'scripts.model_summary',
+                           '--config=configs/quickstart.py', '--data_shape=8,8,1'],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  dense = lambda inputs, outputs: inputs * outputs + outputs  # kernel and bias
+  torso = dense(64, 128) + dense(128, 128)  # 8x8 pixels, hidden (128, 128)
+  heads = 2 * dense(128, 8)  # mean and raw scale of 8 latent units
+  decoder = dense(8, 128) + dense(128, 128) + dense(128, 64)  # one Bernoulli logit per pixel
+  lines = result.stdout.strip().splitlines()
+  assert lines[-1] == f'total parameters: {torso + heads + decoder}'
+  assert any(line.split()[0] == 'encoder/torso' and line.split()[-1] == f'{torso:,}'
+             for line in lines)
