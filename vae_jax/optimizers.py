@@ -70,27 +70,25 @@ INJECTED_HYPERPARAMETERS = tuple(path.split('.', 1)[1] for path, option in OPTIO
                                  if option.has(SWEEPABLE))
 
 
-@registries.register('optimizer', 'adam')
-def adam(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.adam(schedule, b1=b1, b2=b2, eps=eps))
+def _after_l2_penalty(optimizer: optax.GradientTransformation,
+                      weight_decay) -> optax.GradientTransformation:
+  """`optimizer` on the gradient plus `weight_decay·θ` (an L2 penalty, not decoupled)."""
+  return optax.chain(optax.add_decayed_weights(weight_decay), optimizer)
 
 
-@registries.register('optimizer', 'adamw')
-def adamw(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
-  return optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-
-
-@registries.register('optimizer', 'adamax')
-def adamax(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.adamax(schedule, b1=b1, b2=b2, eps=eps))
-
-
-@registries.register('optimizer', 'adagrad')
-def adagrad(schedule, *, b1, b2, eps, weight_decay) -> optax.GradientTransformation:
-  del b1, b2
-  return optax.chain(optax.add_decayed_weights(weight_decay), optax.adagrad(schedule, eps=eps))
+# Builders by `optimizer.name`: `build(schedule, *, b1, b2, eps, weight_decay)`.
+registries.register('optimizer', 'adam')(
+    lambda schedule, *, b1, b2, eps, weight_decay: _after_l2_penalty(
+        optax.adam(schedule, b1=b1, b2=b2, eps=eps), weight_decay))
+registries.register('optimizer', 'adamax')(
+    lambda schedule, *, b1, b2, eps, weight_decay: _after_l2_penalty(
+        optax.adamax(schedule, b1=b1, b2=b2, eps=eps), weight_decay))
+registries.register('optimizer', 'adagrad')(
+    lambda schedule, *, b1, b2, eps, weight_decay: _after_l2_penalty(
+        optax.adagrad(schedule, eps=eps), weight_decay))
+registries.register('optimizer', 'adamw')(
+    lambda schedule, *, b1, b2, eps, weight_decay: optax.adamw(
+        schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
