@@ -3,6 +3,7 @@ from anywhere, workdirs that failed launches and concurrent launches cannot spoi
 messages, a default workdir, and divergence reported."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -348,3 +349,22 @@ def test_a_sweep_stopped_by_sigterm_checkpoints_and_exits_143_without_a_tracebac
   assert 'Interrupted by SIGTERM at step' in stderr
   steps = {int(_latest_state(str(tmp_path / f'seed={seed}'))['step']) for seed in range(4)}
   assert len(steps) == 1 and steps.pop() > 0  # every run saved at the step it stopped
+
+
+@pytest.mark.slow
+def test_a_run_whose_updates_are_mostly_skipped_stops_naming_the_norms_and_the_threshold(
+    tmp_path):
+  """openai/vdvae#25: the gradient norm settles above the skip threshold and every update is
+  skipped; no streak limit is reached (here it is out of reach), and before max_skipped_share
+  the run trained on to its end without learning, exiting 0."""
+  result = _launch('experiments.train', *_TINY_FLAGS, f'--workdir={tmp_path}',
+                   '--config.num_epochs=2', '--config.optimizer.skip_threshold=0.001',
+                   '--config.max_consecutive_nonfinite_steps=1000000', '--config.log_every_steps=5')
+  assert result.returncode == 1, result.stderr[-2000:]
+  message = result.stderr.strip().splitlines()[-1]
+  assert re.match(r'error: \S+: training stopped at step 5: 5 of the last 5 updates \(100%\) '
+                  r'were skipped, more than max_skipped_share=0.5: their gradient norms ran '
+                  r'from [\d.]+ to [\d.]+ \(median [\d.]+\) against '
+                  r'optimizer.skip_threshold=0.001\. Raise optimizer.skip_threshold \(above '
+                  r'[\d.]+ it would have accepted 90% of them\)', message), message
+  assert 'Traceback' not in result.stderr

@@ -27,6 +27,10 @@ class DivergenceError(UserError, FloatingPointError):
   """The loss rose far above its first logged value (`divergence_factor`)."""
 
 
+class StalledTrainingError(UserError, RuntimeError):
+  """More than `max_skipped_share` of the updates since the last log were skipped."""
+
+
 class Loop:
   """Steps, logs, evaluates and checkpoints a group of runs (vmapped when there are several)."""
 
@@ -154,10 +158,40 @@ class Loop:
           'optimizer.learning_rate or set '
           'optimizer.grad_clip_norm (divergence_factor=0 disables this check).')
 
+  def _check_skipped_share(self, run: Run, step: int, skipped, grad_norms, index: int) -> None:
+    """Raises `StalledTrainingError` when more than `max_skipped_share` of the updates since
+    the last log were skipped: a gradient norm that settled above `optimizer.skip_threshold`
+    skips most updates without ever skipping `max_consecutive_nonfinite_steps` in a row, and
+    the run would go on without learning (openai/vdvae#25)."""
+    if self.vectorised:
+      skipped, grad_norms = skipped[index], grad_norms[index]
+    skipped = np.asarray(skipped, bool)
+    limit = self.config.max_skipped_share
+    if not skipped.size or skipped.mean() <= limit:
+      return
+    norms = np.asarray(grad_norms, np.float64)[skipped]
+    finite = norms[np.isfinite(norms)]
+    threshold = self.config.optimizer.skip_threshold
+    seen = (f'their gradient norms ran from {finite.min():.4g} to {finite.max():.4g} (median '
+            f'{np.median(finite):.4g}) against optimizer.skip_threshold={threshold:g}'
+            if finite.size else 'every one had a non-finite loss or gradient')
+    nonfinite = (f', and {norms.size - finite.size} had a non-finite loss or gradient'
+                 if finite.size and finite.size < norms.size else '')
+    advice = (f'Raise optimizer.skip_threshold (above {np.quantile(finite, 0.9):.4g} it would '
+              'have accepted 90% of them), ' if finite.size and threshold else '')
+    raise StalledTrainingError(
+        f'{run.workdir}: training stopped at step {step}: {int(skipped.sum())} of the last '
+        f'{skipped.size} updates ({skipped.mean():.0%}) were skipped, more than '
+        f'max_skipped_share={limit:g}: {seen}{nonfinite}. {advice}lower '
+        'optimizer.learning_rate or set optimizer.grad_clip_norm (max_skipped_share=1 trains on '
+        f'regardless). {last_checkpoint_sentence(run, "holds the last state before")}')
+
   def _write_train_metrics(self, step, pending_metrics, step_progress, active) -> None:
     # Each leaf is [steps] (one run) or [runs, steps]: the mean over the steps since the last log.
     means = jax.device_get(jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=-1).mean(-1),
                                         *pending_metrics))
+    per_step = {name: np.concatenate([np.asarray(metrics[name]) for metrics in pending_metrics],
+                                     axis=-1) for name in ('skipped', 'grad_norm')}
     first_losses = np.atleast_1d(jax.device_get(pending_metrics[0]['loss'][..., 0]))
     timing = step_progress.report(step, examples_per_step=self.config.batch_size * len(self.runs))
     for index in active:
@@ -169,6 +203,7 @@ class Loop:
         run.initial_loss = summary['train/initial_loss'] = float(first_losses[index])
       run.writer.write_scalars(step, summary)
       self._check_divergence(run, step, 'the mean training loss', summary['train/loss'])
+      self._check_skipped_share(run, step, per_step['skipped'], per_step['grad_norm'], index)
 
   def _evaluate(self, run: Run, step: int) -> dict[str, float]:
     """Runs the training-time evaluators of `config.evals` on each evaluation split, writes

@@ -55,6 +55,11 @@ registries.add(registries.Component('run', 'engine', None, {
         max_consecutive_nonfinite_steps=Option(
             20, 'updates with a non-finite loss or gradient are skipped and counted; this many '
             'in a row stop the run with an error', options.at_least(1)),
+        max_skipped_share=Option(
+            0.5, 'the run stops with an error once more than this share of the updates since '
+            'the last log were skipped (a gradient norm above optimizer.skip_threshold, or '
+            'non-finite); 1: never', lambda value: None if 0 < value <= 1 else
+            'must be in (0, 1].'),
         divergence_factor=Option(
             10.0, 'the run stops with an error once its mean training loss, or its negative '
             'test ELBO, exceeds the loss at step 0, L0, by this many times max(|L0|, 1); 0: '

@@ -23,7 +23,8 @@ from absl import logging
 
 from vae_jax import data, models, optimizers
 from vae_jax.engine import checkpointing, config_checks, run_options, steps, workdir_lock  # pylint: disable=unused-import
-from vae_jax.engine.loop import DivergenceError, Loop, NonFiniteTrainingError, StopRequests  # pylint: disable=unused-import
+from vae_jax.engine.loop import (DivergenceError, Loop, NonFiniteTrainingError,  # pylint: disable=unused-import
+                                 StalledTrainingError, StopRequests)
 from vae_jax.engine.runs import Run
 from vae_jax.errors import TrainingInterrupted  # pylint: disable=unused-import
 
