@@ -80,15 +80,15 @@ def _after_l2_penalty(optimizer: optax.GradientTransformation,
 registries.register('optimizer', 'adam')(
     lambda schedule, *, b1, b2, eps, weight_decay: _after_l2_penalty(
         optax.adam(schedule, b1=b1, b2=b2, eps=eps), weight_decay))
+registries.register('optimizer', 'adamw')(
+    lambda schedule, *, b1, b2, eps, weight_decay: optax.adamw(
+        schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
 registries.register('optimizer', 'adamax')(
     lambda schedule, *, b1, b2, eps, weight_decay: _after_l2_penalty(
         optax.adamax(schedule, b1=b1, b2=b2, eps=eps), weight_decay))
 registries.register('optimizer', 'adagrad')(
     lambda schedule, *, b1, b2, eps, weight_decay: _after_l2_penalty(
         optax.adagrad(schedule, eps=eps), weight_decay))
-registries.register('optimizer', 'adamw')(
-    lambda schedule, *, b1, b2, eps, weight_decay: optax.adamw(
-        schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
