@@ -24,7 +24,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import launch
-from vae_jax import data, evaluators, images, models, progress
+from vae_jax import data, evaluators, images, models, networks, progress
 from vae_jax.engine import config_checks
 from vae_jax.evaluators import batched, elbo
 
@@ -112,7 +112,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
   report, seconds, grids, keys = {'num_examples': len(chosen.images)}, {}, {}, {}
   for name, evaluator in chosen_evaluators.items():
     start = time.perf_counter()
-    with progress.tracking(name, every_seconds=progress_every_seconds):
+    with progress.tracking(name, every_seconds=progress_every_seconds), \
+        networks.matmul_precision(config.model.matmul_precision):
       result = evaluator(eval_params, chosen, rng)
     seconds[name] = time.perf_counter() - start
     logging.info('%s done in %s.', name, progress.format_duration(seconds[name]))

@@ -75,3 +75,24 @@ def test_clipped_log_variance_encoder_bounds_the_posterior_scale():
   gradient = jax.grad(total_log_scale)(encoder_params['log_variance']['bias'])
   inside = ((raw > -6) & (raw < 2)).sum(0)  # examples per unit where the clip passes gradient
   np.testing.assert_allclose(gradient, 0.5 * inside, rtol=1e-6)
+
+
+def test_the_precision_option_reaches_every_matrix_product_of_the_lowered_program():
+  """`model.matmul_precision='highest'` must reach XLA's precision config (on GPUs 'default'
+  means TF32 products, on TPUs bfloat16 passes); checked in the lowered program, since a CPU
+  computes float32 products either way."""
+  from configs import quickstart  # pylint: disable=import-outside-toplevel
+  model = models.build_model(quickstart.get_config().model, (8, 8, 1))
+  x = jnp.zeros((2, 8, 8, 1))
+  params = model.init(jax.random.key(0), x)
+  terms = jax.jit(lambda params, x: model.apply(params, x, jax.random.key(1),
+                                                method='sample_log_weight_terms'))
+
+  def lowered(name):
+    with networks.matmul_precision(name):
+      return terms.lower(params, x).as_text()
+
+  highest, default = lowered('highest'), lowered('default')
+  products = highest.count('stablehlo.dot_general')
+  assert products >= 6 and highest.count('HIGHEST') >= products  # every product, both operands
+  assert 'HIGHEST' not in default

@@ -9,6 +9,8 @@ so the same network serves a batch `[B, ...]` and samples of a batch `[S, B, ...
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from collections.abc import Callable, Sequence
 
@@ -28,6 +30,16 @@ ACTIVATIONS = {
 # GatedDense layer of Tomczak & Welling's VampPrior code).
 ACTIVATION_CHOICES = (*ACTIVATIONS, 'gated')
 COMPUTE_DTYPES = {'float32': jax.numpy.float32, 'bfloat16': jax.numpy.bfloat16}
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
+
+
+def matmul_precision(name: str):
+  """A context in which every matrix product and convolution traced runs at precision `name`
+  ('default' leaves the backend's choice: TF32 on recent NVIDIA GPUs, bfloat16 passes on
+  TPUs)."""
+  if name not in MATMUL_PRECISIONS:
+    raise ValueError(f'Unknown precision {name!r}; choose one of {MATMUL_PRECISIONS}.')
+  return contextlib.nullcontext() if name == 'default' else jax.default_matmul_precision(name)
 KERNEL_INITS = {
     'lecun_normal': nn.initializers.lecun_normal(),  # Flax's default
     'glorot_uniform': nn.initializers.glorot_uniform(),  # Burda et al. 2015

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import data, models, optimizers
+from vae_jax import data, models, networks, optimizers
 from vae_jax.engine import checkpointing, config_checks, run_options, steps, workdir_lock  # pylint: disable=unused-import
 from vae_jax.engine.loop import (DivergenceError, Loop, NonFiniteTrainingError,  # pylint: disable=unused-import
                                  StalledTrainingError, StopRequests)
@@ -121,7 +121,8 @@ def _train_group(configs, workdirs, dataset, model, settings, schedule) -> list[
                      'resume them one by one with experiments.train.')
   loop = Loop(config, runs, dataset, model, optimizer, settings, schedule, mesh)
   try:
-    with StopRequests() as stop_requests:
+    with StopRequests() as stop_requests, networks.matmul_precision(
+        config.model.matmul_precision):
       loop.run(initial_steps.pop() if initial_steps else None, stop_requests)
   finally:
     for run in runs:

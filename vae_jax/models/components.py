@@ -170,6 +170,12 @@ registries.add(registries.Component('run', 'model', None, {
         compute_dtype=Option('float32', "'bfloat16': networks compute in bfloat16 (for "
                              'accelerators); parameters, distributions and the loss stay float32',
                              options.one_of(*networks.COMPUTE_DTYPES))),
+    # Not a shape: how accurately matrix products and convolutions are computed (XLA's
+    # precision config, `jax.default_matmul_precision`). 'default' lets GPUs use TF32 and TPUs
+    # bfloat16 passes; vdvae-jax needed 'highest' on TPU to reach VDVAE's 2.87 bits/dim.
+    'model.matmul_precision': Option(
+        'default', "'default' | 'high' | 'highest': the precision of every matrix product and "
+        'convolution in training and evaluation', options.one_of(*networks.MATMUL_PRECISIONS)),
     **_network_options('encoder', (200, 200), (32, 64), "after the convolutions, for 'conv'"),
     **options.at(
         'model.encoder', traits=(SHAPES_STATE,),
