@@ -99,7 +99,7 @@ def train_command(config_spec: str, workdir: str, overrides: dict,
   arguments += [f'--config.{key}={value}' for key, value in sorted(overrides.items())]
   if data_config is not None:
     resolved = data.with_resolved_location(data_config)
-    if resolved.name not in data.LOCAL_DATASETS:
+    if not data.is_local(resolved.name):
       arguments.append(f'--data_dir={resolved.tfds_data_dir}')
     if resolved.path:
       arguments.append(f'--data_path={resolved.path}')

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax import options, registries
+from vae_jax import image_files, options, registries
 from vae_jax.errors import UserError
 from vae_jax.options import OPERATIONAL, SHAPES_STATE, Option
 
@@ -154,7 +154,9 @@ def load_dataset(config: ml_collections.ConfigDict, *, stream_train: bool = Fals
   goes. The validation split (the last `validation_size` training records) and the test split
   are read into memory either way.
   """
-  if stream_train and config.name not in LOCAL_DATASETS:
+  if stream_train and image_files.names_image_files(config.name):
+    train, test = _open_image_files(config, stream_train=True)
+  elif stream_train and not is_local(config.name):
     train, test = _open_tfds_train(config), _load_tfds_split(config.name, 'test', config)
   else:
     train, test = _load_train_and_test(config)
@@ -182,7 +184,38 @@ def _binarize_split(split: Split, seed: int, split_index: int) -> Split:
   return Split(np.asarray(binarize(key, split.images)), split.labels)
 
 
+def is_local(name: str) -> bool:
+  """Whether `data.name` is read without TFDS: a bundled dataset, or a path to images."""
+  return name in LOCAL_DATASETS or image_files.names_image_files(name)
+
+
+def _open_image_files(config, *, stream_train: bool) -> tuple[Split | RecordSplit, Split]:
+  """Train and test splits of the images `data.name` points at (`vae_jax/image_files.py`):
+  `data.test_size` of them (default a tenth), drawn with `data.split_seed`, for the test split;
+  a folder's training images stay on disk when streamed."""
+  if config.name.endswith(image_files.ARRAY_SUFFIXES):
+    images, labels = image_files.load_array(config.name)
+    return _split_by_seed(images, labels,
+                          image_files.default_test_size(len(images), config.test_size),
+                          config.split_seed)
+  paths = image_files.image_paths(config.name)
+  image_files.check_image_files(paths)
+  test_size = image_files.default_test_size(len(paths), config.test_size)
+  if not 0 < test_size < len(paths):
+    raise ValueError(f'data.test_size={test_size} must be in (0, {len(paths)}).')
+  order = np.random.default_rng(config.split_seed).permutation(len(paths))
+  read = lambda indices: _records_to_split(image_files.ImageFolderSource(
+      [paths[i] for i in indices]).__getitems__(range(len(indices))))
+  train_indices, test = order[test_size:], read(order[:test_size])
+  if stream_train:
+    return RecordSplit(image_files.ImageFolderSource([paths[i] for i in train_indices]),
+                       len(train_indices)), test
+  return read(train_indices), test
+
+
 def _load_train_and_test(config) -> tuple[Split, Split]:
+  if image_files.names_image_files(config.name):
+    return _open_image_files(config, stream_train=False)
   if config.name == 'digits':
     return _split_by_seed(*_load_sklearn_digits(), config.test_size, config.split_seed)
   if config.name == 'frey_face':
@@ -226,7 +259,9 @@ def with_resolved_location(config: ml_collections.ConfigDict) -> ml_collections.
   (the config's, else $TFDS_DATA_DIR, else the default) and the data file. Saved with a run, it
   lets evaluation find the data from any directory and any shell."""
   resolved = copy.deepcopy(config)
-  if config.name not in LOCAL_DATASETS:
+  if image_files.names_image_files(config.name):
+    resolved.name = os.path.abspath(os.path.expanduser(config.name))
+  elif config.name not in LOCAL_DATASETS:
     resolved.tfds_data_dir = os.path.abspath(tfds_data_dir(config))
   if config.path:
     resolved.path = os.path.abspath(os.path.expanduser(config.path))
@@ -290,7 +325,8 @@ def _unknown_dataset_message(tfds, name: str) -> str:
   known = [*tfds.list_builders(with_community_datasets=False), *LOCAL_DATASETS]
   close = difflib.get_close_matches(name, known, n=3)
   hint = f' Did you mean {" or ".join(map(repr, close))}?' if close else ''
-  return (f'data.name={name!r} is neither a TFDS dataset nor one of {list(LOCAL_DATASETS)}.'
+  return (f'data.name={name!r} is neither a TFDS dataset, nor one of {list(LOCAL_DATASETS)}, '
+          'nor a path to images (a folder, or a .npy or .npz file).'
           f'{hint} (`tfds.list_builders()` lists the TFDS ones.)')
 
 
@@ -335,7 +371,9 @@ def checked_values(dataset: Dataset, binarization: str):
 
 
 registries.add(registries.Component('run', 'data', None, {
-    **options.at('data', name=Option('mnist', "a TFDS image dataset, or 'digits' / 'frey_face'",
+    **options.at('data', name=Option('mnist', "a TFDS image dataset, 'digits' / 'frey_face', or "
+                                     'a path: a folder of PNG/JPEG files, a .npy or .npz array '
+                                     '(vae_jax/image_files.py)',
                                      traits=frozenset({SHAPES_STATE}))),
     **options.at(
         'data', traits=(OPERATIONAL,),

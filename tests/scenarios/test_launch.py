@@ -368,3 +368,29 @@ def test_a_run_whose_updates_are_mostly_skipped_stops_naming_the_norms_and_the_t
                   r'optimizer.skip_threshold=0.001\. Raise optimizer.skip_threshold \(above '
                   r'[\d.]+ it would have accepted 90% of them\)', message), message
   assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_folder_of_your_own_images_trains_streams_and_evaluates_and_a_bad_one_is_named(
+    tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / 'my_images'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for index in range(60):
+    Image.fromarray(rng.integers(0, 256, (8, 8), np.uint8), 'L').save(folder / f'{index}.png')
+  own = [*_TINY_FLAGS, f'--config.data.name={folder}', '--config.data.test_size=10',
+         '--config.batch_size=10', '--config.num_epochs=1']
+  for pipeline in ('device', 'grain'):
+    workdir = tmp_path / f'run_{pipeline}'
+    trained = _launch('experiments.train', *own, f'--config.input_pipeline={pipeline}',
+                      f'--workdir={workdir}')
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    evaluated = _launch('experiments.evaluate', f'--workdir={workdir}', '--evals=elbo')
+    assert evaluated.returncode == 0 and 'ELBO' in evaluated.stdout, evaluated.stderr[-2000:]
+  Image.fromarray(np.zeros((16, 8), np.uint8)).save(folder / 'tall.png')
+  refused = _launch('experiments.train', *own, f'--workdir={tmp_path / "run_mixed"}')
+  assert refused.returncode == 1
+  assert re.match(r"error: The images differ in size or channels: .*0.png is \(8, 8, 1\) \(H, W, "
+                  r"C\), .*tall.png is \(16, 8, 1\)\. Resize them", refused.stderr.strip()
+                  .splitlines()[-1])
