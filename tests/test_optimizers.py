@@ -138,3 +138,10 @@ def test_gradient_normalisation_then_adam_matches_numpy():
                                         plain_params)
     plain_params = optax.apply_updates(plain_params, updates)
   assert not np.allclose(plain_params['w'], new_params['w'], rtol=1e-6, atol=1e-7)
+
+
+def test_the_cosine_schedule_falls_as_half_a_cosine_from_one_to_zero():
+  multiplier = optimizers.learning_rate_multiplier('cosine', 100)
+  for step in (0, 25, 50, 75, 100):
+    np.testing.assert_allclose(float(multiplier(step)), 0.5 * (1 + np.cos(np.pi * step / 100)),
+                               atol=1e-6)

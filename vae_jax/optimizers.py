@@ -57,7 +57,8 @@ OPTIONS = {
     **options.at(
         'optimizer',
         schedule=Option('constant', "a registered schedule: 'constant' | 'iwae' (3^i epochs at "
-                        'lr * 10^(-i/7), i = 0..7)', options.registered('schedule')),
+                        "lr * 10^(-i/7), i = 0..7) | 'cosine' (half a cosine to 0)",
+                        options.registered('schedule')),
         warmup_steps=Option(0, 'the learning rate rises linearly from 0 over these steps (0: '
                             'none)', options.non_negative),
         skip_threshold=Option(0.0, 'skip (and count) every update whose gradient norm exceeds '
@@ -209,6 +210,13 @@ def iwae_multiplier(num_train_steps: int):
   for boundary in iwae_stage_boundaries(num_train_steps):  # very short runs merge stages
     scales[int(boundary)] = scales.get(int(boundary), 1.0) * 10 ** (-1 / 7)
   return optax.piecewise_constant_schedule(1.0, scales)
+
+
+@registries.register('schedule', 'cosine')
+def cosine_multiplier(num_train_steps: int):
+  """Half a cosine from 1 at step 0 to 0 at the last step (Loshchilov & Hutter 2017, without
+  restarts; Efficient-VDVAE's and NVAE's schedule), after `warmup_steps` if any."""
+  return optax.cosine_decay_schedule(1.0, max(num_train_steps, 1))
 
 
 def iwae_stage_boundaries(num_train_steps: int) -> np.ndarray:
