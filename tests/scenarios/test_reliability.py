@@ -104,10 +104,26 @@ def test_a_poisoned_batch_is_skipped_and_counted(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_too_many_consecutive_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
-  # The streak is checked after every compiled call: one step per call makes the stop exact.
+def test_a_log_interval_mostly_of_nonfinite_steps_stops_the_run_before_a_streak_would(
+    tmp_path, monkeypatch):
   config = _config(num_epochs=2, max_consecutive_nonfinite_steps=4, checkpoint_every_steps=10,
                    steps_per_call=1)
+  config.data.binarization = 'none'
+  config.model.likelihood.kind = 'gaussian'
+  monkeypatch.setattr(steps, 'train_step', _poisoning_train_step(list(range(12, 30))))
+  with pytest.raises(training.StalledTrainingError,
+                     match=r'stopped at step 15: 3 of the last 5 updates \(60%\) were skipped, '
+                     r'more than max_skipped_share=0.5: every one had a non-finite loss or '
+                     r'gradient\. Lower optimizer.learning_rate.*checkpoint at step 10'):
+    training.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_too_many_consecutive_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
+  # The streak is checked after every compiled call: one step per call makes the stop exact.
+  # max_skipped_share=1: the share of skipped updates (3 of 5 by step 15) would stop it first.
+  config = _config(num_epochs=2, max_consecutive_nonfinite_steps=4, checkpoint_every_steps=10,
+                   steps_per_call=1, max_skipped_share=1.0)
   config.data.binarization = 'none'
   config.model.likelihood.kind = 'gaussian'
   monkeypatch.setattr(steps, 'train_step', _poisoning_train_step(list(range(12, 30))))

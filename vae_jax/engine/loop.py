@@ -178,11 +178,11 @@ class Loop:
     nonfinite = (f', and {norms.size - finite.size} had a non-finite loss or gradient'
                  if finite.size and finite.size < norms.size else '')
     advice = (f'Raise optimizer.skip_threshold (above {np.quantile(finite, 0.9):.4g} it would '
-              'have accepted 90% of them), ' if finite.size and threshold else '')
+              'have accepted 90% of them), lower ' if finite.size and threshold else 'Lower ')
     raise StalledTrainingError(
         f'{run.workdir}: training stopped at step {step}: {int(skipped.sum())} of the last '
         f'{skipped.size} updates ({skipped.mean():.0%}) were skipped, more than '
-        f'max_skipped_share={limit:g}: {seen}{nonfinite}. {advice}lower '
+        f'max_skipped_share={limit:g}: {seen}{nonfinite}. {advice}'
         'optimizer.learning_rate or set optimizer.grad_clip_norm (max_skipped_share=1 trains on '
         f'regardless). {last_checkpoint_sentence(run, "holds the last state before")}')
 
