@@ -13,6 +13,8 @@ Prints one JSON line per measurement, then a table against the targets for one m
                   runs one after another (target: 16 vmapped at least 8× faster);
                   sweep_map_N the same looped with lax.map (sweep_execution='map')
   top_down_step   one training step of configs/top_down.py:mnist (batch 32)
+  cifar10_step    one training step of configs/top_down.py:cifar10 (batch 32 per device), and
+                  cifar10_step_remat with model.top_down.remat: seconds and program memory
   mixed_precision the MNIST epoch with model.compute_dtype=bfloat16 against float32
   memory          peak device memory (where the backend reports it) and peak host memory
 Measurements that mean nothing on a CPU (bfloat16 is emulated there) are skipped, saying so;
@@ -182,6 +184,38 @@ def check_top_down_step(results, train_images, variant: str):
        config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
 
 
+def check_cifar10_step(results, variant: str, batch_per_device: int):
+  """One training step of `configs/top_down.py:<variant>` on random 8-bit images, without and
+  with `remat`: seconds after compilation and the compiled program's memory (XLA's estimate of
+  its temporaries, arguments and outputs)."""
+  for remat in (False, True):
+    config = top_down.get_config(variant)
+    config.model.top_down.remat = remat
+    config.batch_size = batch_per_device * jax.device_count()
+    levels = np.random.default_rng(0).integers(0, 256, (config.batch_size, 32, 32, 3))
+    trainer = Trainer(config, (32, 32, 3), config.batch_size)
+    keys = steps.RunKeys.from_seed(0)
+    holder = {'state': trainer.initial_state()}
+    batch = jnp.asarray(levels / 255.0, jnp.float32)
+    step = jax.jit(trainer.step_fn, donate_argnums=0)
+    start = time.perf_counter()
+    memory = step.lower(holder['state'], batch, keys.train,
+                        trainer.hyperparams).compile().memory_analysis()
+    compile_seconds = time.perf_counter() - start
+
+    def one():
+      holder['state'], metrics = step(holder['state'], batch, keys.train, trainer.hyperparams)
+      return metrics
+
+    _, seconds = timed(one)
+    program_mb = (None if memory is None else
+                  (memory.temp_size_in_bytes + memory.argument_size_in_bytes +
+                   memory.output_size_in_bytes) / 2**20)
+    emit(results, 'cifar10_step_remat' if remat else 'cifar10_step', seconds=seconds,
+         compile_seconds=compile_seconds, program_mb=program_mb,
+         config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
+
+
 def summary(results: dict, data_source: str) -> str:
   lines = [f'device: {jax.devices()[0].device_kind} ({jax.default_backend()}), data: '
            f'{data_source}', '', '| check | measured | target | verdict |', '|---|---|---|---|']
@@ -214,6 +248,8 @@ def main(argv):
   check_iwae_eval(results, config, test_images, 20 if smoke else 10_000)
   check_sweeps(results, config, train_images, 5 if smoke else 600)
   check_top_down_step(results, train_images, 'mnist_small' if smoke else 'mnist')
+  # VDVAE's CIFAR-10 model at its batch of 32 per device; a CPU smoke run takes the small one.
+  check_cifar10_step(results, 'cifar10_small' if smoke else 'cifar10', 2 if smoke else 32)
   if on_cpu:
     emit(results, 'mixed_precision', skipped='bfloat16 is emulated on a CPU: not meaningful')
   else:

@@ -105,7 +105,8 @@ def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
   checks = {json.loads(line)['check']: json.loads(line) for line in output.splitlines()
             if line.startswith('{')}
   assert {'mnist_epoch', 'iwae_eval', 'sweep_1', 'sweep_4', 'sweep_16', 'top_down_step',
-          'mixed_precision', 'memory'} <= set(checks)
+          'cifar10_step', 'cifar10_step_remat', 'mixed_precision', 'memory'} <= set(checks)
+  assert checks['cifar10_step']['seconds'] > 0 and checks['cifar10_step_remat']['program_mb'] > 0
   assert checks['mixed_precision']['skipped'].startswith('bfloat16 is emulated on a CPU')
   assert checks['iwae_eval']['extrapolated'] and checks['sweep_16']['models'] == 16
   assert checks['sweep_map_16']['models'] == 16 and checks['sweep_map_16']['speedup'] > 0
