@@ -67,3 +67,11 @@ def test_each_unusable_input_gets_one_message_naming_it(tmp_path):
   np.save(tmp_path / 'flat.npy', np.zeros((4, 64)))
   with pytest.raises(image_files.ImageFilesError, match=r'shape \(4, 64\): expected images'):
     data.load_dataset(_data_config(tmp_path / 'flat.npy'))
+
+
+def test_a_bare_name_is_never_a_folder_even_where_one_of_that_name_exists(tmp_path, monkeypatch):
+  (tmp_path / 'mnist').mkdir()
+  monkeypatch.chdir(tmp_path)
+  assert not image_files.names_image_files('mnist')  # TFDS's MNIST, not the folder
+  assert image_files.names_image_files('mnist/') and image_files.names_image_files('./mnist')
+  assert image_files.names_image_files('faces.npz')

@@ -204,13 +204,12 @@ def _open_image_files(config, *, stream_train: bool) -> tuple[Split | RecordSpli
   if not 0 < test_size < len(paths):
     raise ValueError(f'data.test_size={test_size} must be in (0, {len(paths)}).')
   order = np.random.default_rng(config.split_seed).permutation(len(paths))
-  read = lambda indices: _records_to_split(image_files.ImageFolderSource(
-      [paths[i] for i in indices]).__getitems__(range(len(indices))))
-  train_indices, test = order[test_size:], read(order[:test_size])
+  train_source, test_source = (image_files.ImageFolderSource([paths[i] for i in indices])
+                               for indices in (order[test_size:], order[:test_size]))
+  test = _records_to_split(test_source.read_all())
   if stream_train:
-    return RecordSplit(image_files.ImageFolderSource([paths[i] for i in train_indices]),
-                       len(train_indices)), test
-  return read(train_indices), test
+    return RecordSplit(train_source, len(train_source)), test
+  return _records_to_split(train_source.read_all()), test
 
 
 def _load_train_and_test(config) -> tuple[Split, Split]:

@@ -3,7 +3,8 @@
 grey or colour) with one message for what is wrong; a folder's images are read on demand
 (`ImageFolderSource`), so the grain pipeline streams them from disk.
 
-  --config.data.name=/data/faces/          PNG/JPEG files (sorted by name; no labels)
+  --config.data.name=/data/faces/          PNG/JPEG files (sorted by name; no labels; a folder
+                                           is named with a '/', e.g. faces/ or ./faces)
   --config.data.name=/data/faces.npz       'images' [N, H, W(, C)] (+ 'labels' [N]), or one array
   --config.data.name=/data/faces.npy       [N, H, W(, C)]
 
@@ -29,9 +30,10 @@ class ImageFilesError(UserError, ValueError):
 
 
 def names_image_files(name: str) -> bool:
-  """Whether `data.name` is a path to images (a folder, or a .npy/.npz file) rather than the
-  name of a TFDS or bundled dataset."""
-  return name.endswith(ARRAY_SUFFIXES) or os.sep in name or os.path.isdir(name)
+  """Whether `data.name` is a path to images (a .npy/.npz file, or a folder written with a
+  '/': `faces/`, `./faces`) rather than the name of a TFDS or bundled dataset. A bare name is
+  never a folder: a folder `mnist/` under the current directory must not shadow TFDS's MNIST."""
+  return name.endswith(ARRAY_SUFFIXES) or os.sep in name or '/' in name
 
 
 def image_paths(folder: str) -> list[str]:
@@ -88,6 +90,9 @@ class ImageFolderSource:
 
   def __getitems__(self, indices) -> list[dict[str, np.ndarray]]:
     return [self[index] for index in indices]
+
+  def read_all(self) -> list[dict[str, np.ndarray]]:
+    return self.__getitems__(range(len(self)))
 
 
 def load_array(path: str) -> tuple[np.ndarray, np.ndarray | None]:

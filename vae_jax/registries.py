@@ -25,6 +25,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from vae_jax import options as options_lib
+from vae_jax.errors import UserError
 from vae_jax.options import Option
 
 
@@ -229,7 +230,6 @@ def import_modules(module_names: Iterable[str]) -> None:
     try:
       importlib.import_module(name)
     except ImportError as error:
-      from vae_jax.errors import UserError  # pylint: disable=import-outside-toplevel
       raise UserError(f'config.imports names {name!r}, which cannot be imported ({error}). '
                       'Put its folder on PYTHONPATH or run from the folder that holds it.'
                       ) from error

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from configs import frey_face, iwae, kingma_welling, mnist, mnist_discrete, quickstart, vampprior
-from vae_jax import data, evaluators
+from vae_jax import data, registries
 from vae_jax.engine import config_checks, runners
 
 BAD_CONFIGS = [
@@ -130,7 +130,7 @@ def _evaluators_named_in(path: str) -> set[str]:
   """The evaluators a module singles out: `evals.<name>` in a string or an attribute chain,
   `'<name>' in config.evals`, `config.evals['<name>']` or `.get('<name>')`, or a module of
   `evaluators` by name."""
-  names, strings = set(evaluators.EVALUATORS), []
+  names, strings = set(registries.names('evaluator')), []
   for node in ast.walk(ast.parse(pathlib.Path(path).read_text(encoding='utf-8'))):
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
       strings += [name for name in names if f'evals.{name}' in node.value]

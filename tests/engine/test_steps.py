@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import make_tiny_config
 from tests.helpers import small_model_config
-from vae_jax import evaluators, models, objectives
+from vae_jax import evaluators, models, objectives, registries
 from vae_jax.engine import steps
 
 SETTINGS = steps.StepSettings(objective='elbo', num_samples=1, analytic_kl=True,
@@ -124,4 +124,4 @@ def test_the_engine_names_no_evaluator():
   source = ast.parse(pathlib.Path(steps.__file__).read_text(encoding='utf-8'))
   strings = {node.value for node in ast.walk(source)
              if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-  assert not strings & set(evaluators.EVALUATORS)
+  assert not strings & set(registries.names('evaluator'))

@@ -1,10 +1,12 @@
 """vae_jax/models/families.py: families built by name, each with its capabilities."""
 
+import dataclasses
+
 import flax.linen as nn
 import pytest
 
 from tests.helpers import small_model_config as _model_config
-from vae_jax import models, objectives
+from vae_jax import models, objectives, registries
 
 
 @pytest.mark.parametrize('latent_kind,upper,family,cls,enumerable,categorical', [
@@ -43,6 +45,8 @@ def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_th
   assert objectives.gradient_estimators() == ('auto', 'reparameterized', 'exact',
                                               'gumbel_softmax', 'straight_through',
                                               'score_function')
-  monkeypatch.setitem(models.families.BUILDERS, 'vae', lambda config, shape: nn.Dense(3))
+  vae = registries.get('family', 'vae')
+  monkeypatch.setitem(registries.COMPONENTS['family'], 'vae', dataclasses.replace(
+      vae, build=lambda config, shape: nn.Dense(3)))
   with pytest.raises(TypeError, match="'vae' built a Dense that lacks"):
     models.build_model(_model_config(), (4, 4, 1))

@@ -113,12 +113,11 @@ def _support_problems(config, dataset: data.Dataset):
 def evaluator_problems(config) -> list[str]:
   """What is wrong with the options of the evaluators in `config.evals` (after
   `experiments.evaluate --options` changed them)."""
-  if _unknown_evaluators(config):
-    return _unknown_evaluators(config)
-  values = options.flatten(config.evals.to_dict(), 'evals.')
-  found = [problem for path, option in registries.schema().items() if path in values
-           for problem in options.problems(option, path, values[path])]
-  for name in config.evals:
-    for check in registries.get('evaluator', name).checks:
-      found += list(check(config))
-  return found
+  unknown = _unknown_evaluators(config)
+  if unknown:
+    return unknown
+  found = [problem for problem in registries.value_problems(config)
+           if problem.startswith('evals.')]
+  return found + [problem for component in registries.chosen(config)
+                  if component.kind == 'evaluator'
+                  for check in component.checks for problem in check(config)]

@@ -19,9 +19,9 @@ in every config's `config.evals.<name>` (docs/extending.md).
 
 from vae_jax.evaluators import (ais, bdmc, elbo, exact, image_grids, importance_sampling,
                                 linear_probe, posterior, quadrature)  # registers the evaluators
-from vae_jax.evaluators.registry import (EVALUATORS, Evaluator, create, images_of, register,
-                                        scalars, work)
+from vae_jax.evaluators.registry import (Evaluator, create, images_of, register, scalars,
+                                        work)
 
-__all__ = ['EVALUATORS', 'Evaluator', 'ais', 'bdmc', 'create', 'elbo', 'exact', 'image_grids',
+__all__ = ['Evaluator', 'ais', 'bdmc', 'create', 'elbo', 'exact', 'image_grids',
            'images_of', 'importance_sampling', 'linear_probe', 'posterior', 'quadrature',
            'register', 'scalars', 'work']

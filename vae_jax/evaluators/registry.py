@@ -33,8 +33,6 @@ class Evaluator(Protocol):
   def __call__(self, params, split, rng: jax.Array) -> dict: ...
 
 
-EVALUATORS: dict[str, Callable] = {}
-
 registries.register_kind('evaluator', 'what is measured on a split (config.evals names them)',
                          lambda config: tuple(config.evals))
 
@@ -64,7 +62,7 @@ def register(name: str, *, during_training: bool, by_default: bool = True,
                                                  **declared), tuple(checks),
         {'report_lines': report_lines, 'report_rank': report_rank, 'applies_to': applies_to,
          'headline': headline}))
-    return registries.registrar(EVALUATORS, 'Evaluator', name)(create_fn)
+    return create_fn
 
   return decorate
 
@@ -82,7 +80,7 @@ def create(model, config, dataset, *, names=None,
         during_training and not settings.during_training) or (
             names is None and not during_training and not settings.get('by_default', True)):
       continue
-    evaluator = EVALUATORS[name](model, config, dataset)
+    evaluator = registries.build('evaluator', name, model, config, dataset)
     if evaluator is not None:
       chosen[name] = evaluator
   if names is None:

@@ -19,8 +19,6 @@ from vae_jax import registries
 from vae_jax.models import interface
 from vae_jax.options import Option
 
-Builder = Callable[[ml_collections.ConfigDict, tuple[int, ...]], nn.Module]
-BUILDERS: dict[str, Builder] = {}
 # name -> problems(model_config, data_shape) -> list of one-line messages: what a family checks
 # in its own config keys before anything is built.
 CHECKS: dict[str, Callable] = {}
@@ -39,7 +37,7 @@ def register(name: str, *, options: Mapping[str, Option] | None = None,
   def decorate(build):
     registries.add(registries.Component('family', name, build, dict(options or {}),
                                         tuple(checks), extras))
-    return registries.registrar(BUILDERS, 'Model family', name)(build)
+    return build
 
   return decorate
 
@@ -80,7 +78,7 @@ def family_name(model_config: ml_collections.ConfigDict) -> str:
 def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> nn.Module:
   """The model `model_config` describes, for data of shape `data_shape` (e.g. (28, 28, 1))."""
   name = family_name(model_config)
-  model = BUILDERS[name](model_config, tuple(data_shape))
+  model = registries.build('family', name, model_config, tuple(data_shape))
   if not isinstance(model, interface.LatentVariableModel):
     raise TypeError(f'Model family {name!r} built a {type(model).__name__} that lacks the '
                     'methods of models.interface.LatentVariableModel.')
