@@ -74,7 +74,8 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
   means = posterior.posterior_features(statistics)
   labels = None if test.labels is None else test.labels[:num_points]
   arrays['latent_space'] = figures.latent_scatter(means, labels, projection)
-  arrays['training_curves'] = figures.training_curves(metric_writers.read_metrics(workdir))
+  if os.path.exists(os.path.join(workdir, metric_writers.METRICS_FILENAME)):  # not if imported
+    arrays['training_curves'] = figures.training_curves(metric_writers.read_metrics(workdir))
   paths = {}
   for name, array in arrays.items():
     paths[name] = os.path.join(workdir, 'figures', f'{name}.png')

@@ -13,7 +13,7 @@ from scipy import stats
 from configs import default, top_down as top_down_configs
 from vae_jax import models, objectives
 from vae_jax.evaluators import batched, importance_sampling
-from vae_jax.models import top_down
+from vae_jax.models import top_down, top_down_blocks
 
 SHAPE = (8, 8, 1)
 
@@ -90,10 +90,10 @@ def test_temperature_zero_generates_the_prior_means_path():
 @pytest.mark.slow  # compile-heavy: over 9 s on 2 cores
 def test_patches_round_trip_and_a_patched_model_reads_whole_images():
   x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
-  patched = top_down.space_to_depth(x, 2)
+  patched = top_down_blocks.space_to_depth(x, 2)
   assert patched.shape == (2, 4, 4, 12)
   np.testing.assert_array_equal(patched[0, 0, 0], x[0, :2, :2].reshape(-1))
-  np.testing.assert_array_equal(top_down.depth_to_space(patched, 2), x)
+  np.testing.assert_array_equal(top_down_blocks.depth_to_space(patched, 2), x)
   model, params, images = _tiny(patch_size=2)
   assert model.apply(params, images, method='reconstruct').shape == images.shape
 
@@ -153,3 +153,63 @@ def test_the_cifar10_config_trains_evaluates_and_draws_on_mock_data(mock_tfds, t
   assert report['num_examples'] == 8 and report['path'].endswith('_elbo_n8.json')
   assert 'kl/g00_r8' in report  # the ELBO evaluator reports each group's KL
   assert {'kl_per_group', 'temperatures', 'samples'} <= set(paths)
+
+
+def _vdvae_parameter_counts(enc_blocks: str, dec_blocks: str, width: int, zdim: int,
+                            image_channels: int = 3, num_mixtures: int = 10) -> dict[str, int]:
+  """Parameters of openai/vdvae's VAE, module by module, counted from its vae.py (parse_layer_string,
+  Block, DecBlock, Decoder) independently of vae_jax."""
+
+  def layers(spec):
+    out = []
+    for part in spec.split(','):
+      if 'x' in part:
+        res, num = part.split('x')
+        out += [(int(res), None)] * int(num)
+      else:
+        res, other = part.replace('d', 'm').split('m')
+        out.append((int(res), int(other)))
+    return out
+
+  def conv(cin, cout, k):
+    return cin * cout * k * k + cout
+
+  def block(cin, mid, cout, use_3x3):
+    k = 3 if use_3x3 else 1
+    return conv(cin, mid, 1) + 2 * conv(mid, mid, k) + conv(mid, cout, 1)
+
+  mid = int(width * 0.25)
+  encoder = conv(image_channels, width, 3) + sum(block(width, mid, width, res > 2)
+                                                 for res, _ in layers(enc_blocks))
+  decoder_blocks = [block(2 * width, mid, 2 * zdim, res > 2)
+                    + block(width, mid, 2 * zdim + width, res > 2) + conv(zdim, width, 1)
+                    + block(width, mid, width, res > 2) for res, _ in layers(dec_blocks)]
+  resolutions = {res for res, _ in layers(dec_blocks)}
+  return {'encoder': encoder, 'decoder_blocks': sum(decoder_blocks),
+          'bias_xs': sum(width * res * res for res in resolutions if res <= 64),
+          'gain_bias_out_net': 2 * width + conv(width, num_mixtures * 10, 1),
+          'num_decoder_blocks': len(decoder_blocks)}
+
+
+def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
+  # VDVAE's CIFAR-10 network has 39,145,700 parameters by its own module structure; ours must
+  # hold the same number in each part (encoder, the 43 stochastic blocks, stream biases, head).
+  config = top_down_configs.get_config('cifar10')
+  enc, dec, width, *_ = top_down_configs.VDVAE_HPS['cifar10']
+  expected = _vdvae_parameter_counts(enc, dec, width, zdim=16)
+  model = models.build_model(config.model, (32, 32, 3))
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  counts = {name: sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+            for name, tree in shapes.items()}
+  groups = {name: count for name, count in counts.items() if name.startswith('groups_')}
+  assert len(groups) == expected['num_decoder_blocks'] == 43
+  assert counts['encoder'] == expected['encoder']
+  assert sum(groups.values()) == expected['decoder_blocks']
+  assert sum(count for name, count in counts.items()
+             if name.startswith('bias_r')) == expected['bias_xs']
+  assert counts['output_gain'] + counts['output_bias'] + counts['output_head'] == (
+      expected['gain_bias_out_net'])
+  assert sum(counts.values()) == 39_145_700
+  assert top_down.vdvae_layout(enc, dec) == {'resolutions': (32, 16, 8, 4, 1),
+                                             'encoder_blocks': (12, 7, 7, 4, 3),
+                                             'decoder_groups': (22, 11, 6, 3, 1)}

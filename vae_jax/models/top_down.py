@@ -12,6 +12,14 @@ The ELBO's KL is the sum of the groups' closed-form `KL(q(z_l|·) ‖ p(z_l|·))
 `z_<l`, each an unbiased estimate of its group's expected KL; each is also a named term
 (`kl/<group>`), logged in training and evaluation. Importance sampling uses the full posterior
 `q(z|x) = Π_l q(z_l|z_<l, x)` as its proposal.
+
+Where VDVAE's code (openai/vdvae) made a choice, `model.top_down` has it as an option, and
+`configs/top_down.py:cifar10` sets VDVAE's value: widths per resolution (zero-padded going up,
+cut going down), the encoder activation a resolution's groups read taken before its
+down-sampling block, 1×1 middle convolutions at resolutions ≤ 2, a learned stream bias per
+resolution, the posterior reading the stream before the prior's features join it, `exp` scales,
+PyTorch's initialisation, the input normalisation and the output head (gain, bias, 1×1 conv).
+Images can be zero-padded (MNIST 28 → 32) with the likelihood on the original pixels.
 """
 
 from __future__ import annotations
@@ -23,129 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions, networks, options
+from vae_jax import distributions, options
 from vae_jax.options import SHAPES_STATE, Option
 from vae_jax.models import components, families
-
-
-class ResBlock(nn.Module):
-  """VDVAE's block: GELU, 1×1 conv to `middle` channels, two 3×3 convs, 1×1 conv to `out`,
-  added to the input when `residual`. `last_scale` shrinks the last conv's initial weights, so
-  that a deep stack starts close to the identity."""
-
-  middle: int
-  out: int
-  residual: bool = True
-  last_scale: float = 1.0
-  dtype: str = 'float32'
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    dtype = networks.COMPUTE_DTYPES[self.dtype]
-    conv = lambda features, size, **kwargs: nn.Conv(features, (size, size), dtype=dtype,
-                                                    **kwargs)
-    h = conv(self.middle, 1)(nn.gelu(x))
-    h = conv(self.middle, 3)(nn.gelu(h))
-    h = conv(self.middle, 3)(nn.gelu(h))
-    last_init = nn.initializers.variance_scaling(self.last_scale**2, 'fan_in', 'truncated_normal')
-    h = conv(self.out, 1, kernel_init=last_init)(nn.gelu(h))
-    return x + h if self.residual else h
-
-
-def _gaussian(raw: jax.Array, min_scale: float) -> distributions.DiagonalGaussian:
-  """Mean and a bounded scale (`min_scale + softplus`, in float32) from `[..., 2·C]`."""
-  mean, raw_scale = jnp.split(raw.astype(jnp.float32), 2, axis=-1)
-  return distributions.DiagonalGaussian(mean, min_scale + nn.softplus(raw_scale), event_ndims=3)
-
-
-def space_to_depth(x: jax.Array, patch: int) -> jax.Array:
-  """`[B, H, W, C] -> [B, H/p, W/p, p·p·C]`: each p×p patch becomes one position."""
-  if patch == 1:
-    return x
-  b, h, w, c = x.shape
-  x = x.reshape(b, h // patch, patch, w // patch, patch, c)
-  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // patch, w // patch, patch * patch * c)
-
-
-def depth_to_space(x: jax.Array, patch: int) -> jax.Array:
-  """The inverse of `space_to_depth`."""
-  if patch == 1:
-    return x
-  b, h, w, c = x.shape
-  x = x.reshape(b, h, w, patch, patch, c // (patch * patch))
-  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * patch, w * patch, c // (patch * patch))
-
-
-class BottomUp(nn.Module):
-  """The encoder: `{resolution: activation [B, r, r, width]}` for every resolution."""
-
-  width: int
-  middle: int
-  resolutions: Sequence[int]  # finest first
-  blocks: Sequence[int]  # residual blocks at each resolution
-  patch_size: int = 1  # the image is read in patches of p×p pixels
-  block: type = ResBlock
-  dtype: str = 'float32'
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> dict[int, jax.Array]:
-    dtype = networks.COMPUTE_DTYPES[self.dtype]
-    x = space_to_depth(2.0 * x - 1.0, self.patch_size)  # pixels centred on 0
-    h = nn.Conv(self.width, (3, 3), dtype=dtype)(x)
-    scale = 1 / np.sqrt(max(sum(self.blocks), 1))
-    activations = {}
-    for index, (resolution, count) in enumerate(zip(self.resolutions, self.blocks)):
-      for block_index in range(count):  # named: the same parameters with or without remat
-        h = self.block(self.middle, self.width, last_scale=scale, dtype=self.dtype,
-                       name=f'block_r{resolution}_{block_index}')(h)
-      activations[resolution] = h
-      if index + 1 < len(self.resolutions):
-        factor = resolution // self.resolutions[index + 1]
-        h = nn.avg_pool(h, (factor, factor), strides=(factor, factor))
-    return activations
-
-
-class StochasticGroup(nn.Module):
-  """One group `z_l`: its prior and posterior heads, and the block that absorbs `z_l`."""
-
-  width: int
-  middle: int
-  latent_channels: int
-  min_scale: float
-  last_scale: float
-  block: type = ResBlock
-  dtype: str = 'float32'
-
-  def setup(self):
-    channels = self.latent_channels
-    self.posterior_net = self.block(self.middle, 2 * channels, residual=False, dtype=self.dtype)
-    # Its last layer starts at zero: the prior starts as N(0, softplus(0) + min) and the
-    # stream is left unchanged, whatever the depth.
-    self.prior_net = self.block(self.middle, 2 * channels + self.width, residual=False,
-                                last_scale=1e-10, dtype=self.dtype)
-    self.z_projection = nn.Conv(self.width, (1, 1), dtype=networks.COMPUTE_DTYPES[self.dtype],
-                                kernel_init=nn.initializers.variance_scaling(
-                                    self.last_scale**2, 'fan_in', 'truncated_normal'))
-    self.residual = self.block(self.middle, self.width, last_scale=self.last_scale,
-                               dtype=self.dtype)
-
-  def prior(self, h: jax.Array):
-    """`p(z_l | z_<l)` and the stream with the prior net's features added."""
-    out = self.prior_net(h)
-    raw, features = out[..., :2 * self.latent_channels], out[..., 2 * self.latent_channels:]
-    return _gaussian(raw, self.min_scale), h + features
-
-  def posterior(self, h: jax.Array, activation: jax.Array):
-    """`q(z_l | z_<l, x)`, from the stream and the encoder's activation."""
-    return _gaussian(self.posterior_net(jnp.concatenate([h, activation], axis=-1)),
-                     self.min_scale)
-
-  def absorb(self, h: jax.Array, z: jax.Array) -> jax.Array:
-    return self.residual(h + self.z_projection(z.astype(h.dtype)))
-
-
-def _unpool(h: jax.Array, factor: int) -> jax.Array:
-  return jnp.repeat(jnp.repeat(h, factor, axis=-3), factor, axis=-2)
+from vae_jax.models.top_down_blocks import (ENCODER_OUTPUTS, INITS, OUTPUT_HEADS,
+                                            POSTERIOR_INPUTS, SCALE_FUNCTIONS, STREAM_BIASES,
+                                            BottomUp, ResBlock, StochasticGroup, _unpool,
+                                            crop_images, depth_to_space, fit_channels,
+                                            kernel_init, pad_images)
 
 
 class TopDownVAE(nn.Module):
@@ -155,17 +48,38 @@ class TopDownVAE(nn.Module):
   encoder: BottomUp
   groups: Sequence[StochasticGroup]
   group_resolutions: Sequence[int]  # coarsest first, non-decreasing
-  data_resolution: int  # of the patch grid: the image size / patch_size
+  widths: tuple[tuple[int, int], ...]  # (resolution, stream channels), hashable
+  data_resolution: int  # of the patch grid: the (padded) image size / patch_size
+  image_size: int  # the images' own size (the likelihood's), before any padding
   output_channels: int  # raw values the likelihood reads, per pixel
   likelihood: nn.Module
-  width: int
   patch_size: int = 1
+  stream_biases: str = 'coarsest'
+  no_bias_above: int = 64
+  posterior_input: str = 'stream_with_prior_features'
+  output_head_kind: str = 'gelu_conv'
+  init_scheme: str = 'lecun_normal'
+  exact_gelu: bool = False
 
   def setup(self):
     start = self.group_resolutions[0]
-    self.initial_stream = self.param('initial_stream', nn.initializers.zeros,
-                                     (start, start, self.width))
-    self.output_head = nn.Conv(self.output_channels * self.patch_size**2, (1, 1))
+    if self.stream_biases == 'coarsest':
+      self.initial_stream = self.param('initial_stream', nn.initializers.zeros,
+                                       (start, start, self._width(start)))
+      self.biases = {}
+    else:
+      self.biases = {str(r): self.param(f'bias_r{r}', nn.initializers.zeros,
+                                        (r, r, self._width(r)))
+                     for r in sorted(set(self.group_resolutions)) if r <= self.no_bias_above}
+    if self.output_head_kind == 'gain_bias_conv':
+      width = self._width(self.data_resolution)
+      self.output_gain = self.param('output_gain', nn.initializers.ones, (width,))
+      self.output_bias = self.param('output_bias', nn.initializers.zeros, (width,))
+    self.output_head = nn.Conv(self.output_channels * self.patch_size**2, (1, 1),
+                               kernel_init=kernel_init(self.init_scheme))
+
+  def _width(self, resolution: int) -> int:
+    return dict(self.widths)[resolution]
 
   @property
   def group_names(self) -> tuple[str, ...]:
@@ -177,30 +91,59 @@ class TopDownVAE(nn.Module):
     """Touches every parameter; used by `init`."""
     return self.sample_log_weight_terms(x, jax.random.key(0)), self.generate(jax.random.key(0), 1)
 
+  def _stream_start(self, resolution: int, batch_size: int) -> jax.Array:
+    if self.stream_biases == 'coarsest':
+      start = self.initial_stream
+    else:
+      start = self.biases.get(str(resolution), jnp.zeros((resolution, resolution,
+                                                           self._width(resolution))))
+    return jnp.broadcast_to(start, (batch_size, *start.shape))
+
+  def _enter(self, h: jax.Array, resolution: int) -> jax.Array:
+    """The stream unpooled to `resolution`, fitted to its width, plus its bias (if any)."""
+    h = fit_channels(_unpool(h, resolution // h.shape[-2]), self._width(resolution))
+    bias = self.biases.get(str(resolution))
+    return h if bias is None else h + bias
+
+  def encode_context(self, x: jax.Array) -> dict[int, jax.Array]:
+    return self.encoder(pad_images(x, self.data_resolution * self.patch_size))
+
+  def _output(self, h: jax.Array):
+    if self.output_head_kind == 'gain_bias_conv':
+      h = h * self.output_gain + self.output_bias
+    else:
+      h = nn.gelu(h, approximate=not self.exact_gelu)
+    raw = depth_to_space(self.output_head(h).astype(jnp.float32), self.patch_size)
+    return self.likelihood(crop_images(raw, self.image_size))
+
   def _top_down(self, batch_size: int, choose_z, activations=None):
     """Runs the decoder. `choose_z(index, prior, posterior)` returns group `index`'s z (the
     posterior is None without `activations`). Returns the likelihood and each group's
     `(z, prior, posterior)`."""
-    h = jnp.broadcast_to(self.initial_stream, (batch_size, *self.initial_stream.shape))
     resolution, chosen = self.group_resolutions[0], []
+    h = self._stream_start(resolution, batch_size)
     for index, (group, group_resolution) in enumerate(zip(self.groups, self.group_resolutions)):
       if group_resolution != resolution:
-        h, resolution = _unpool(h, group_resolution // resolution), group_resolution
-      prior, h = group.prior(h)
+        h, resolution = self._enter(h, group_resolution), group_resolution
+      prior, features = group.prior(h)
+      if self.posterior_input == 'stream_with_prior_features':
+        h = h + features
       posterior = None if activations is None else group.posterior(h, activations[resolution])
+      if self.posterior_input == 'stream':
+        h = h + features
       z = choose_z(index, prior, posterior)
       chosen.append((z, prior, posterior))
       h = group.absorb(h, z)
     if resolution != self.data_resolution:
-      h = _unpool(h, self.data_resolution // resolution)
-    raw = depth_to_space(self.output_head(nn.gelu(h)).astype(jnp.float32), self.patch_size)
-    return self.likelihood(raw), chosen
+      h = fit_channels(_unpool(h, self.data_resolution // resolution),
+                       self._width(self.data_resolution))
+    return self._output(h), chosen
 
   def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     keys = jax.random.split(key, len(self.groups))
     likelihood, chosen = self._top_down(
         x.shape[0], lambda index, prior, posterior: posterior.sample(keys[index]),
-        self.encoder(x))
+        self.encode_context(x))
     terms = {'reconstruction': likelihood.log_prob(x), 'log_prior': 0.0, 'log_posterior': 0.0,
              'analytic_kl': 0.0}
     for name, (z, prior, posterior) in zip(self.group_names, chosen):
@@ -210,9 +153,6 @@ class TopDownVAE(nn.Module):
       terms['analytic_kl'] += kl
       terms[f'kl/{name}'] = kl
     return terms
-
-  def encode_context(self, x: jax.Array) -> dict[int, jax.Array]:
-    return self.encoder(x)
 
   def draw_latents(self, key: jax.Array, context, num: int, from_prior: bool) -> tuple:
     keys = jax.random.split(key, len(self.groups))
@@ -246,7 +186,7 @@ class TopDownVAE(nn.Module):
 
   def _posterior_mean_path(self, x: jax.Array):
     return self._top_down(x.shape[0], lambda index, prior, posterior: posterior.mean,
-                          self.encoder(x))
+                          self.encode_context(x))
 
   def posterior_means(self, x: jax.Array) -> dict[str, jax.Array]:
     """Each group's posterior mean `[B, r·r·C]` with every group above it at its posterior
@@ -270,24 +210,64 @@ class TopDownVAE(nn.Module):
     return self._top_down(num_samples, sample_prior)[0].mean
 
 
+def vdvae_layout(enc_blocks: str, dec_blocks: str) -> dict:
+  """`model.top_down`'s layout from VDVAE's strings (its `hps.py`): `resolutions`,
+  `encoder_blocks` (a down-sampling block `rdk` counted at its resolution r) and
+  `decoder_groups` (a mixing block `rmk` is a group at r); e.g. cifar10's
+  `'32x11,32d2,16x6,16d2,8x6,8d2,4x3,4d4,1x3'`, `'1x1,4m1,4x2,8m4,8x5,16m8,16x10,32m16,32x21'`."""
+
+  def counts(spec: str) -> dict[int, int]:
+    result = {}
+    for part in spec.split(','):
+      resolution, _, number = part.replace('d', 'm').replace('x', 'm').partition('m')
+      result[int(resolution)] = result.get(int(resolution), 0) + (
+          int(number) if 'x' in part else 1)
+    return result
+
+  encoder, decoder = counts(enc_blocks), counts(dec_blocks)
+  resolutions = tuple(sorted(set(encoder) | set(decoder), reverse=True))
+  return {'resolutions': resolutions,
+          'encoder_blocks': tuple(encoder.get(r, 0) for r in resolutions),
+          'decoder_groups': tuple(decoder.get(r, 0) for r in resolutions)}
+
+
+def _grid_size(config, data_shape) -> int:
+  """The side the network sees: the padded image size, or the image's own."""
+  return config.padded_size or data_shape[0]
+
+
 @families.register_check('top_down')
 def config_problems(model_config, data_shape) -> list[str]:
   """The layout must fit the images: one count per resolution, each resolution dividing the
-  one before, the first the image size over the patch size."""
+  one before, the first the (padded) image size over the patch size."""
   config, problems = model_config.top_down, []
   resolutions = tuple(config.resolutions)
   for key in ('encoder_blocks', 'decoder_groups'):
     if len(config[key]) != len(resolutions) or min(config[key], default=0) < 0:
       problems.append(f'model.top_down.{key}={tuple(config[key])} needs one count (>= 0) per '
                       f'resolution of {resolutions}.')
+  if config.widths and len(config.widths) != len(resolutions):
+    problems.append(f'model.top_down.widths={tuple(config.widths)} needs one width per '
+                    f'resolution of {resolutions} (or () for model.top_down.width everywhere).')
   if not sum(config.decoder_groups):
     problems.append('model.top_down.decoder_groups holds no group: the model needs a latent.')
+  if (config.encoder_output == 'before_down_block' and len(config.encoder_blocks) == len(resolutions)
+      and min(tuple(config.encoder_blocks)[:-1], default=1) < 1):
+    problems.append("model.top_down.encoder_output='before_down_block' needs at least one "
+                    'encoder block at every resolution but the coarsest (its down-sampling '
+                    f'block); encoder_blocks={tuple(config.encoder_blocks)}.')
   if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
     problems.append(f'model.family=top_down needs square images (H, W, C); the data is '
                     f'{data_shape}.')
-  elif not resolutions or resolutions[0] * config.patch_size != data_shape[0]:
-    problems.append(f'model.top_down.resolutions={resolutions} must start at the image size '
-                    f'{data_shape[0]} over patch_size={config.patch_size}.')
+  else:
+    size = _grid_size(config, data_shape)
+    if config.padded_size and (size < data_shape[0] or (size - data_shape[0]) % 2):
+      problems.append(f'model.top_down.padded_size={size} must be 0 or the image size '
+                      f'{data_shape[0]} plus an even margin.')
+    elif not resolutions or resolutions[0] * config.patch_size != size:
+      problems.append(f'model.top_down.resolutions={resolutions} must start at the '
+                      f'{"padded " if config.padded_size else ""}image size {size} over '
+                      f'patch_size={config.patch_size}.')
   if any(finer % coarser for finer, coarser in zip(resolutions, resolutions[1:])):
     problems.append(f'model.top_down.resolutions={resolutions}: each must divide the one before.')
   for key in ('width', 'latent_channels', 'patch_size'):
@@ -299,15 +279,46 @@ def config_problems(model_config, data_shape) -> list[str]:
 OPTIONS = options.at(
     'model.top_down', traits=(SHAPES_STATE,),
     resolutions=Option((28, 14, 7), 'the resolutions of the hierarchy, finest first: the first '
-                       'is the image size over patch_size, each next one divides the one before'),
+                       'is the (padded) image size over patch_size, each next one divides the '
+                       'one before (VDVAE strings: top_down.vdvae_layout)'),
     encoder_blocks=Option((2, 2, 2), 'residual blocks per resolution in the encoder'),
     decoder_groups=Option((2, 2, 2), 'stochastic groups per resolution in the decoder'),
     width=Option(32, 'channels of the residual streams'),
+    widths=Option((), 'channels per resolution, finest first (VDVAE custom_width_str); () -> '
+                  'width everywhere', options.each_at_least(1)),
     bottleneck_ratio=Option(0.25, "a residual block's middle channels: width × this",
                             options.positive),
     latent_channels=Option(4, "channels of each group's z, per position"),
-    min_scale=Option(1e-3, 'floor of every prior and posterior standard deviation',
-                     options.positive),
+    scale_function=Option('softplus', "std from the nets' raw value: 'softplus' | 'exp' "
+                          "(VDVAE) | 'unit_softplus' (Efficient-VDVAE: softplus with β = ln 2)",
+                          options.one_of(*SCALE_FUNCTIONS)),
+    min_scale=Option(1e-3, 'added to every prior and posterior standard deviation (VDVAE: 0)',
+                     options.non_negative),
+    encoder_output=Option('last_block', "the activation a resolution's groups read: "
+                          "'last_block' | 'before_down_block' (VDVAE: its last block only "
+                          'feeds the next resolution)', options.one_of(*ENCODER_OUTPUTS)),
+    pointwise_up_to=Option(0, "blocks at resolutions up to this use 1×1 middle convs (VDVAE: "
+                           '2)', options.non_negative),
+    stream_biases=Option('coarsest', "learned stream biases: 'coarsest' (the start) | "
+                         "'per_resolution' (VDVAE: added where the decoder enters each)",
+                         options.one_of(*STREAM_BIASES)),
+    no_bias_above=Option(64, "'per_resolution': no bias at resolutions above this (VDVAE)",
+                         options.at_least(1)),
+    posterior_input=Option('stream_with_prior_features', "the stream q(z_l|·) reads: "
+                           "'stream_with_prior_features' | 'stream' (VDVAE: before the prior "
+                           "net's features join it)", options.one_of(*POSTERIOR_INPUTS)),
+    output_head=Option('gelu_conv', "'gelu_conv' | 'gain_bias_conv' (VDVAE: per-channel gain "
+                       'and bias, then a 1×1 conv)', options.one_of(*OUTPUT_HEADS)),
+    gelu=Option('tanh', "GELU: 'tanh' (the approximation, Flax's default) | 'erf' (exact: "
+                "PyTorch's default, VDVAE)", options.one_of('tanh', 'erf')),
+    init=Option('lecun_normal', "conv weights: 'lecun_normal' | 'torch' (PyTorch's default, "
+                'VDVAE); biases start at 0', options.one_of(*INITS)),
+    input_mean=Option(0.5, 'pixels x in [0, 1] enter the encoder as (x − mean) / std (VDVAE '
+                      'CIFAR-10: 120.63838/255)'),
+    input_std=Option(0.5, '(VDVAE CIFAR-10: 64.16736/255)', options.positive),
+    padded_size=Option(0, 'zero-pad the images to this size for the network, the likelihood '
+                       'on the original pixels (MNIST 28 -> 32); 0: no padding',
+                       options.non_negative),
     patch_size=Option(1, 'p: the network sees p×p pixel patches (a 28×28 image as 14×14 for '
                       'p = 2)'),
     remat=Option(False, "recompute each block's activations in the backward pass (less "
@@ -316,32 +327,52 @@ OPTIONS = options.at(
 
 @families.register('top_down', options=OPTIONS)
 def build(model_config, data_shape) -> TopDownVAE:
-  """The layout of `model.top_down`: `resolutions` (finest first, the first the image size over
-  `patch_size`), `encoder_blocks` and `decoder_groups` per resolution, `width` channels,
-  residual blocks of `width · bottleneck_ratio` middle channels, `latent_channels` per group
-  and position."""
+  """The layout of `model.top_down` (see OPTIONS): `resolutions` (finest first),
+  `encoder_blocks` and `decoder_groups` per resolution, `width(s)` channels, residual blocks of
+  `width · bottleneck_ratio` middle channels, `latent_channels` per group and position."""
   problems = config_problems(model_config, data_shape)
   if problems:
     raise ValueError(' '.join(problems))
   config = model_config.top_down
   resolutions = tuple(config.resolutions)
-  middle = max(1, int(config.width * config.bottleneck_ratio))
+  widths = tuple(config.widths) or (config.width,) * len(resolutions)
   block = nn.remat(ResBlock) if config.remat else ResBlock
   group_resolutions = tuple(resolution for resolution, count in
                             reversed(list(zip(resolutions, config.decoder_groups)))
                             for _ in range(count))
   last_scale = 1 / np.sqrt(len(group_resolutions))
   dtype = model_config.compute_dtype
+  width_at = dict(zip(resolutions, widths))
+  exact_gelu = config.gelu == 'erf'
   likelihood = components.build_likelihood(model_config.likelihood, data_shape)
+
+  def group(resolution):
+    width = width_at[resolution]
+    return StochasticGroup(width, max(1, int(width * config.bottleneck_ratio)),
+                           config.latent_channels, config.min_scale, last_scale,
+                           scale_function=config.scale_function,
+                           kernel=1 if resolution <= config.pointwise_up_to else 3,
+                           init_scheme=config.init, exact_gelu=exact_gelu, block=block,
+                           dtype=dtype)
+
   return TopDownVAE(
-      encoder=BottomUp(config.width, middle, resolutions, tuple(config.encoder_blocks),
-                       config.patch_size, block=block, dtype=dtype),
-      groups=tuple(StochasticGroup(config.width, middle, config.latent_channels,
-                                   config.min_scale, last_scale, block=block, dtype=dtype)
-                   for _ in group_resolutions),
+      encoder=BottomUp(widths, config.bottleneck_ratio, resolutions,
+                       tuple(config.encoder_blocks), config.patch_size,
+                       input_mean=config.input_mean, input_std=config.input_std,
+                       before_down_block=config.encoder_output == 'before_down_block',
+                       pointwise_up_to=config.pointwise_up_to, init_scheme=config.init,
+                       exact_gelu=exact_gelu, block=block, dtype=dtype),
+      groups=tuple(group(resolution) for resolution in group_resolutions),
       group_resolutions=group_resolutions,
+      widths=tuple(width_at.items()),
       data_resolution=resolutions[0],
+      image_size=data_shape[0],
       output_channels=components.raw_channels(likelihood, data_shape),
       likelihood=likelihood,
-      width=config.width,
-      patch_size=config.patch_size)
+      patch_size=config.patch_size,
+      stream_biases=config.stream_biases,
+      no_bias_above=config.no_bias_above,
+      posterior_input=config.posterior_input,
+      output_head_kind=config.output_head,
+      init_scheme=config.init,
+      exact_gelu=exact_gelu)
