@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import annealing, models
+from vae_jax import annealing, models, networks
 from vae_jax.evaluators import batched, registry
 from vae_jax.options import Option
 
@@ -23,13 +23,14 @@ def settings(options) -> dict:
   """The AIS settings a report records (and `make_ais_fn` takes)."""
   return {'num_steps': int(options.num_steps), 'num_chains': int(options.num_chains),
           'leapfrog_steps': int(options.leapfrog_steps), 'step_size': float(options.step_size),
-          'initial': str(options.initial)}
+          'pilot_chains': int(options.pilot_chains), 'initial': str(options.initial)}
 
 
 def gradient_evaluations(settings: dict) -> int:
   """Gradient evaluations of log p(x, z) per example: (leapfrog steps + 1) per temperature and
-  chain (the +1 evaluates the state at each new temperature)."""
-  return settings['num_chains'] * settings['num_steps'] * (settings['leapfrog_steps'] + 1)
+  chain, the pilot's chains included (the +1 evaluates the state at each new temperature)."""
+  return ((settings['num_chains'] + settings['pilot_chains']) * settings['num_steps']
+          * (settings['leapfrog_steps'] + 1))
 
 
 def chain_log_densities(model, params, x: jax.Array, context, initial: str):
@@ -51,11 +52,13 @@ def chain_log_densities(model, params, x: jax.Array, context, initial: str):
 
 
 def initial_draws(model, params, key: jax.Array, context, num_chains: int, initial: str):
-  """The chains' starts, from f_0: for the mixture, the first half of the chains from q(z|x)
-  and the rest from p(z) (stratified: the mean of the chains' weights stays unbiased)."""
+  """The chains' starts, from f_0. For the mixture, stratified: of the first `2 ⌊C/2⌋` chains
+  half from q(z|x) and half from p(z), and an odd last chain from either with probability ½,
+  so that the mean of the chains' weights is unbiased for any C (each pair's two weights sum
+  to 2 p(x) in expectation, the odd chain's to p(x))."""
   chains_context = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape[1:])),
                                 context)
-  posterior_key, prior_key = jax.random.split(key)
+  posterior_key, prior_key, coin_key = jax.random.split(key, 3)
   if initial != 'mixture':
     return model.apply(params, posterior_key, chains_context, num_chains, initial == 'prior',
                        method='draw_latents')
@@ -63,37 +66,49 @@ def initial_draws(model, params, key: jax.Array, context, num_chains: int, initi
                                method='draw_latents')
   from_prior = model.apply(params, prior_key, chains_context, num_chains, True,
                            method='draw_latents')
-  half = num_chains // 2
-  return jax.tree.map(lambda a, b: jnp.concatenate([a[:half], b[half:]]), from_posterior,
-                      from_prior)
+  chain, paired = jnp.arange(num_chains), 2 * (num_chains // 2)
+  use_prior = jnp.where(chain < paired, chain >= paired // 2, jax.random.bernoulli(coin_key))
+
+  def choose(a, b):
+    return jnp.where(use_prior.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
+
+  return jax.tree.map(choose, from_posterior, from_prior)
 
 
 def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
-                step_size: float, initial: str):
+                step_size: float, pilot_chains: int, initial: str):
   """A jitted `(params, images [B, ...], example_ids [B], rng) -> {'log_likelihood': [B], ...}`:
   per example, the log-mean-exp over `num_chains` AIS chains of their log-weights along
-  `num_steps` intermediate distributions from `initial` (q(z|x) or p(z)) to p(x, z), with the
-  chains' Monte-Carlo error (delta method over chains), mean acceptance rate and final step
-  size."""
+  `num_steps` intermediate distributions from `initial` (q(z|x), p(z) or their mixture) to
+  p(x, z), with the chains' Monte-Carlo error (delta method over chains), mean acceptance rate
+  and mean step size. The step sizes are set per β by a pilot of `pilot_chains` chains
+  starting at `step_size`, on random draws of their own, and then frozen."""
   betas = annealing.sigmoid_schedule(num_steps)
+  run = dict(leapfrog_steps=leapfrog_steps, initial_step_size=step_size)
 
   def example_estimate(params, image, key):
     x = image[None]
-    start_key, run_key = jax.random.split(key)
+    start_key, run_key, pilot_start_key, pilot_key = jax.random.split(key, 4)
     context = model.apply(params, x, method='encode_context')
+    log_densities = chain_log_densities(model, params, x, context, initial)
+    step_sizes = annealing.pilot_step_sizes(
+        pilot_key, initial_draws(model, params, pilot_start_key, context, pilot_chains, initial),
+        log_densities, betas, **run)
     z0 = initial_draws(model, params, start_key, context, num_chains, initial)
-    log_w, _, info = annealing.anneal(run_key, z0, chain_log_densities(model, params, x, context, initial),
-                             betas, leapfrog_steps=leapfrog_steps, step_size=step_size)
+    log_w, _, info = annealing.anneal(run_key, z0, log_densities, betas,
+                                      leapfrog_steps=leapfrog_steps, step_sizes=step_sizes)
     weights = jnp.exp(log_w - jnp.max(log_w))
     return {'log_likelihood': annealing.log_mean_exp(log_w),
             'standard_error': jnp.std(weights, ddof=1) / (jnp.sqrt(num_chains) * jnp.mean(weights)),
             'chain_effective_sample_size': jnp.sum(weights)**2 / jnp.sum(weights**2),
-            **info}
+            'acceptance_rate': info['acceptance_rate'],
+            'step_size': jnp.exp(jnp.mean(jnp.log(step_sizes[1:])))}
 
   @jax.jit
   def ais_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
-    return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
+    with networks.matmul_precision('highest'):
+      return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
 
   return ais_fn
 
@@ -107,7 +122,7 @@ def summarize(per_example: dict[str, np.ndarray]) -> dict:
                                  / len(estimates)),
       'test_set_error': batched.test_set_error(estimates),
       'acceptance_rate': float(np.mean(per_example['acceptance_rate'])),
-      'final_step_size': float(np.mean(per_example['step_size'])),
+      'mean_step_size': float(np.exp(np.mean(np.log(per_example['step_size'])))),
       'min_chain_effective_sample_size': float(np.min(per_example['chain_effective_sample_size'])),
       'per_example_log_likelihood': estimates.tolist(),
   }
@@ -142,7 +157,7 @@ def option_problems(config) -> list[str]:
     problems.append(f"evals.ais.initial={options.initial!r} needs q(z|x) at any z, and an IAF "
                     "posterior has its density at its own samples only: set "
                     "evals.ais.initial='prior'.")
-  for key in ('num_steps', 'num_chains', 'leapfrog_steps'):
+  for key in ('num_steps', 'num_chains', 'leapfrog_steps', 'pilot_chains'):
     if options[key] < 1:
       problems.append(f'evals.ais.{key}={options[key]} must be at least 1.')
   if options.step_size <= 0:
@@ -161,8 +176,14 @@ def report_lines(report: dict, seconds: float) -> list[str]:
   start = {'posterior': 'q(z|x)', 'prior': 'p(z)', 'mixture': '½q(z|x) + ½p(z)'}[result['initial']]
   return [f"  log p(x)      {result['log_likelihood']:10.3f} {registry.format_errors(result)} "
           f"nats  (AIS from {start}, {result['num_steps']} "
-          f"steps × {result['num_chains']} chains × {result['leapfrog_steps']} leapfrog, "
-          f"acceptance {result['acceptance_rate']:.2f}, {seconds:.0f} s)"]
+          f"steps × {result['num_chains']} chains × {result['leapfrog_steps']} leapfrog, step "
+          f"sizes frozen from a pilot of {result['pilot_chains']} chains (mean "
+          f"{result['mean_step_size']:.3g}), acceptance {result['acceptance_rate']:.2f}, "
+          f"{seconds:.0f} s)",
+          f"                ± Monte Carlo: the delta method over each example's "
+          f"{result['num_chains']} chains (it understates the error where the weights are "
+          "heavy-tailed: BDMC's gap and the exact value where there is one are the check); "
+          "± test set: the examples' standard deviation over √N"]
 
 
 # log p(x) by annealed importance sampling with HMC (Wu et al. 2017), continuous z; run by
@@ -173,11 +194,16 @@ def report_lines(report: dict, seconds: float) -> list[str]:
     num_steps=Option(400, 'intermediate distributions (a sigmoidal schedule of β)'),
     num_chains=Option(16, 'chains per example; the estimate is their log-mean-exp'),
     leapfrog_steps=Option(2, 'per HMC transition'),
-    step_size=Option(0.05, 'initial; each chain adapts it towards acceptance 0.65'),
+    step_size=Option(0.05, "the pilot's initial step size; each pilot chain adapts its own "
+                     'towards acceptance 0.65, and their geometric mean at each β is the '
+                     'frozen schedule of the run'),
+    pilot_chains=Option(4, 'chains of the pilot run that sets the step sizes (its draws are '
+                        'discarded, so the estimate stays unbiased)'),
     initial=Option('mixture', "the path starts at q(z|x) ('posterior'), p(z) ('prior'), or "
-                   "their even mixture ('mixture': half the chains from each), which finds "
-                   "posterior modes q misses; with many latent units 'posterior' spends the "
-                   'budget better (docs/results/log_likelihood_estimators.md)'))
+                   "their even mixture ('mixture': half the chains from each, an odd last one "
+                   'from either at random), which finds posterior modes q misses; with many '
+                   "latent units 'posterior' spends the budget better "
+                   '(docs/results/log_likelihood_estimators.md)'))
 def create(model, config, dataset) -> AISEvaluator | None:
   del dataset
   options = config.evals.ais

@@ -16,35 +16,57 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import annealing, models, options, progress
+from vae_jax import annealing, models, networks, options, progress
 from vae_jax.options import Option
 from vae_jax.evaluators import ais as forward_ais
 from vae_jax.evaluators import registry
 
 
+def example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:
+  """Simulated example i's key: `fold_in(rng, i)`."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, example_ids)
+
+
+def simulated_images(model, params, rng: jax.Array, example_ids) -> jax.Array:
+  """The images `[B, ...]` `make_bdmc_fn(...)(params, rng, example_ids)` simulates (to check
+  its bounds against a closed form)."""
+  simulate_keys = jax.vmap(lambda key: jax.random.split(key)[0])(example_keys(rng, example_ids))
+  return jax.vmap(lambda key: model.apply(params, key, 1, method='simulate')[0][0])(simulate_keys)
+
+
 def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
-                 step_size: float, initial: str):
+                 step_size: float, pilot_chains: int, initial: str):
   """A jitted `(params, rng, example_ids [B]) -> {'lower_bound', 'upper_bound'} [B]` on B
-  examples simulated from the model (example i from `fold_in(rng, i)`)."""
+  examples simulated from the model (example i from `fold_in(rng, i)`). A forward pilot sets
+  the step size at each β; both directions take them frozen (the reverse run in reverse)."""
   betas = annealing.sigmoid_schedule(num_steps)
-  run = dict(leapfrog_steps=leapfrog_steps, step_size=step_size)
 
   def example_bounds(params, key):
-    simulate_key, start_key, forward_key, reverse_key = jax.random.split(key, 4)
+    simulate_key, chains_key = jax.random.split(key)
+    start_key, forward_key, reverse_key, pilot_start_key, pilot_key = (
+        jax.random.split(chains_key, 5))
     x, z_star = model.apply(params, simulate_key, 1, method='simulate')
     context = model.apply(params, x, method='encode_context')
     log_densities = forward_ais.chain_log_densities(model, params, x, context, initial)
+    step_sizes = annealing.pilot_step_sizes(
+        pilot_key, forward_ais.initial_draws(model, params, pilot_start_key, context,
+                                             pilot_chains, initial),
+        log_densities, betas, leapfrog_steps=leapfrog_steps, initial_step_size=step_size)
     z0 = forward_ais.initial_draws(model, params, start_key, context, num_chains, initial)
-    forward, _, _ = annealing.anneal(forward_key, z0, log_densities, betas, **run)
+    forward, _, _ = annealing.anneal(forward_key, z0, log_densities, betas,
+                                     leapfrog_steps=leapfrog_steps, step_sizes=step_sizes)
     # Every reverse chain starts at the exact posterior draw z*.
     z_star = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape[1:])), z_star)
-    reverse, _, _ = annealing.anneal(reverse_key, z_star, log_densities, betas[::-1], **run)
-    return {'lower_bound': annealing.log_mean_exp(forward), 'upper_bound': -annealing.log_mean_exp(reverse)}
+    reverse, _, _ = annealing.anneal(reverse_key, z_star, log_densities, betas[::-1],
+                                     leapfrog_steps=leapfrog_steps, step_sizes=step_sizes[::-1])
+    return {'lower_bound': annealing.log_mean_exp(forward),
+            'upper_bound': -annealing.log_mean_exp(reverse)}
 
   @jax.jit
   def bdmc_fn(params, rng, example_ids):
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, example_ids)
-    return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
+    keys = example_keys(rng, example_ids)
+    with networks.matmul_precision('highest'):
+      return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
 
   return bdmc_fn
 
