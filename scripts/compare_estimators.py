@@ -19,6 +19,8 @@ import json
 import numpy as np
 from absl import app, flags
 
+from vae_jax import psis
+
 _REFERENCE = flags.DEFINE_string('reference', None, 'A report with an exact log p(x).',
                                  required=True)
 _REPORTS = flags.DEFINE_list('reports', [], 'Reports with estimates to compare.')
@@ -35,9 +37,9 @@ def per_example(report: dict) -> dict[str, np.ndarray]:
 
 
 def flag_agreement(error: np.ndarray, pareto_k: np.ndarray, threshold: float) -> dict:
-  """How k̂ > threshold matches |error| > 1 nat: precision (flagged examples that are off),
-  recall (examples off that are flagged)."""
-  flagged, off = pareto_k > threshold, np.abs(error) > LARGE_ERROR
+  """How k̂ > threshold (or not fitted: NaN) matches |error| > 1 nat: precision (flagged
+  examples that are off), recall (examples off that are flagged)."""
+  flagged, off = psis.unreliable(pareto_k, threshold), np.abs(error) > LARGE_ERROR
   return {'flagged': float(flagged.mean()),
           'precision': float((flagged & off).sum() / max(flagged.sum(), 1)),
           'recall': float((flagged & off).sum() / max(off.sum(), 1))}

@@ -152,3 +152,27 @@ def test_reliable_pareto_k_is_the_sample_size_threshold_for_large_samples():
   for num_samples in (2155, 5000, 100000):
     assert min(1 - 1 / np.log10(num_samples), 0.7) == psis.RELIABLE_PARETO_K
   assert 1 - 1 / np.log10(2154) < psis.RELIABLE_PARETO_K
+
+
+@pytest.mark.parametrize('gap', [30.0, 90.0, 200.0])
+def test_one_dominant_weight_gives_a_large_finite_k_that_agrees_with_float64(gap):
+  """One weight `gap` nats above 4999 others: in float32 the others' exceedances relative to it
+  (e^−90) underflow, which made k̂ NaN from about 88 nats on (and NaN passed as reliable); in
+  logs it is fitted (k̂ 0.98, 1.61, 2.44), and agrees with the float64 fit."""
+  log_weights = np.random.default_rng(19).normal(0.0, 1.0, 5000)
+  log_weights[7] = log_weights.max() + gap
+  log_weights = log_weights.astype(np.float32)
+  k_hat = float(_diagnose(jnp.asarray(log_weights))['pareto_k'])
+  assert np.isfinite(k_hat) and k_hat > psis.RELIABLE_PARETO_K
+  with np.errstate(over='ignore'):  # the reference's softmax by hand: exp(large) = inf, 1/inf = 0
+    expected = _numpy_pareto_k(log_weights.astype(np.float64) - log_weights.max(),
+                               psis.tail_length(5000))
+  np.testing.assert_allclose(k_hat, expected, rtol=1e-4)
+  assert psis.unreliable(np.float32(k_hat))
+
+
+def test_nan_k_counts_as_unreliable_and_only_small_k_as_reliable():
+  k_hat = np.array([0.2, 0.7, 0.71, 3.0, np.nan, -0.5])
+  np.testing.assert_array_equal(psis.unreliable(k_hat), [False, False, True, True, True, False])
+  np.testing.assert_array_equal(psis.unreliable(jnp.asarray(k_hat), 0.5),
+                                [False, True, True, True, True, False])

@@ -120,9 +120,12 @@ class Bernoulli:
 
   def pairwise_log_prob(self, x: jax.Array) -> jax.Array:
     """`log p(x_b)` under every distribution z of a batch: x `[B, *event]`, this distribution's
-    batch `[Z]` -> `[B, Z]`, as `x·lᵀ − Σ softplus(l)`: one matrix product."""
+    batch `[Z]` -> `[B, Z]`, as `x·lᵀ − Σ softplus(l)`: one matrix product, at float32 precision
+    on every backend (by default GPUs round its operands to TF32, about 0.02 nats per pair over
+    784 pixels, which quadrature and exact enumeration would not average away)."""
     x, logits = flatten_event(x, self.event_ndims), flatten_event(self.logits, self.event_ndims)
-    return x @ logits.T - jnp.sum(softplus(logits), axis=-1)
+    return (jnp.matmul(x, logits.T, precision=jax.lax.Precision.HIGHEST)
+            - jnp.sum(softplus(logits), axis=-1))
 
   def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One reparameterised draw and its log-density (as a flow posterior provides them)."""

@@ -39,39 +39,66 @@ def tail_length(num_samples: int) -> int:
   return min(int(0.2 * num_samples), int(3 * math.sqrt(num_samples)))
 
 
-def _exceedances(largest_log_weights: jax.Array, threshold_log_weight: jax.Array) -> jax.Array:
-  """`w_i − u` for the tail weights, ascending, all divided by the largest weight (which does not
-  change k̂): `exp(lw_i − lmax) · (1 − exp(lu − lw_i))`, both factors in [0, 1], the second
-  by `expm1` so that exceedances just above the threshold keep their precision."""
+def _log_exceedances(largest_log_weights: jax.Array, threshold_log_weight: jax.Array) -> jax.Array:
+  """`log(w_i − u)` for the tail weights, ascending, less that of the largest (which does not
+  change k̂): `lw_i + log(1 − exp(lu − lw_i))`, the second term by `expm1` so that exceedances
+  just above the threshold keep their precision. In logs, no exceedance underflows: one weight
+  100 nats above the rest leaves the others' at −100, where `exp` gives float32 zero."""
   log_weights = jnp.sort(largest_log_weights)
-  return jnp.exp(log_weights - log_weights[-1]) * -jnp.expm1(threshold_log_weight - log_weights)
+  log_fraction = jnp.log(-jnp.expm1(threshold_log_weight - log_weights))  # log(1 − u/w_i)
+  # Differences first: in float32 a log-weight near −500 carries only ~3e-5 of precision.
+  return (log_weights - log_weights[-1]) + (log_fraction - log_fraction[-1])
+
+
+def _log_abs_expm1(t: jax.Array) -> jax.Array:
+  """`log |eᵗ − 1|` without overflow for large t."""
+  return jnp.where(t > 0, t + jnp.log(-jnp.expm1(-jnp.abs(t))), jnp.log(-jnp.expm1(-jnp.abs(t))))
 
 
 def pareto_k(largest_log_weights: jax.Array, threshold_log_weight: jax.Array) -> jax.Array:
   """k̂ of the generalised Pareto fitted to the exceedances over the threshold weight u of the
   M largest weights: `largest_log_weights` `[M]` (any order; M ≥ 5, static), the log of the
   (M+1)-th largest weight `threshold_log_weight` `[]`. NaN when the tail cannot be fitted: no
-  exceedance, or none in the tail's first quartile (tied weights)."""
+  exceedance, or none in the tail's first quartile (tied weights); callers count NaN as
+  unreliable (`unreliable`).
+
+  In the units y_max = 1 with y_q the tail's first quartile, Zhang & Stephens' grid is
+  `b_j = 1 − c_j / y_q` (c_j > 0), so every `1 − b_j y_i = (1 − y_i) + c_j y_i / y_q` and
+  `−b_j = c_j / y_q − 1` is computed from logs: the fit holds however far the largest weight
+  stands above the rest (float32 exponentials would give 0/0 beyond ~88 nats)."""
   n = largest_log_weights.shape[-1]
   if largest_log_weights.ndim != 1 or n < MIN_TAIL_LENGTH:
     raise ValueError(f'pareto_k needs one example\'s tail of at least {MIN_TAIL_LENGTH} '
                      f'log-weights, shape [M]; got shape {largest_log_weights.shape}.')
-  y = _exceedances(largest_log_weights, threshold_log_weight)
-  dtype = y.dtype
-  y_max, y_quartile = y[-1], y[int(n / 4 + 0.5) - 1]
-  fittable = y_quartile > 0  # y_max ≥ y_quartile
-  y_max, y_quartile = (jnp.where(fittable, v, 1.0) for v in (y_max, y_quartile))
-  # Zhang & Stephens' grid of b (= −k/σ), with the prior on b scaled by the first quartile.
+  log_y = _log_exceedances(largest_log_weights, threshold_log_weight)
+  dtype = log_y.dtype
+  log_quartile = log_y[int(n / 4 + 0.5) - 1]
+  fittable = jnp.isfinite(log_quartile)  # then the largest exceedance is positive too
+  log_y, log_quartile = (jnp.where(fittable, v, 0.0) for v in (log_y, log_quartile))
+  log_one_minus_y = jnp.log(-jnp.expm1(log_y))  # −inf for the largest
+
+  def profile_k(log_c):  # k(b) = mean_i log(1 − b y_i) at b = 1 − c / y_q, for c [J]
+    return jnp.mean(jnp.logaddexp(log_one_minus_y, log_c[:, None] + log_y - log_quartile),
+                    axis=-1)
+
+  # Zhang & Stephens' grid of b (< 1/y_max), with the prior on b scaled by the first quartile.
   num_grid = 30 + int(math.sqrt(n))
   grid = 1.0 - np.sqrt(num_grid / (np.arange(1, num_grid + 1, dtype=np.float64) - 0.5))  # < 0
-  b = jnp.asarray(grid, dtype) / (_PRIOR_BS * y_quartile) + 1.0 / y_max
-  k = jnp.mean(jnp.log1p(-b[:, None] * y), axis=1)  # the profile estimate of k at each b
-  profile_log_likelihood = n * (jnp.log(-b / k) - k - 1.0)
+  log_c = jnp.asarray(np.log(-grid / _PRIOR_BS), dtype)
+  k = profile_k(log_c)  # the profile estimate of k at each b
+  log_minus_b = _log_abs_expm1(log_c - log_quartile)  # log |−b|; −b and k share their sign
+  profile_log_likelihood = n * (log_minus_b - jnp.log(jnp.abs(k)) - k - 1.0)
   weights = jax.nn.softmax(profile_log_likelihood)  # = 1 / Σ_j exp(L_j − L_i), stably
-  b_posterior = jnp.sum(b * weights)
-  k_posterior = jnp.mean(jnp.log1p(-b_posterior * y))
+  # The posterior mean of b is 1 − (Σ_j w_j c_j) / y_q: the same form, c averaged.
+  k_posterior = profile_k(jnp.log(jnp.sum(weights * jnp.exp(log_c)))[None])[0]
   k_shrunk = (n * k_posterior + _PRIOR_K * 0.5) / (n + _PRIOR_K)  # the prior k ~ 0.5
   return jnp.where(fittable, k_shrunk, jnp.nan).astype(dtype)
+
+
+def unreliable(pareto_k, threshold: float = RELIABLE_PARETO_K):
+  """Whether k̂ says the estimate cannot be trusted: above `threshold`, or NaN (no fit: the
+  weights' tail could not be measured, which is never evidence that it is light)."""
+  return ~(pareto_k <= threshold)
 
 
 def diagnostics_from_top(top_log_weights: jax.Array, log_sum_w: jax.Array,

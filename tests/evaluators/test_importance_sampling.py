@@ -96,3 +96,27 @@ def test_repeated_seeds_measure_the_monte_carlo_error_of_the_mean():
   assert 0.5 < seed_spread / (summary['monte_carlo_error'] * np.sqrt(8)) < 2.0
   assert summary['log_likelihood'] == np.mean(summary['seed_means'])
   assert summary['test_set_error'] > summary['monte_carlo_error']
+
+
+def test_a_k_that_could_not_be_fitted_counts_as_unreliable_and_is_listed_first():
+  # Example 3's k̂ is NaN (a tail that could not be fitted), example 5's huge: both are among
+  # the worst, NaN first, and both count in the unreliable share; the report says which is which.
+  num_examples = 12
+  pareto_k = np.linspace(0.1, 0.6, num_examples)
+  pareto_k[3], pareto_k[5] = np.nan, 2.4
+  runs = {'log_likelihood': np.full((1, num_examples), -90.0),
+          'standard_error': np.full((1, num_examples), 0.01),
+          'pareto_k': pareto_k[None], 'effective_sample_size': np.full((1, num_examples), 50.0)}
+  summary = evaluation.summarize(runs)
+  assert summary['unreliable_fraction'] == 2 / num_examples
+  assert [e['index'] for e in summary['worst_examples'][:3]] == [3, 5, 11]
+  assert len(summary['worst_examples']) == evaluation.WORST_EXAMPLES
+  lines = evaluation.report_lines({'importance_sampled': {**summary, 'num_samples': 5000}}, 1.0)
+  assert '#3 (k̂ no fit), #5 (k̂ 2.40)' in '\n'.join(lines)
+  assert any('the delta method within a run' in line for line in lines)
+  # Fewer than 25 samples: no k̂ anywhere, so nothing is counted either way.
+  runs['pareto_k'] = np.full((1, num_examples), np.nan)
+  summary = evaluation.summarize(runs)
+  assert summary['unreliable_fraction'] is None and summary['median_pareto_k'] is None
+  assert 'k̂ needs k ≥ 25' in '\n'.join(
+      evaluation.report_lines({'importance_sampled': {**summary, 'num_samples': 20}}, 1.0))

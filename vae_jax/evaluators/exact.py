@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import models
+from vae_jax import models, networks
 from vae_jax.evaluators import batched, registry
 
 
@@ -21,7 +21,8 @@ def make_exact_fn(model):
   @jax.jit
   def exact_fn(params, images, example_ids, rng):
     del example_ids, rng  # no randomness: sums over every z
-    terms = dict(model.apply(params, images, method='exact_terms'))
+    with networks.matmul_precision('highest'):  # float32 products on GPUs and TPUs too
+      terms = dict(model.apply(params, images, method='exact_terms'))
     terms['map_latent'] = jnp.argmax(terms.pop('posterior'), axis=-1)
     return terms
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import objectives, options, psis
+from vae_jax import networks, objectives, options, psis
 from vae_jax.options import Option
 from vae_jax.evaluators import batched, registry
 
@@ -60,7 +60,8 @@ def make_importance_sampling_fn(model, *, num_samples: int, chunk_size: int):
   @jax.jit
   def importance_sampling_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
-    return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
+    with networks.matmul_precision('highest'):  # float32 products on GPUs and TPUs too
+      return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
 
   return importance_sampling_fn
 
@@ -91,8 +92,11 @@ def summarize(runs: dict[str, np.ndarray]) -> dict:
   num_repeats, num_examples = estimates.shape
   per_example = estimates.mean(axis=0)
   pareto_k = runs['pareto_k'][0]
-  unreliable = pareto_k > psis.RELIABLE_PARETO_K
-  worst = np.argsort(np.nan_to_num(-pareto_k, nan=np.inf))[:WORST_EXAMPLES]
+  # k̂ needs at least 25 samples (psis.MIN_TAIL_LENGTH tail weights): below that it is NaN
+  # everywhere and says nothing; above, a NaN is a tail that could not be fitted: unreliable.
+  fitted = bool(np.any(np.isfinite(pareto_k)))
+  # Worst first: NaN (no fit) before every number, then the largest k̂.
+  worst = np.argsort(-np.nan_to_num(pareto_k, nan=np.inf), kind='stable')[:WORST_EXAMPLES]
   return {
       'log_likelihood': float(per_example.mean()),
       'seed_means': [float(m) for m in estimates.mean(axis=1)],
@@ -101,11 +105,9 @@ def summarize(runs: dict[str, np.ndarray]) -> dict:
       'delta_method_error': float(np.sqrt(np.sum(runs['standard_error'][0]**2)) / num_examples
                                   / np.sqrt(num_repeats)),
       'test_set_error': batched.test_set_error(per_example),
-      'unreliable_fraction': float(np.mean(unreliable)),
+      'unreliable_fraction': (float(np.mean(psis.unreliable(pareto_k))) if fitted else None),
       'reliable_pareto_k': psis.RELIABLE_PARETO_K,
-      # k̂ needs at least 25 samples (psis.MIN_TAIL_LENGTH tail weights): None below that.
-      'median_pareto_k': (float(np.nanmedian(pareto_k)) if np.any(np.isfinite(pareto_k))
-                          else None),
+      'median_pareto_k': float(np.nanmedian(pareto_k)) if fitted else None,
       'median_effective_sample_size': float(np.median(runs['effective_sample_size'][0])),
       'min_effective_sample_size': float(np.min(runs['effective_sample_size'][0])),
       'worst_examples': [{'index': int(i), 'pareto_k': float(pareto_k[i]),
@@ -142,29 +144,41 @@ class ImportanceSamplingEvaluator:
     return {'importance_sampled': {**summarize(runs), 'num_samples': self.num_samples}}
 
 
+def _k_text(pareto_k: float) -> str:
+  return 'no fit' if math.isnan(pareto_k) else f'{pareto_k:.2f}'
+
+
 def report_lines(report: dict, seconds: float) -> list[str]:
   sampled = report['importance_sampled']
+  repeats = sampled['num_repeats']
   lines = [f"  log p(x)      {sampled['log_likelihood']:10.3f} "
            f"{registry.format_errors(sampled)} nats  "
-           f"(importance sampling, k = {sampled['num_samples']}, {sampled['num_repeats']} "
-           f"seed{'s' if sampled['num_repeats'] > 1 else ''}, {seconds:.0f} s)",
-           f"                k̂ > {sampled['reliable_pareto_k']} on "
-           f"{100 * sampled['unreliable_fraction']:.1f}% of examples ("
-           + (f"median k̂ {sampled['median_pareto_k']:.2f}" if sampled['median_pareto_k']
-              is not None else 'k̂ needs k ≥ 25') + "); effective sample size median "
-           f"{sampled['median_effective_sample_size']:.0f}, min "
-           f"{sampled['min_effective_sample_size']:.1f} of {sampled['num_samples']}"]
+           f"(importance sampling, k = {sampled['num_samples']}, {repeats} "
+           f"seed{'s' if repeats > 1 else ''}, {seconds:.0f} s)",
+           '                ± Monte Carlo: ' + (
+               f'the spread of the estimate over the {repeats} seeds' if repeats > 1 else
+               'not measured (--options=importance_sampled.num_repeats=2 measures it over '
+               'seeds)') + f" (the delta method within a run says ± "
+           f"{sampled['delta_method_error']:.3f}); ± test set: the examples' standard deviation "
+           'over √N, how far another test set of this size could move it']
+  if sampled['unreliable_fraction'] is None:
+    lines.append(f"                k̂ needs k ≥ 25; effective sample size median "
+                 f"{sampled['median_effective_sample_size']:.0f}, min "
+                 f"{sampled['min_effective_sample_size']:.1f} of {sampled['num_samples']}")
+    return lines
+  lines.append(f"                k̂ > {sampled['reliable_pareto_k']} or not fitted on "
+               f"{100 * sampled['unreliable_fraction']:.1f}% of examples (median k̂ "
+               f"{sampled['median_pareto_k']:.2f}); effective sample size median "
+               f"{sampled['median_effective_sample_size']:.0f}, min "
+               f"{sampled['min_effective_sample_size']:.1f} of {sampled['num_samples']}")
   if sampled['unreliable_fraction'] > 0:
-    worst = ', '.join(f"#{e['index']} (k̂ {e['pareto_k']:.2f})"
+    worst = ', '.join(f"#{e['index']} (k̂ {_k_text(e['pareto_k'])})"
                       for e in sampled['worst_examples'][:5])
     lines.append(f"                WARNING: on those examples q(z|x) misses posterior mass, so the "
                  f"estimate is most likely too low by more than its errors say (worst: {worst}). "
                  f"Quote AIS (--evals=ais) or, for 1-2 latent units, quadrature.")
   lines.append('                (k̂ sees only where q(z|x) samples: a posterior mode q never '
                'reaches goes unflagged; AIS from ½q + ½p(z) can find it)')
-  if sampled['monte_carlo_error'] is None:
-    lines.append('                the Monte-Carlo error over seeds was not measured '
-                 '(--options=importance_sampled.num_repeats=2 measures it)')
   return lines
 
 
