@@ -15,6 +15,9 @@ Prints one JSON line per measurement, then a table against the targets for one m
   top_down_step   one training step of configs/top_down.py:mnist (batch 32)
   cifar10_step    one training step of configs/top_down.py:cifar10 (batch 32 per device), and
                   cifar10_step_remat with model.top_down.remat: seconds and program memory
+  mnist_efficient_vdvae_epoch, mnist_nvae_epoch
+                  one epoch of configs/top_down.py:mnist_efficient_vdvae and :mnist_nvae
+                  (steps of their batch over 50,000 images), timed on a few steps
   mixed_precision the MNIST epoch with model.compute_dtype=bfloat16 against float32
   memory          peak device memory (where the backend reports it) and peak host memory
 Measurements that mean nothing on a CPU (bfloat16 is emulated there) are skipped, saying so;
@@ -184,6 +187,30 @@ def check_top_down_step(results, train_images, variant: str):
        config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
 
 
+def check_deep_mnist_epoch(results, train_images, variant: str, steps_timed: int):
+  """Seconds per epoch of `configs/top_down.py:<variant>` (50,000 training images in steps of
+  its batch), from `steps_timed` steps after compilation."""
+  config = top_down.get_config(variant)
+  trainer = Trainer(config, train_images.shape[1:], len(train_images))
+  step = jax.jit(trainer.step_fn, donate_argnums=0)
+  batch = jnp.asarray(train_images[:config.batch_size])
+  keys = steps.RunKeys.from_seed(0)
+  holder = {'state': trainer.initial_state()}
+
+  def run():
+    for _ in range(steps_timed):
+      holder['state'], metrics = step(holder['state'], batch, keys.train, trainer.hyperparams)
+    return metrics
+
+  first, seconds = timed(run)
+  steps_per_epoch = 50_000 // config.batch_size
+  name = variant.removesuffix('_small')
+  emit(results, f'{name}_epoch', seconds=seconds / steps_timed * steps_per_epoch,
+       step_seconds=seconds / steps_timed, compile_seconds=max(first - seconds, 0.0),
+       steps_timed=steps_timed, extrapolated=True, config=f'configs/top_down.py:{variant}',
+       batch_size=config.batch_size)
+
+
 def check_cifar10_step(results, variant: str, batch_per_device: int):
   """One training step of `configs/top_down.py:<variant>` on random 8-bit images, without and
   with `remat`: seconds after compilation and the compiled program's memory (XLA's estimate of
@@ -250,6 +277,9 @@ def main(argv):
   check_top_down_step(results, train_images, 'mnist_small' if smoke else 'mnist')
   # VDVAE's CIFAR-10 model at its batch of 32 per device; a CPU smoke run takes the small one.
   check_cifar10_step(results, 'cifar10_small' if smoke else 'cifar10', 2 if smoke else 32)
+  for variant in ('mnist_efficient_vdvae', 'mnist_nvae'):
+    check_deep_mnist_epoch(results, train_images, f'{variant}_small' if smoke else variant,
+                           2 if smoke else 20)
   if on_cpu:
     emit(results, 'mixed_precision', skipped='bfloat16 is emulated on a CPU: not meaningful')
   else:

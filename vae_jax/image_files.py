@@ -30,10 +30,16 @@ class ImageFilesError(UserError, ValueError):
 
 
 def names_image_files(name: str) -> bool:
-  """Whether `data.name` is a path to images (a .npy/.npz file, or a folder written with a
-  '/': `faces/`, `./faces`) rather than the name of a TFDS or bundled dataset. A bare name is
-  never a folder: a folder `mnist/` under the current directory must not shadow TFDS's MNIST."""
-  return name.endswith(ARRAY_SUFFIXES) or os.sep in name or '/' in name
+  """Whether `data.name` is a path to images (a .npy/.npz file, a folder written as one:
+  `faces/`, `./faces`, `/data/faces`, `~/faces`, or an existing folder `data/faces`) rather than
+  the name of a TFDS or bundled dataset. A bare name is never a folder (a folder `mnist/` under
+  the current directory must not shadow TFDS's MNIST), nor is a TFDS config name such as
+  `imagenet_resized/32x32` unless such a folder exists."""
+  if name.endswith(ARRAY_SUFFIXES) or name.endswith(('/', os.sep)):
+    return True
+  if name.startswith(('/', './', '../', '~', os.sep)):
+    return True
+  return ('/' in name or os.sep in name) and os.path.isdir(name)
 
 
 def image_paths(folder: str) -> list[str]:

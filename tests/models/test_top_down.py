@@ -213,3 +213,32 @@ def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
   assert top_down.vdvae_layout(enc, dec) == {'resolutions': (32, 16, 8, 4, 1),
                                              'encoder_blocks': (12, 7, 7, 4, 3),
                                              'decoder_groups': (22, 11, 6, 3, 1)}
+
+
+@pytest.mark.parametrize('variant', ['imagenet32', 'ffhq256'])
+def test_vdvaes_other_layouts_load_their_data_and_fit_it(variant, mock_tfds, tmp_path):
+  # imagenet32 reads TFDS imagenet_resized/32x32 (its validation split is the test split);
+  # ffhq256 reads a folder of 256×256 images. Each layout must fit its images.
+  from vae_jax import data, images  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import config_checks
+  config = top_down_configs.get_config(variant)
+  if variant == 'ffhq256':
+    folder = tmp_path / 'ffhq256'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(5):
+      images.save_png(str(folder / f'{index:05d}.png'),
+                      rng.integers(0, 256, (256, 256, 3)).astype(np.uint8))
+    config.data.update(name=str(folder) + '/', test_size=1)
+    dataset = data.load_dataset(config.data)
+  else:
+    assert data.test_split(config.data.name) == 'validation'
+    with mock_tfds(num_examples=12):
+      dataset = data.load_dataset(config.data)
+  side = {'imagenet32': 32, 'ffhq256': 256}[variant]
+  assert dataset.data_shape == (side, side, 3)
+  config_checks.validate_config_for_data(config, dataset)
+  model = models.build_model(config.model, dataset.data_shape)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
+  groups = [name for name in shapes['params'] if name.startswith('groups_')]
+  assert len(groups) == {'imagenet32': 78, 'ffhq256': 66}[variant]
