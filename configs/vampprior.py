@@ -8,25 +8,31 @@ Variants: `standard`, `vamp` (500 pseudo-inputs), `mog` (500 learned Gaussians).
   python -m experiments.evaluate --workdir=/tmp/vamp/seed=0     # the best checkpoint, k = 5000
 
 As in the authors' code:
-- model (models/VAE.py): encoder 784-300-300-z(40), decoder 40-300-300-784, gated dense layers
-  (Linear(x)·sigmoid(Linear(x))), He-normal weights, a linear posterior mean and a log-variance
-  clipped to [-6, 2] (a hard tanh), Bernoulli pixels;
+- model (models/VAE.py, utils/nn.py): encoder 784-300-300-z(40), decoder 40-300-300-784, gated
+  dense layers h(x)·sigmoid(g(x)) with two separate Linear layers h and g (gate_kernels
+  'separate'), He-normal weights untruncated (he_init: normal, std sqrt(2/fan_in)), biases at
+  PyTorch's default uniform(±1/sqrt(fan_in)) (bias_init 'torch_uniform'), a linear posterior
+  mean and a log-variance clipped to [-6, 2] (a hard tanh), Bernoulli pixels;
 - pseudo-inputs (models/Model.py): a free 784-vector per component clipped to [0, 1], every
   pixel drawn from N(0.05, 0.01²) at the start (utils/load_data.py sets the mean to 0.05);
 - optimiser (utils/optimizer.py, AdamNormGrad): each gradient tensor divided by its L2 norm
-  plus 1e-7, then Adam (0.9, 0.999, eps 1e-8) at 5e-4; batch 100;
+  plus 1e-7 (a gated layer's value and gate weights and biases: four tensors), then Adam (0.9,
+  0.999, eps 1e-8) at 5e-4; batch 100;
 - objective (models/VAE.py, utils/training.py): the ELBO with a one-sample KL (no closed form,
-  for either prior), KL warm-up over 100 epochs;
+  for either prior), KL warm-up over 100 epochs, β = epoch/100 held for the whole epoch, epochs
+  counted from 1 (kl_warmup_schedule 'per_epoch');
 - data (utils/load_data.py): the first 50,000 training images train, the last 10,000 validate;
   validation and test binarised once, training batches afresh at every step;
 - early stopping (utils/perform_experiment.py): on the validation ELBO (β = 1, one sample),
   patience 50 epochs counted from the end of the warm-up, at most 2,000 epochs; the best
   checkpoint is evaluated: test log p(x) by importance sampling with 5,000 samples.
 
-Remaining differences, and their expected effect:
-- KL warm-up: β = epoch/100 per epoch, from 0.01 there, linear per step from 0 here (none
-  expected after epoch 100, where both reach 1).
-- Biases start at zero here, at PyTorch's uniform(±1/√fan_in) there (none expected).
+Remaining differences, and their expected effect (the effect of the ones removed in issue 27,
+measured over 20 epochs: docs/results/vampprior.md):
+- Adam's epsilon: AdamNormGrad (PyTorch's Adam of 2017) adds eps to √v before the bias
+  corrections, i.e. eps/√(1 − 0.999^t) against optax's eps after them: 32× larger at step 1,
+  1.3× at step 1,000; at most 3.2e-7 either way, against √v ≈ 2e-3 for a typical entry of a
+  784×300 kernel's unit-norm gradient (none expected).
 - Their Bernoulli log-likelihood clips the pixel probabilities to [1e-5, 1 − 1e-5] (a pixel
   then costs at most 11.5 nats); here it is computed from logits, unclipped (at most hundredths
   of a nat on a trained model, where no pixel is that certain and wrong).
@@ -66,15 +72,17 @@ def get_config(variant: str = 'vamp') -> 'ml_collections.ConfigDict':
   config.data.binarization = 'dynamic'
   config.data.validation_size = 10_000
   config.model.latent_dim = 40
-  config.model.kernel_init = 'he_normal'
+  config.model.kernel_init = 'he_normal_untruncated'
   for part in (config.model.encoder, config.model.decoder):
-    part.update(kind='mlp', hidden_sizes=(300, 300), activation='gated')
+    part.update(kind='mlp', hidden_sizes=(300, 300), activation='gated', gate_kernels='separate',
+                bias_init='torch_uniform')
   config.model.encoder.log_variance_range = (-6.0, 2.0)
   config.model.likelihood.kind = 'bernoulli'
   config.model.prior.update(
       kind={'standard': 'standard_normal', 'vamp': 'vamp', 'mog': 'mixture'}[variant],
       num_components=500, pseudo_input_mean=0.05, pseudo_input_std=0.01)
-  config.objective.update(kind='elbo', num_samples=1, kl_warmup_epochs=100, analytic_kl=False)
+  config.objective.update(kind='elbo', num_samples=1, kl_warmup_epochs=100, analytic_kl=False,
+                          kl_warmup_schedule='per_epoch')
   config.optimizer.update(name='adam', learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-8,
                           normalize_gradients=True)
   config.batch_size = 100

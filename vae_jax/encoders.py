@@ -19,17 +19,20 @@ class GaussianEncoder(nn.Module):
   min_scale: float = 1e-4
   kernel_init: str = 'lecun_normal'
   log_variance_range: tuple[float, ...] = ()
+  bias_init: str = 'zeros'  # networks.BIAS_INITS
 
   @nn.compact
   def __call__(self, x: jax.Array) -> distributions.DiagonalGaussian:
     features = self.torso(x).astype(jax.numpy.float32)  # posterior parameters in float32
-    init = networks.get_kernel_init(self.kernel_init)
-    mean = nn.Dense(self.latent_dim, kernel_init=init, name='mean')(features)
+    dense = lambda name: nn.Dense(
+        self.latent_dim, kernel_init=networks.get_kernel_init(self.kernel_init),
+        bias_init=networks.get_bias_init(self.bias_init, features.shape[-1]), name=name)
+    mean = dense('mean')(features)
     if self.log_variance_range:
       low, high = self.log_variance_range
-      log_variance = nn.Dense(self.latent_dim, kernel_init=init, name='log_variance')(features)
+      log_variance = dense('log_variance')(features)
       return distributions.DiagonalGaussian(mean, jnp.exp(0.5 * jnp.clip(log_variance, low, high)))
-    raw_scale = nn.Dense(self.latent_dim, kernel_init=init, name='raw_scale')(features)
+    raw_scale = dense('raw_scale')(features)
     return distributions.DiagonalGaussian(mean, nn.softplus(raw_scale) + self.min_scale)
 
 

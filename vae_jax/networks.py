@@ -43,7 +43,9 @@ def matmul_precision(name: str):
 KERNEL_INITS = {
     'lecun_normal': nn.initializers.lecun_normal(),  # Flax's default
     'glorot_uniform': nn.initializers.glorot_uniform(),  # Burda et al. 2015
-    'he_normal': nn.initializers.he_normal(),  # Tomczak & Welling 2018
+    'he_normal': nn.initializers.he_normal(),  # truncated at ±2σ (rescaled to variance 2/fan_in)
+    # Tomczak & Welling's he_init (utils/nn.py): weight.normal_(0, sqrt(2 / fan_in)), no truncation.
+    'he_normal_untruncated': nn.initializers.variance_scaling(2.0, 'fan_in', 'normal'),
     'normal_0.01': nn.initializers.normal(stddev=0.01),  # Kingma & Welling 2013: "N(0, 0.01)"
 }
 
@@ -55,10 +57,36 @@ def get_kernel_init(name: str):
     raise ValueError(f'Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}.') from None
 
 
-def activated_layer(layer: Callable[[int], nn.Module], features: int, activation: str,
-                    x: jax.Array) -> jax.Array:
-  """`activation(layer(features)(x))`, or for 'gated' `a·sigmoid(g)` with `[a, g] = layer(2·features)(x)`."""
+# Biases: 'zeros' (Flax's default), or 'torch_uniform', PyTorch's default for nn.Linear,
+# uniform(±1/√fan_in), which the VampPrior code keeps (its he_init resets only the weights).
+BIAS_INITS = ('zeros', 'torch_uniform')
+# A gated layer's values and gates: 'joint', one layer of 2n units split in halves; 'separate',
+# two layers of n named `<name>_h` and `<name>_g` (the VampPrior code's GatedDense has two
+# nn.Linear, so its AdamNormGrad normalises their gradients as separate tensors).
+GATE_KERNELS = ('joint', 'separate')
+
+
+def get_bias_init(name: str, fan_in: int):
+  """The bias initialiser `name` of a layer with `fan_in` inputs."""
+  if name == 'zeros':
+    return nn.initializers.zeros
+  if name == 'torch_uniform':
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jax.numpy.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound)
+  raise ValueError(f'Unknown bias_init {name!r}; choose one of {BIAS_INITS}.')
+
+
+def activated_layer(layer: Callable[..., nn.Module], features: int, activation: str,
+                    x: jax.Array, gate_kernels: str = 'joint') -> jax.Array:
+  """`activation(layer(features)(x))`, or for 'gated' `a·sigmoid(g)`: with `gate_kernels`
+  'joint' `[a, g] = layer(2·features)(x)`, with 'separate' `a = layer(features, '_h')(x)` and
+  `g = layer(features, '_g')(x)` (`layer(n, suffix)` names its module with the suffix)."""
   if activation == 'gated':
+    if gate_kernels == 'separate':
+      return layer(features, '_h')(x) * nn.sigmoid(layer(features, '_g')(x))
+    if gate_kernels != 'joint':
+      raise ValueError(f'Unknown gate_kernels {gate_kernels!r}; choose one of {GATE_KERNELS}.')
     values, gates = jax.numpy.split(layer(2 * features)(x), 2, axis=-1)
     return values * nn.sigmoid(gates)
   if activation not in ACTIVATIONS:
@@ -74,14 +102,18 @@ class MLP(nn.Module):
   flatten_ndims: int = 1  # trailing input axes that form one example (3 for an image)
   kernel_init: str = 'lecun_normal'
   dtype: str = 'float32'  # computation dtype; parameters stay float32
+  bias_init: str = 'zeros'
+  gate_kernels: str = 'joint'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[:x.ndim - self.flatten_ndims] + (-1,))
     for i, size in enumerate(self.hidden_sizes):
-      dense = lambda n, i=i: nn.Dense(n, kernel_init=get_kernel_init(self.kernel_init),
-                                      dtype=COMPUTE_DTYPES[self.dtype], name=f'dense_{i}')
-      x = activated_layer(dense, size, self.activation, x)
+      dense = lambda n, suffix='', i=i, fan_in=x.shape[-1]: nn.Dense(
+          n, kernel_init=get_kernel_init(self.kernel_init),
+          bias_init=get_bias_init(self.bias_init, fan_in), dtype=COMPUTE_DTYPES[self.dtype],
+          name=f'dense_{i}{suffix}')
+      x = activated_layer(dense, size, self.activation, x, self.gate_kernels)
     return x
 
 
@@ -93,16 +125,18 @@ class ConvEncoderTorso(nn.Module):
   activation: str = 'relu'
   kernel_init: str = 'lecun_normal'
   dtype: str = 'float32'
+  gate_kernels: str = 'joint'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, channels in enumerate(self.channels):
-      conv = lambda n, i=i: nn.Conv(n, (3, 3), strides=(2, 2),
-                                    kernel_init=get_kernel_init(self.kernel_init),
-                                    dtype=COMPUTE_DTYPES[self.dtype], name=f'conv_{i}')
-      x = activated_layer(conv, channels, self.activation, x)
+      conv = lambda n, suffix='', i=i: nn.Conv(n, (3, 3), strides=(2, 2),
+                                               kernel_init=get_kernel_init(self.kernel_init),
+                                               dtype=COMPUTE_DTYPES[self.dtype],
+                                               name=f'conv_{i}{suffix}')
+      x = activated_layer(conv, channels, self.activation, x, self.gate_kernels)
     return MLP(self.hidden_sizes, self.activation, flatten_ndims=3, kernel_init=self.kernel_init,
-               dtype=self.dtype, name='mlp')(x)
+               dtype=self.dtype, gate_kernels=self.gate_kernels, name='mlp')(x)
 
 
 class MLPDecoderNet(nn.Module):
@@ -113,12 +147,15 @@ class MLPDecoderNet(nn.Module):
   activation: str = 'tanh'
   kernel_init: str = 'lecun_normal'
   dtype: str = 'float32'
+  bias_init: str = 'zeros'
+  gate_kernels: str = 'joint'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, dtype=self.dtype,
-            name='mlp')(z)
+            bias_init=self.bias_init, gate_kernels=self.gate_kernels, name='mlp')(z)
     raw = nn.Dense(math.prod(self.output_shape), kernel_init=get_kernel_init(self.kernel_init),
+                   bias_init=get_bias_init(self.bias_init, h.shape[-1]),
                    dtype=COMPUTE_DTYPES[self.dtype], name='output')(h)
     # Likelihoods are evaluated in float32 whatever the computation dtype.
     return raw.reshape(raw.shape[:-1] + tuple(self.output_shape)).astype(jax.numpy.float32)
@@ -137,6 +174,7 @@ class ConvDecoderNet(nn.Module):
   activation: str = 'relu'
   kernel_init: str = 'lecun_normal'
   dtype: str = 'float32'
+  gate_kernels: str = 'joint'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -145,13 +183,15 @@ class ConvDecoderNet(nn.Module):
     factor = 2 ** len(self.channels)
     coarse_shape = (height // factor, width // factor, self.channels[0])
     h = MLP(self.hidden_sizes, self.activation, kernel_init=self.kernel_init, dtype=self.dtype,
-            name='mlp')(z)
-    to_map = lambda n: nn.Dense(n, kernel_init=init, dtype=dtype, name='to_feature_map')
-    h = activated_layer(to_map, math.prod(coarse_shape), self.activation, h)
+            gate_kernels=self.gate_kernels, name='mlp')(z)
+    to_map = lambda n, suffix='': nn.Dense(n, kernel_init=init, dtype=dtype,
+                                           name=f'to_feature_map{suffix}')
+    h = activated_layer(to_map, math.prod(coarse_shape), self.activation, h, self.gate_kernels)
     h = h.reshape(h.shape[:-1] + coarse_shape)
     for i, channels in enumerate(self.channels):
-      deconv = lambda n, i=i: nn.ConvTranspose(n, (3, 3), strides=(2, 2), kernel_init=init,
-                                               dtype=dtype, name=f'deconv_{i}')
-      h = activated_layer(deconv, channels, self.activation, h)
+      deconv = lambda n, suffix='', i=i: nn.ConvTranspose(n, (3, 3), strides=(2, 2),
+                                                          kernel_init=init, dtype=dtype,
+                                                          name=f'deconv_{i}{suffix}')
+      h = activated_layer(deconv, channels, self.activation, h, self.gate_kernels)
     raw = nn.Conv(out_channels, (3, 3), kernel_init=init, dtype=dtype, name='output')(h)
     return raw.astype(jax.numpy.float32)  # likelihoods are evaluated in float32

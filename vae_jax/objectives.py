@@ -160,7 +160,12 @@ registries.add(registries.Component('run', 'objective', None, {
             'auto', "how gradients pass through z: 'reparameterized' (Gaussian latents); for "
             "categorical latents 'exact', 'gumbel_softmax', 'straight_through' or "
             "'score_function'; 'auto': reparameterized, or exact if enumerable, else "
-            'gumbel_softmax')),
+            'gumbel_softmax'),
+        kl_warmup_schedule=Option(
+            'per_step', "'per_step': beta rises at every step, from 0; 'per_epoch': beta = "
+            'epoch / kl_warmup_epochs for the whole epoch, epochs counted from 1 (the VampPrior '
+            "code's utils/training.py: 0.01 in the first of 100 epochs)",
+            options.one_of('per_step', 'per_epoch'))),
     **options.at(
         'objective', traits=(SWEEPABLE,),
         beta=Option(1.0, 'weight of the KL term in the training loss (the reported ELBO is '

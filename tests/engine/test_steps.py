@@ -125,3 +125,29 @@ def test_the_engine_names_no_evaluator():
   strings = {node.value for node in ast.walk(source)
              if isinstance(node, ast.Constant) and isinstance(node.value, str)}
   assert not strings & set(registries.names('evaluator'))
+
+
+def _warmup_hyperparams(schedule, warmup_epochs=100, steps_per_epoch=500, beta=1.0):
+  config = make_tiny_config()
+  config.objective.update(beta=beta, kl_warmup_epochs=warmup_epochs, kl_warmup_schedule=schedule)
+  return steps.LossHyperparams.from_config(config, steps_per_epoch)
+
+
+def test_per_epoch_beta_is_the_epoch_over_the_warmup_counted_from_one():
+  """The VampPrior code's utils/training.py: β = min(1, epoch / warm-up) for the whole epoch,
+  epoch = 1, 2, ... (0.01 in the first of 100), times objective.beta."""
+  hyperparams = _warmup_hyperparams('per_epoch', beta=0.5)
+  at = [0, 1, 499, 500, 999, 24_750, 49_499, 49_500, 10**6 - 1]
+  expected = [0.5 * min(1.0, (s // 500 + 1) / 100) for s in at]  # s // 500 + 1: their epoch
+  np.testing.assert_allclose([hyperparams.beta_at(s) for s in at], expected, rtol=1e-6)
+  np.testing.assert_allclose(expected[:4], [0.005, 0.005, 0.005, 0.01])
+  traced = jax.jit(hyperparams.beta_at)(jnp.asarray(at, jnp.int32))  # as in the train step
+  np.testing.assert_allclose(traced, expected, rtol=1e-6)
+
+
+def test_the_default_per_step_beta_rises_from_zero_at_every_step():
+  hyperparams = _warmup_hyperparams('per_step')
+  at = [0, 1, 499, 500, 25_000, 49_999, 50_000, 10**6]
+  np.testing.assert_allclose([hyperparams.beta_at(s) for s in at],
+                             [min(1.0, s / 50_000) for s in at], rtol=1e-6)
+  assert float(hyperparams.kl_warmup_epoch_steps) == 0.0

@@ -65,17 +65,29 @@ class LossHyperparams:
   temperature_initial: jax.Array
   temperature_minimum: jax.Array
   temperature_anneal_rate: jax.Array
+  # Per-epoch warm-up (objective.kl_warmup_schedule='per_epoch'): the steps in an epoch, over
+  # which β is held; 0: β rises at every step.
+  kl_warmup_epoch_steps: jax.Array | float = 0.0
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, steps_per_epoch: int) -> LossHyperparams:
     objective = config.objective
+    per_epoch = objective.kl_warmup_schedule == 'per_epoch'
     values = (objective.beta, objective.kl_warmup_epochs * steps_per_epoch,
               objective.temperature.initial, objective.temperature.minimum,
-              objective.temperature.anneal_rate)
+              objective.temperature.anneal_rate, steps_per_epoch if per_epoch else 0)
     return cls(*(jnp.asarray(value, jnp.float32) for value in values))
 
   def beta_at(self, step: jax.Array) -> jax.Array:
-    warmup = jnp.minimum(1.0, step / jnp.maximum(self.kl_warmup_steps, 1.0))
+    """`beta · min(1, s / warm-up steps)`: per step `s = step`; per epoch `s` is the end of the
+    step's epoch, `(⌊step / epoch_steps⌋ + 1) · epoch_steps`, so epoch e = 1, 2, ... (counted
+    from 1, as the VampPrior code does) has β = e / warm-up epochs throughout."""
+    step = jnp.asarray(step)
+    epoch_steps = jnp.asarray(self.kl_warmup_epoch_steps, jnp.float32)
+    # An integer division: a float32 quotient can round up to the next epoch.
+    whole_epochs = step.astype(jnp.int32) // jnp.maximum(epoch_steps, 1.0).astype(jnp.int32)
+    progress = jnp.where(epoch_steps > 0, (whole_epochs + 1) * epoch_steps, step)
+    warmup = jnp.minimum(1.0, progress / jnp.maximum(self.kl_warmup_steps, 1.0))
     return self.beta * jnp.where(self.kl_warmup_steps > 0, warmup, 1.0)
 
   def temperature_at(self, step: jax.Array) -> jax.Array:

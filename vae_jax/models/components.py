@@ -53,10 +53,12 @@ def raw_channels(likelihood: nn.Module, data_shape) -> int:
 def build_encoder_torso(config, data_shape, kernel_init: str, dtype: str = 'float32') -> nn.Module:
   if config.kind == 'mlp':
     return networks.MLP(config.hidden_sizes, config.activation, flatten_ndims=len(data_shape),
-                        kernel_init=kernel_init, dtype=dtype)
+                        kernel_init=kernel_init, dtype=dtype, bias_init=config.bias_init,
+                        gate_kernels=config.gate_kernels)
   if config.kind == 'conv':
     return networks.ConvEncoderTorso(config.conv_channels, config.hidden_sizes, config.activation,
-                                     kernel_init=kernel_init, dtype=dtype)
+                                     kernel_init=kernel_init, dtype=dtype,
+                                     gate_kernels=config.gate_kernels)
   raise ValueError(f'Unknown encoder kind {config.kind!r}; choose one of {ENCODER_KINDS}.')
 
 
@@ -69,7 +71,8 @@ def build_encoder(config, latent_dim: int, data_shape, kernel_init: str = 'lecun
                             min_scale=config.min_scale, kernel_init=kernel_init)
   return encoders.GaussianEncoder(torso, latent_dim, min_scale=config.min_scale,
                                   kernel_init=kernel_init,
-                                  log_variance_range=tuple(config.log_variance_range))
+                                  log_variance_range=tuple(config.log_variance_range),
+                                  bias_init=config.bias_init)
 
 
 def build_decoder_net(config, data_shape, output_channels: int,
@@ -78,10 +81,12 @@ def build_decoder_net(config, data_shape, output_channels: int,
   output_shape = (*spatial_shape, output_channels)
   if config.kind == 'mlp':
     return networks.MLPDecoderNet(output_shape, config.hidden_sizes, config.activation,
-                                  kernel_init=kernel_init, dtype=dtype)
+                                  kernel_init=kernel_init, dtype=dtype,
+                                  bias_init=config.bias_init, gate_kernels=config.gate_kernels)
   if config.kind == 'conv':
     return networks.ConvDecoderNet(output_shape, config.conv_channels, config.hidden_sizes,
-                                   config.activation, kernel_init=kernel_init, dtype=dtype)
+                                   config.activation, kernel_init=kernel_init, dtype=dtype,
+                                   gate_kernels=config.gate_kernels)
   raise ValueError(f'Unknown decoder kind {config.kind!r}; choose one of {DECODER_KINDS}.')
 
 
@@ -141,6 +146,25 @@ def _model_problems(config):
            'encoder (model.encoder.flow_steps > 0): use one or the other.')
   if model.encoder.flow_steps and model.latent_kind != 'gaussian':
     yield 'model.encoder.flow_steps needs Gaussian latents.'
+  yield from _bias_init_problems(model)
+
+
+def _bias_init_problems(model):
+  """'torch_uniform' biases are built by the MLP networks and the Gaussian encoder's heads only:
+  refuse a model where some layer would silently keep zero biases."""
+  from vae_jax.models import families  # pylint: disable=import-outside-toplevel
+  parts = [part for part in ('encoder', 'decoder') if model[part].bias_init != 'zeros']
+  if not parts:
+    return
+  if families.family_name(model) != 'vae':
+    yield (f'model.{parts[0]}.bias_init={model[parts[0]].bias_init!r} is built for the vae '
+           f'family only (this model is {families.family_name(model)!r}).')
+  for part in parts:
+    if model[part].kind != 'mlp':
+      yield f'model.{part}.bias_init={model[part].bias_init!r} needs model.{part}.kind=mlp.'
+  if 'encoder' in parts and model.encoder.flow_steps:
+    yield ("model.encoder.bias_init applies to the Gaussian encoder, not to an IAF encoder "
+           '(model.encoder.flow_steps > 0).')
 
 
 def _network_options(part: str, hidden_sizes, conv_channels, conv_doc: str) -> dict:
@@ -152,7 +176,15 @@ def _network_options(part: str, hidden_sizes, conv_channels, conv_doc: str) -> d
                         "'gated'", options.one_of(*networks.ACTIVATION_CHOICES)),
       conv_channels=Option(conv_channels, 'strided 3x3 convolutions, each halving H and W '
                            "('conv'; the decoder's run coarse to fine)",
-                           options.each_at_least(1)))
+                           options.each_at_least(1)),
+      gate_kernels=Option('joint', "'gated' layers: 'joint', one layer of 2n units halved into "
+                          "values and gates; 'separate', two layers of n (<name>_h, <name>_g), "
+                          "as the VampPrior code's GatedDense: normalize_gradients then "
+                          'normalises them as two tensors', options.one_of(*networks.GATE_KERNELS)),
+      bias_init=Option('zeros', "'zeros' | 'torch_uniform': PyTorch's nn.Linear default, "
+                       "uniform(±1/sqrt(fan_in)), kept by the VampPrior code ('mlp' parts of "
+                       'the vae family; the Gaussian head and the output layer included)',
+                       options.one_of(*networks.BIAS_INITS)))
 
 
 # The model keys every family shares: latents, networks, the choice of prior and likelihood.
