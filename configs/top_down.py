@@ -168,7 +168,7 @@ def _padded_mnist(config, variant: str) -> None:
     config.batch_size = 32
     config.num_epochs = 128  # 200,000 steps of 32 over 50,000 images
     config.paper.update(source='Efficient-VDVAE (Hazami et al. 2022), README: binarised MNIST '
-                        '79.09 nats (negative ELBO)', test_log_likelihood=None)
+                        'negative ELBO 79.09 nats', test_elbo=-79.09)
   else:
     config.model.top_down.update(
         resolutions=(32, 16, 8, 4), encoder_blocks=(2, 2, 10, 5), decoder_groups=(0, 0, 10, 5),
@@ -182,8 +182,9 @@ def _padded_mnist(config, variant: str) -> None:
     config.num_epochs = 400
     config.paper.update(source='NVAE (Vahdat & Kautz 2020), Table 2: binarised MNIST, k = '
                         '1000', test_log_likelihood=-78.01, num_samples=1000)
-  if small:
+  if small:  # a CPU smoke run: an average over 0.9999 of the steps would still be the init
     config.update(batch_size=32, num_epochs=1, input_pipeline='host')
+    config.optimizer.ema_decay = 0.0
 
 
 def _vdvae(config, variant: str) -> None:

@@ -243,6 +243,8 @@ def format_report(report: dict) -> str:
   if paper.get('test_log_likelihood') is not None:
     units = f", {paper['active_units']} active units" if paper.get('active_units') else ''
     lines.append(f"  paper         {paper['test_log_likelihood']} nats{units} ({paper['source']})")
+  elif paper.get('test_elbo') is not None:
+    lines.append(f"  paper         ELBO {paper['test_elbo']} nats ({paper['source']})")
   elif paper.get('source'):
     lines.append(f"  paper         no published number recorded ({paper['source']})")
   lines.append(f"  written to    {report['path']}")

@@ -170,26 +170,9 @@ def check_iwae_eval(results, config, test_images, num_images: int):
        extrapolated=num_images != 10_000, chunk_size=chunk)
 
 
-def check_top_down_step(results, train_images, variant: str):
-  config = top_down.get_config(variant)
-  trainer = Trainer(config, train_images.shape[1:], len(train_images))
-  step = jax.jit(trainer.step_fn, donate_argnums=0)
-  batch = jnp.asarray(train_images[:config.batch_size])
-  keys = steps.RunKeys.from_seed(0)
-  holder = {'state': trainer.initial_state()}
-
-  def one():
-    holder['state'], metrics = step(holder['state'], batch, keys.train, trainer.hyperparams)
-    return metrics
-
-  first, seconds = timed(one)
-  emit(results, 'top_down_step', seconds=seconds, compile_seconds=first - seconds,
-       config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
-
-
-def check_deep_mnist_epoch(results, train_images, variant: str, steps_timed: int):
-  """Seconds per epoch of `configs/top_down.py:<variant>` (50,000 training images in steps of
-  its batch), from `steps_timed` steps after compilation."""
+def time_top_down_steps(train_images, variant: str, steps_timed: int):
+  """`(config, first, seconds)`: `steps_timed` training steps of `configs/top_down.py:<variant>`
+  on MNIST batches, timed with and (second) without compilation."""
   config = top_down.get_config(variant)
   trainer = Trainer(config, train_images.shape[1:], len(train_images))
   step = jax.jit(trainer.step_fn, donate_argnums=0)
@@ -202,13 +185,24 @@ def check_deep_mnist_epoch(results, train_images, variant: str, steps_timed: int
       holder['state'], metrics = step(holder['state'], batch, keys.train, trainer.hyperparams)
     return metrics
 
-  first, seconds = timed(run)
+  return (config, *timed(run))
+
+
+def check_top_down_step(results, train_images, variant: str):
+  config, first, seconds = time_top_down_steps(train_images, variant, 1)
+  emit(results, 'top_down_step', seconds=seconds, compile_seconds=first - seconds,
+       config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
+
+
+def check_deep_mnist_epoch(results, train_images, variant: str, steps_timed: int):
+  """Seconds per epoch of `configs/top_down.py:<variant>` (50,000 training images in steps of
+  its batch), from `steps_timed` steps after compilation."""
+  config, first, seconds = time_top_down_steps(train_images, variant, steps_timed)
   steps_per_epoch = 50_000 // config.batch_size
-  name = variant.removesuffix('_small')
-  emit(results, f'{name}_epoch', seconds=seconds / steps_timed * steps_per_epoch,
-       step_seconds=seconds / steps_timed, compile_seconds=max(first - seconds, 0.0),
-       steps_timed=steps_timed, extrapolated=True, config=f'configs/top_down.py:{variant}',
-       batch_size=config.batch_size)
+  emit(results, f'{variant.removesuffix("_small")}_epoch',
+       seconds=seconds / steps_timed * steps_per_epoch, step_seconds=seconds / steps_timed,
+       compile_seconds=max(first - seconds, 0.0), steps_timed=steps_timed, extrapolated=True,
+       config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
 
 
 def check_cifar10_step(results, variant: str, batch_per_device: int):

@@ -51,6 +51,9 @@ def test_evaluation_report_is_written_and_does_not_depend_on_batch_size(trained_
                                          'active_units': None}}
   assert 'no published number recorded (A paper)' in evaluate.format_report(without_number)
   assert 'None' not in evaluate.format_report(without_number)
+  only_elbo = {**report, 'paper': {'source': 'Efficient-VDVAE', 'test_log_likelihood': None,
+                                   'test_elbo': -79.09}}
+  assert 'paper         ELBO -79.09 nats (Efficient-VDVAE)' in evaluate.format_report(only_elbo)
 
 
 @pytest.mark.slow

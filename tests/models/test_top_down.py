@@ -242,3 +242,25 @@ def test_vdvaes_other_layouts_load_their_data_and_fit_it(variant, mock_tfds, tmp
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
   groups = [name for name in shapes['params'] if name.startswith('groups_')]
   assert len(groups) == {'imagenet32': 78, 'ffhq256': 66}[variant]
+
+
+def test_padding_and_cropping_are_inverse_and_centred():
+  x = np.arange(2 * 28 * 28).reshape(2, 28, 28, 1).astype(np.float32)
+  padded = top_down_blocks.pad_images(x, 32)
+  assert padded.shape == (2, 32, 32, 1) and float(padded[:, :2].sum()) == 0.0
+  np.testing.assert_array_equal(top_down_blocks.crop_images(padded, 28), x)
+
+
+@pytest.mark.slow  # compiles a 15-group model
+def test_a_padded_mnist_model_sees_32_pixels_and_models_the_28_it_was_given():
+  config = top_down_configs.get_config('mnist_nvae_small')
+  model = models.build_model(config.model, (28, 28, 1))
+  x = (np.random.default_rng(0).uniform(size=(2, 28, 28, 1)) > 0.5).astype(np.float32)
+  params = model.init(jax.random.key(0), x[:1])
+  context = model.apply(params, x, method='encode_context')
+  assert context[32].shape == (2, 32, 32, 8) and set(context) == {32, 16, 8, 4}
+  terms = model.apply(params, x, jax.random.key(1), method='sample_log_weight_terms')
+  assert terms['reconstruction'].shape == (2,) and np.all(np.isfinite(terms['reconstruction']))
+  # Bernoulli over 784 pixels: at initialisation each is near 1/2, so about 784 · log 2 nats.
+  assert 400 < -float(terms['reconstruction'].mean()) < 1000
+  assert model.apply(params, jax.random.key(2), 3, method='generate').shape == (3, 28, 28, 1)

@@ -71,6 +71,8 @@ registries.add(registries.Component('run', 'engine', None, {
         source=Option('', "e.g. 'Burda et al. 2015, Table 1'"),
         test_log_likelihood=Option(config_dict.placeholder(float),
                                    'nats (negative: -NLL)'),
+        test_elbo=Option(config_dict.placeholder(float), 'nats, where the paper reports only '
+                         'its ELBO (Efficient-VDVAE: -79.09)'),
         active_units=Option(config_dict.placeholder(str), "as printed, e.g. '19' or '16+5'"),
         binarization=Option(config_dict.placeholder(str),
                             "the data the published number is on: 'dynamic', or 'static' (the "
