@@ -1,5 +1,6 @@
 """vae_jax/evaluators/quadrature.py: the oracle against closed forms — a linear-Gaussian VAE's
-marginal with one and with two latent units — and its convergence record."""
+marginal with one and with two latent units — and its convergence record, which counts mass in
+the box's edge cells."""
 
 import flax.linen as nn
 import jax
@@ -70,11 +71,44 @@ def test_the_report_says_when_the_grid_has_not_converged():
                              np.mean(linear_gaussian.exact_log_marginal(split.images)), atol=2e-3)
 
 
+def test_a_posterior_beyond_the_box_is_not_converged_however_fine_the_grid():
+  # One latent unit, an image whose posterior sits at z ≈ 8.3 (sd 0.26) while q(z|x) says 1 and
+  # the prior's draws reach about ±3.5: the box, about [−5.3, 5.3], holds only p(x, z)'s tail.
+  # Refining settles that wrong value (the old flag said converged); the edge band holds
+  # nearly all of it, which now marks the example unconverged.
+  model = models.VAE(ShiftedEncoder(), OneUnitDecoder(), priors.StandardNormalPrior(1))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+  x = np.asarray(linear_gaussian.B + 9.0 * W1[:, 0], np.float32)[None]
+  split = type('Split', (), {'images': x})
+  report = quadrature.QuadratureEvaluator(model, {**OPTIONS, 'max_refinements': 8}, num_dims=1)(
+      params, split, jax.random.key(0))['quadrature']  # up to 8192 cells: the steep tail settles
+  covariance = W1 @ W1.T + linear_gaussian.SIGMA**2 * np.eye(3)
+  exact = stats.multivariate_normal(linear_gaussian.B, covariance).logpdf(x[0])
+  assert report['max_change'] < OPTIONS['tolerance']  # the grid itself has settled
+  assert report['log_likelihood'] < exact - 1.0  # on a value that misses most of p(x)
+  assert report['max_edge_share'] > 0.5
+  assert not report['converged'] and report['num_mass_at_edge'] == report['num_unconverged'] == 1
+  assert 'edge band, where the box may cut off mass' in quadrature.report_lines(
+      {'quadrature': report}, 1.0)[0]
+
+
+def test_unconverged_counts_moved_values_and_mass_at_the_edge_against_one_tolerance():
+  moved, at_edge = quadrature.unconverged(np.array([0.0, 0.02, 0.0, 0.0]),
+                                          np.log([1e-6, 1e-6, 0.011, 0.009]), tolerance=0.01)
+  np.testing.assert_array_equal(moved, [False, True, False, False])
+  np.testing.assert_array_equal(at_edge, [False, False, True, False])  # log(1.011) > 0.01
+  moved, _ = quadrature.unconverged(None, np.log([1e-6]), tolerance=0.01)
+  assert moved.all()  # one grid only: nothing says it has settled
+
+
 def test_grid_cells_are_midpoints_with_the_outer_ring_marked():
   cells, log_volume, on_edge = quadrature.grid_cells(np.array([[0.0, 1.0], [-2.0, 2.0]]), 4)
   assert cells.shape == (16, 2) and on_edge.sum() == 12
   np.testing.assert_allclose(sorted(set(cells[:, 0])), [0.125, 0.375, 0.625, 0.875])
   np.testing.assert_allclose(log_volume, np.log(0.25 * 1.0))
+  # The edge band is the outer 1/32 of the box at any resolution: 2 cells of 64 on each side.
+  _, _, on_edge = quadrature.grid_cells(np.array([[0.0, 1.0]]), 64)
+  np.testing.assert_array_equal(np.flatnonzero(on_edge), [0, 1, 62, 63])
 
 
 class OneLayerFamily(nn.Module):
