@@ -84,6 +84,10 @@ def test_compare_estimators_measures_errors_and_how_the_flags_match():
   # Two flagged (k̂ 1.3 and 0.9), one of them off by more than a nat; the one off is flagged.
   assert (row['flagged'], row['precision'], row['recall']) == (0.5, 0.5, 1.0)
   assert '| IS k=50 |' in compare_estimators.markdown(-80.0, [row])
+  # A k̂ that could not be fitted (NaN) is flagged, never passed as reliable.
+  sampled['importance_sampled']['per_example_pareto_k'] = [0.2, float('nan'), 0.3, 0.1]
+  row, = compare_estimators.comparison_rows(reference, [sampled])
+  assert (row['flagged'], row['precision'], row['recall']) == (0.25, 1.0, 1.0)
 
 
 @pytest.mark.slow
@@ -108,6 +112,7 @@ def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
           'cifar10_step', 'cifar10_step_remat', 'mixed_precision', 'memory',
           'mnist_efficient_vdvae_epoch', 'mnist_nvae_epoch'} <= set(checks)
   assert checks['mnist_nvae_epoch']['seconds'] > checks['mnist_nvae_epoch']['step_seconds'] > 0
+  assert checks['mnist_efficient_vdvae_epoch']['skipped'].startswith('smoke run')
   assert checks['cifar10_step']['seconds'] > 0 and checks['cifar10_step_remat']['program_mb'] > 0
   assert checks['mixed_precision']['skipped'].startswith('bfloat16 is emulated on a CPU')
   assert checks['iwae_eval']['extrapolated'] and checks['sweep_16']['models'] == 16
