@@ -191,6 +191,7 @@ def _vdvae_parameter_counts(enc_blocks: str, dec_blocks: str, width: int, zdim: 
           'num_decoder_blocks': len(decoder_blocks)}
 
 
+@pytest.mark.slow  # traces the 43-group model (~15 s)
 def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
   # VDVAE's CIFAR-10 network has 39,145,700 parameters by its own module structure; ours must
   # hold the same number in each part (encoder, the 43 stochastic blocks, stream biases, head).
@@ -215,6 +216,7 @@ def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
                                              'decoder_groups': (22, 11, 6, 3, 1)}
 
 
+@pytest.mark.slow  # traces models of 66 and 78 groups
 @pytest.mark.parametrize('variant', ['imagenet32', 'ffhq256'])
 def test_vdvaes_other_layouts_load_their_data_and_fit_it(variant, mock_tfds, tmp_path):
   # imagenet32 reads TFDS imagenet_resized/32x32 (its validation split is the test split);
