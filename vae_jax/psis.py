@@ -11,8 +11,10 @@ Technometrics 51(3)) with the weakly-informative prior of Vehtari et al., the es
 ArviZ's `_gpdfit` and the R package loo's `gpdfit`. The sign convention is theirs (the negative
 of Zhang & Stephens' k): a heavier tail gives a larger k̂, and k̂ = 0 is an exponential tail.
 
-Pure jax.numpy on static shapes: jittable and vmappable, and float32-safe, since weights are
-only exponentiated after subtracting the largest log-weight.
+Pure jax.numpy on static shapes: jittable and vmappable, and float32-safe: the ESS's sums are
+taken relative to the largest log-weight, and the k̂ fit works on log exceedances, so no weight
+is exponentiated where it could underflow. A k̂ that cannot be fitted is NaN, and NaN counts as
+unreliable (`unreliable`).
 """
 
 from __future__ import annotations
