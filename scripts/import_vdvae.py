@@ -31,14 +31,17 @@ from vae_jax.models import vdvae_checkpoints
 
 IMAGE_SHAPES = {'cifar10': (32, 32, 3), 'imagenet32': (32, 32, 3), 'ffhq256': (256, 256, 3)}
 
-_HPS = flags.DEFINE_enum('hps', 'cifar10', sorted(IMAGE_SHAPES), "VDVAE's --hps of the run.")
-_MODEL = flags.DEFINE_string('model', None, 'The *-model.th file.')
-_EMA = flags.DEFINE_string('ema', None, 'The *-model-ema.th file (optional).')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A new folder for the vae_jax workdir.')
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Another config than '
-                                          'configs/top_down.py:<hps> (tests, other layouts).',
-                                          lock_config=False)
-flags.mark_flags_as_required(['model', 'workdir'])
+def define_flags() -> None:
+  """The command line (defined only when run as a script: tests import this module beside
+  other scripts that define --workdir too)."""
+  flags.DEFINE_enum('hps', 'cifar10', sorted(IMAGE_SHAPES), "VDVAE's --hps of the run.")
+  flags.DEFINE_string('model', None, 'The *-model.th file.')
+  flags.DEFINE_string('ema', None, 'The *-model-ema.th file (optional).')
+  flags.DEFINE_string('workdir', None, 'A new folder for the vae_jax workdir.')
+  config_flags.DEFINE_config_file('config', None, 'Another config than '
+                                  'configs/top_down.py:<hps> (tests, other layouts).',
+                                  lock_config=False)
+  flags.mark_flags_as_required(['model', 'workdir'])
 
 
 def _with_average(opt_state, average):
@@ -79,14 +82,16 @@ def import_checkpoint(config, model_path: str, ema_path: str | None, workdir: st
 
 def main(argv):
   del argv
-  config = _CONFIG.value or top_down_configs.get_config(_HPS.value)
-  config = launch.with_imports(config)
-  import_checkpoint(config, _MODEL.value, _EMA.value, _WORKDIR.value, IMAGE_SHAPES[_HPS.value])
-  logging.info('Wrote %s from %s%s.', _WORKDIR.value, _MODEL.value,
-               f' and {_EMA.value}' if _EMA.value else '')
-  print(f'{_WORKDIR.value}: VDVAE {_HPS.value} weights at step 0; evaluate with '
-        f'python -m experiments.evaluate --workdir={_WORKDIR.value}')
+  options = flags.FLAGS
+  config = launch.with_imports(options.config or top_down_configs.get_config(options.hps))
+  import_checkpoint(config, options.model, options.ema, options.workdir,
+                    IMAGE_SHAPES[options.hps])
+  logging.info('Wrote %s from %s%s.', options.workdir, options.model,
+               f' and {options.ema}' if options.ema else '')
+  print(f'{options.workdir}: VDVAE {options.hps} weights at step 0; evaluate with '
+        f'python -m experiments.evaluate --workdir={options.workdir}')
 
 
 if __name__ == '__main__':
+  define_flags()
   launch.run(main)

@@ -102,7 +102,8 @@ def test_ais_and_bdmc_run_when_named_with_options_from_the_command_line(trained_
       options=['ais.num_steps=20', 'ais.num_chains=4', 'bdmc.num_simulated=6'])
   annealed, bdmc = report['ais'], report['bdmc']
   assert annealed['num_steps'] == 20 and annealed['num_chains'] == 4
-  assert annealed['gradient_evaluations_per_example'] == 4 * 20 * (2 + 1)
+  # 4 chains and the default pilot of 4 (evals.ais.pilot_chains), 20 steps of 2 leapfrogs + 1
+  assert annealed['gradient_evaluations_per_example'] == (4 + 4) * 20 * (2 + 1)
   assert len(annealed['per_example_log_likelihood']) == 20
   # AIS from the even mixture of q and p(z) at 20 steps is close to IS with 50 samples.
   assert abs(annealed['log_likelihood'] - report['importance_sampled']['log_likelihood']) < 3

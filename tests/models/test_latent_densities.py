@@ -69,6 +69,7 @@ def test_ais_runs_on_the_top_down_family():
   from vae_jax.evaluators import ais  # pylint: disable=import-outside-toplevel
   model, params, x = _family('top_down')
   annealed = jax.device_get(ais.make_ais_fn(
-      model, num_steps=3, num_chains=2, leapfrog_steps=1, step_size=0.01, initial='mixture')(
+      model, num_steps=3, num_chains=2, leapfrog_steps=1, step_size=0.01, pilot_chains=2,
+      initial='mixture')(
           params, x, np.arange(len(x)), jax.random.key(0)))
   assert np.all(np.isfinite(annealed['log_likelihood']))
