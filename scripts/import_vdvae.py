@@ -31,6 +31,7 @@ from vae_jax.models import vdvae_checkpoints
 
 IMAGE_SHAPES = {'cifar10': (32, 32, 3), 'imagenet32': (32, 32, 3), 'ffhq256': (256, 256, 3)}
 
+
 def define_flags() -> None:
   """The command line (defined only when run as a script: tests import this module beside
   other scripts that define --workdir too)."""

@@ -36,8 +36,6 @@ from vae_jax.options import OPERATIONAL, SHAPES_STATE, Option
 
 BINARIZATIONS = ('dynamic', 'static', 'none')
 LOCAL_DATASETS = ('digits', 'frey_face')
-# TFDS datasets without a 'test' split, by name prefix: the split their papers test on.
-TEST_SPLITS = {'imagenet_resized/': 'validation', 'downsampled_imagenet/': 'validation'}
 FREY_FACE_URL = 'https://cs.nyu.edu/~roweis/data/frey_rawface.mat'
 
 
@@ -159,8 +157,7 @@ def load_dataset(config: ml_collections.ConfigDict, *, stream_train: bool = Fals
   if stream_train and image_files.names_image_files(config.name):
     train, test = _open_image_files(config, stream_train=True)
   elif stream_train and not is_local(config.name):
-    train, test = _open_tfds_train(config), _load_tfds_split(config.name, test_split(config.name),
-                                                              config)
+    train, test = _open_tfds_train(config), _load_tfds_split(config.name, 'test', config)
   else:
     train, test = _load_train_and_test(config)
     if stream_train:
@@ -222,14 +219,14 @@ def _load_train_and_test(config) -> tuple[Split, Split]:
     return _split_by_seed(*_load_sklearn_digits(), config.test_size, config.split_seed)
   if config.name == 'frey_face':
     return _split_by_seed(_load_frey_face(config.path), None, config.test_size, config.split_seed)
-  return tuple(_load_tfds_split(config.name, split, config)
-               for split in ('train', test_split(config.name)))
+  return tuple(_load_tfds_split(config.name, split, config) for split in ('train', 'test'))
 
 
 def test_split(name: str) -> str:
-  """The TFDS split a dataset's test numbers come from: 'test', or for ImageNet at 32×32 and
-  64×64 (no test split), 'validation' (as VDVAE and the PixelCNN papers report)."""
-  return next((split for prefix, split in TEST_SPLITS.items() if name.startswith(prefix)), 'test')
+  """The TFDS split a dataset's test numbers come from: 'validation' for downsampled ImageNet
+  (no test split; as VDVAE and the PixelCNN papers report), else 'test'."""
+  without_test = name.split('/')[0] in ('imagenet_resized', 'downsampled_imagenet')
+  return 'validation' if without_test else 'test'
 
 
 def _split_by_seed(images, labels, test_size: int, seed: int) -> tuple[Split, Split]:
@@ -288,6 +285,7 @@ def tfds_data_dir(config) -> str:
 
 def _load_tfds_split(name: str, split: str, config) -> Split:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  split = test_split(name) if split == 'test' else split  # the split its papers test on
   source = _open_tfds_source(tfds, name, split, tfds_data_dir(config), config.download)
   _check_uint8_images(name, source)
   return _records_to_split(source.__getitems__(range(len(source))))
