@@ -19,18 +19,13 @@ import numpy as np
 from vae_jax import annealing, models, networks, options, progress
 from vae_jax.options import Option
 from vae_jax.evaluators import ais as forward_ais
-from vae_jax.evaluators import registry
-
-
-def example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:
-  """Simulated example i's key: `fold_in(rng, i)`."""
-  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, example_ids)
+from vae_jax.evaluators import batched, registry
 
 
 def simulated_images(model, params, rng: jax.Array, example_ids) -> jax.Array:
   """The images `[B, ...]` `make_bdmc_fn(...)(params, rng, example_ids)` simulates (to check
   its bounds against a closed form)."""
-  simulate_keys = jax.vmap(lambda key: jax.random.split(key)[0])(example_keys(rng, example_ids))
+  simulate_keys = jax.vmap(lambda key: jax.random.split(key)[0])(batched.per_example_keys(rng, example_ids))
   return jax.vmap(lambda key: model.apply(params, key, 1, method='simulate')[0][0])(simulate_keys)
 
 
@@ -64,7 +59,7 @@ def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
 
   @jax.jit
   def bdmc_fn(params, rng, example_ids):
-    keys = example_keys(rng, example_ids)
+    keys = batched.per_example_keys(rng, example_ids)
     with networks.matmul_precision('highest'):
       return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
 
