@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import annealing, models, networks
+from vae_jax import annealing, models
 from vae_jax.evaluators import batched, registry
 from vae_jax.options import Option
 
@@ -104,11 +104,10 @@ def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
             'acceptance_rate': info['acceptance_rate'],
             'step_size': jnp.exp(jnp.mean(jnp.log(step_sizes[1:])))}
 
-  @jax.jit
+  @batched.jit_at_full_precision
   def ais_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
-    with networks.matmul_precision('highest'):
-      return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
+    return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
 
   return ais_fn
 

@@ -7,10 +7,25 @@ compiled program per split) and the padding rows are dropped before averaging.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
-from vae_jax import progress
+from vae_jax import networks, progress
+
+
+def jit_at_full_precision(fn):
+  """`jax.jit(fn)`, every matrix product and convolution in it at full float32 precision on
+  every backend (no TF32 or bfloat16 passes on GPUs and TPUs), whatever
+  `model.matmul_precision` says: what an estimate of log p(x) needs."""
+
+  @functools.wraps(fn)
+  def at_full_precision(*args):
+    with networks.matmul_precision('highest'):
+      return fn(*args)
+
+  return jax.jit(at_full_precision)
 
 
 def per_example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import annealing, models, networks, options, progress
+from vae_jax import annealing, models, options, progress
 from vae_jax.options import Option
 from vae_jax.evaluators import ais as forward_ais
 from vae_jax.evaluators import batched, registry
@@ -57,11 +57,10 @@ def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
     return {'lower_bound': annealing.log_mean_exp(forward),
             'upper_bound': -annealing.log_mean_exp(reverse)}
 
-  @jax.jit
+  @batched.jit_at_full_precision
   def bdmc_fn(params, rng, example_ids):
     keys = batched.per_example_keys(rng, example_ids)
-    with networks.matmul_precision('highest'):
-      return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
+    return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
 
   return bdmc_fn
 

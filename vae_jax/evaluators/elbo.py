@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from vae_jax import networks, objectives, options
+from vae_jax import objectives, options
 from vae_jax.options import Option
 from vae_jax.evaluators import batched, registry
 
@@ -21,11 +21,10 @@ def make_elbo_fn(model, *, num_samples: int, analytic_kl: bool):
                                   analytic_kl=analytic_kl)
     return jax.tree.map(lambda value: value[0], terms)
 
-  @jax.jit
+  @batched.jit_at_full_precision
   def elbo_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
-    with networks.matmul_precision('highest'):  # float32 products on GPUs and TPUs too
-      return jax.vmap(example_terms, in_axes=(None, 0, 0))(params, images, keys)
+    return jax.vmap(example_terms, in_axes=(None, 0, 0))(params, images, keys)
 
   return elbo_fn
 

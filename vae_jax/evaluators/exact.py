@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import models, networks
+from vae_jax import models
 from vae_jax.evaluators import batched, registry
 
 
@@ -18,11 +17,10 @@ def make_exact_fn(model):
   `DiscreteVAE.exact_terms`, with `map_latent`, the index of the most probable z under p(z|x),
   in place of the full posterior."""
 
-  @jax.jit
+  @batched.jit_at_full_precision
   def exact_fn(params, images, example_ids, rng):
     del example_ids, rng  # no randomness: sums over every z
-    with networks.matmul_precision('highest'):  # float32 products on GPUs and TPUs too
-      terms = dict(model.apply(params, images, method='exact_terms'))
+    terms = dict(model.apply(params, images, method='exact_terms'))
     terms['map_latent'] = jnp.argmax(terms.pop('posterior'), axis=-1)
     return terms
 

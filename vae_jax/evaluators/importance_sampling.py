@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import networks, objectives, options, psis
+from vae_jax import objectives, options, psis
 from vae_jax.options import Option
 from vae_jax.evaluators import batched, registry
 
@@ -57,11 +57,10 @@ def make_importance_sampling_fn(model, *, num_samples: int, chunk_size: int):
             'standard_error': jnp.sqrt(relative_variance / num_samples),
             **psis.diagnostics_from_top(top, log_sum_w, log_sum_w2)}
 
-  @jax.jit
+  @batched.jit_at_full_precision
   def importance_sampling_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
-    with networks.matmul_precision('highest'):  # float32 products on GPUs and TPUs too
-      return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
+    return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
 
   return importance_sampling_fn
 

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import models, networks, progress
-from vae_jax.evaluators import registry
+from vae_jax import models, progress
+from vae_jax.evaluators import batched, registry
 from vae_jax.options import Option
 
 PRIOR_DRAWS = 4096  # prior draws that place the box, widened by a quarter on each side
@@ -60,7 +60,8 @@ def make_level_fn(model, num_points: int):
   chunk = min(num_points, MAX_POINTS_PER_CHUNK)
   num_chunks = math.ceil(num_points / chunk)
 
-  def level(params, images, cells, on_edge, log_volume):
+  @batched.jit_at_full_precision
+  def level_fn(params, images, cells, on_edge, log_volume):
     padded = num_chunks * chunk - num_points
     cells = jnp.concatenate([cells, jnp.repeat(cells[:1], padded, axis=0)])
     real = jnp.arange(num_chunks * chunk) < num_points
@@ -83,11 +84,6 @@ def make_level_fn(model, num_points: int):
         (cells.reshape(num_chunks, chunk, -1), real.reshape(num_chunks, chunk),
          on_edge.reshape(num_chunks, chunk)))
     return log_total + log_volume, log_edge - log_total
-
-  @jax.jit
-  def level_fn(params, images, cells, on_edge, log_volume):
-    with networks.matmul_precision('highest'):  # float32 products on GPUs and TPUs too
-      return level(params, images, cells, on_edge, log_volume)
 
   return level_fn
 
