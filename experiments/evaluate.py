@@ -18,14 +18,16 @@ prints a summary. Deterministic given `--seed`: rerunning gives the same numbers
 
 import json
 import os
+import tempfile
 import time
 
 import jax
 from absl import app, flags, logging
 
 from experiments import launch
-from vae_jax import data, evaluators, images, models, networks, progress
+from vae_jax import data, errors, evaluators, images, models, networks, progress
 from vae_jax.engine import config_checks
+from vae_jax.errors import UserError
 from vae_jax.evaluators import batched, elbo
 
 
@@ -54,6 +56,8 @@ def define_flags() -> None:
   flags.DEFINE_integer('probe_train_examples', None,
                        'Training examples the linear probe is fitted on (0: no probe; default: '
                        'config.evals.linear_probe.train_examples).')
+  flags.DEFINE_string('report_dir', None, 'Folder for the report (default: WORKDIR/evaluation; '
+                      'e.g. for a workdir that cannot be written).')
   flags.DEFINE_float('progress_every_seconds', progress.DEFAULT_EVERY_SECONDS,
                      'Log the progress of a running evaluator (examples done, rate, time left) '
                      'at most this often.')
@@ -66,9 +70,10 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                      probe_train_examples: int | None = None, num_examples: int | None = None,
                      options: list[str] | None = None, checkpoint: str = 'auto',
                      data_dir: str | None = None, data_path: str | None = None,
-                     progress_every_seconds: float = progress.DEFAULT_EVERY_SECONDS) -> dict:
-  """Evaluates the checkpoint and returns the report that is also written to the workdir.
-  Options left at None take the saved config's values."""
+                     progress_every_seconds: float = progress.DEFAULT_EVERY_SECONDS,
+                     report_dir: str | None = None) -> dict:
+  """Evaluates the checkpoint and returns the report that is also written to `report_dir`
+  (default WORKDIR/evaluation/). Options left at None take the saved config's values."""
   for name, value in (('num_importance_samples', num_importance_samples),
                       ('probe_train_examples', probe_train_examples)):
     if value is not None and value < 0:
@@ -77,6 +82,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                       ('num_examples', num_examples)):
     if value is not None and value < 1:
       raise app.UsageError(f'--{name}={value} must be at least 1.')
+  report_dir = report_dir or os.path.join(workdir, 'evaluation')
+  check_writable(report_dir)  # before hours of computing, not after
   config, dataset, model, state, eval_params = launch.load_trained(
       workdir, step, data_dir=data_dir, data_path=data_path, checkpoint=checkpoint)
   checkpoint = launch.resolve_checkpoint(config, checkpoint)
@@ -125,15 +132,58 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
                 paper=config.paper.to_dict())
-  stem = _unused_stem(os.path.join(workdir, 'evaluation', _report_name(
+  stem = _unused_stem(os.path.join(report_dir, _report_name(
       step, split, names, seed, len(chosen.images) if num_examples is not None else None,
       [getattr(evaluator, 'report_name_part', '') for evaluator in chosen_evaluators.values()])))
-  with open(f'{stem}.json', 'w', encoding='utf-8') as f:
-    json.dump(report, f, indent=2)
-  for name, grid in grids.items():
-    images.save_png(f'{stem}_{name}.png', grid)
+  try:
+    write_json_atomically(f'{stem}.json', report)
+    for name, grid in grids.items():
+      images.save_png(f'{stem}_{name}.png', grid)
+  except OSError as error:
+    report['path'] = 'not written'
+    raise ReportNotWrittenError(report, error) from error
   report['path'] = f'{stem}.json'
   return report
+
+
+class ReportNotWrittenError(UserError):
+  """The evaluation finished but its report could not be saved; it holds the report, which
+  the launcher prints before the error."""
+
+  def __init__(self, report: dict, error: OSError):
+    super().__init__(f'the report could not be written: '
+                     f'{errors.os_error_message(error) or error}. Its numbers are printed above; '
+                     'rerun with --report_dir=DIR to save them elsewhere.')
+    self.report = report
+
+
+def check_writable(folder: str) -> None:
+  """Raises a one-line UserError unless a report can be written in `folder` (created if
+  needed)."""
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_test'):
+      pass
+  except OSError as error:
+    raise UserError(f'The evaluation report cannot be written to {folder}: '
+                    f'{error.strerror or error}. Make it writable, or choose another folder with '
+                    '--report_dir=DIR (nothing was computed).') from error
+
+
+def write_json_atomically(path: str, value) -> None:
+  """Writes `value` as JSON to a temporary file beside `path`, then renames it: a reader
+  sees the whole file or none (a full disk leaves no half-written report)."""
+  with tempfile.NamedTemporaryFile('w', encoding='utf-8', dir=os.path.dirname(path),
+                                   prefix=f'.{os.path.basename(path)}.', delete=False) as f:
+    try:
+      json.dump(value, f, indent=2)
+      f.flush()
+      os.fsync(f.fileno())
+    except BaseException:
+      f.close()
+      os.unlink(f.name)
+      raise
+  os.replace(f.name, path)
 
 
 def measure_seconds_per_pass(model, config, chosen_evaluators, params, images,
@@ -254,17 +304,26 @@ def format_report(report: dict) -> str:
 def main(argv):
   del argv
   options = flags.FLAGS
-  report = evaluate_workdir(options.workdir, step=options.step, split=options.split,
-                            names=options.evals,
-                            num_importance_samples=options.num_importance_samples,
-                            chunk_size=options.chunk_size, batch_size=options.batch_size,
-                            seed=options.seed,
-                            probe_train_examples=options.probe_train_examples,
-                            num_examples=options.num_examples, options=options.options,
-                            checkpoint=options.checkpoint,
-                            data_dir=options.data_dir, data_path=options.data_path,
-                            progress_every_seconds=options.progress_every_seconds)
+  try:
+    report = _evaluate_from_flags(options)
+  except ReportNotWrittenError as error:  # the numbers are printed all the same
+    print(format_report(error.report))
+    raise
   print(format_report(report))
+
+
+def _evaluate_from_flags(options) -> dict:
+  return evaluate_workdir(options.workdir, step=options.step, split=options.split,
+                          names=options.evals,
+                          num_importance_samples=options.num_importance_samples,
+                          chunk_size=options.chunk_size, batch_size=options.batch_size,
+                          seed=options.seed,
+                          probe_train_examples=options.probe_train_examples,
+                          num_examples=options.num_examples, options=options.options,
+                          checkpoint=options.checkpoint,
+                          data_dir=options.data_dir, data_path=options.data_path,
+                          progress_every_seconds=options.progress_every_seconds,
+                          report_dir=options.report_dir)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from configs import default
 from vae_jax import data, models, optimizers, registries
 from vae_jax.engine import checkpointing, config_checks, runs, steps
-from vae_jax.errors import TrainingInterrupted, UserError
+from vae_jax.errors import TrainingInterrupted, UserError, os_error_message
 
 TRACEBACK = flags.DEFINE_bool('traceback', False,
                                'On a known error, show the full traceback, not just the message.')
@@ -56,6 +56,11 @@ def _main_with_readable_errors(main, argv) -> None:
   except TrainingInterrupted as interrupted:  # a clean stop, checkpointed: no traceback
     logging.warning('%s', interrupted)
     sys.exit(128 + interrupted.signal_number)
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    message = os_error_message(error)  # a full disk, a read-only folder: no traceback either
+    if message is None or TRACEBACK.value:
+      raise
+    _exit(message, ERROR_EXIT_CODE)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from configs import default
 from vae_jax.engine import checkpointing, metric_writers
@@ -32,8 +32,11 @@ _WORKDIRS = flags.DEFINE_list('workdirs', [], 'Workdirs, comma-separated.')
 def latest_evaluation(workdir: str) -> dict | None:
   reports = []
   for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
-    with open(path, encoding='utf-8') as f:
-      reports.append(json.load(f))
+    try:
+      with open(path, encoding='utf-8') as f:
+        reports.append(json.load(f))
+    except (OSError, ValueError) as error:  # e.g. cut short by a full disk before 2026-12-04
+      logging.warning('Skipping %s: it cannot be read as a report (%s).', path, error)
   reports = [r for r in reports if r.get('split') == 'test']
   if not reports:
     return None

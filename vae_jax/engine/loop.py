@@ -85,7 +85,9 @@ class Loop:
     state = runners.stack([run.state for run in runs], self.vectorised)
     self._settle_execution(state, initial_step)
     step_progress = progress.StepProgress(schedule.num_train_steps, initial_step)
-    pending_metrics, step = [], initial_step
+    # pending_metrics: the calls since the last log; the first `checked` of them passed the
+    # divergence check made before a checkpoint.
+    pending_metrics, checked, step = [], 0, initial_step
     if step == schedule.num_train_steps:
       logging.info('Nothing to train: the checkpoint is at the final step %d.', step)
     while step < schedule.num_train_steps and self._active():
@@ -99,21 +101,23 @@ class Loop:
       for index in active:  # hand each run its own state
         runs[index].state = (jax.tree.map(lambda x, i=index: x[i], state) if self.vectorised
                              else state)
-      if interrupted:
-        for index in active:
-          runs[index].save(step, self.data_iterators[index])
-        raise TrainingInterrupted(step, stop_requests.signal_number)
+      # A stop request still finishes this step's log and evaluation: the checkpoint saved
+      # below is at this step, so a resumed run would never make them.
       if schedule.is_log(step):
         self._write_train_metrics(step, pending_metrics, step_progress, active)
-        pending_metrics = []
+        pending_metrics, checked = [], 0
       if schedule.is_eval(step):
         for index in active:
           metrics = self._evaluate(runs[index], step)
           if runs[index].criterion is not None:
             runs[index].record_evaluation(step, metrics)
-      if schedule.is_checkpoint(step):
+      if schedule.is_checkpoint(step) or interrupted:
+        self._check_before_saving(state, pending_metrics[checked:], step, active)
+        checked = len(pending_metrics)
         for index in active:
           runs[index].save(step, self.data_iterators[index])
+      if interrupted:
+        raise TrainingInterrupted(step, stop_requests.signal_number)
 
   def _check_finite(self, state, metrics, step: int) -> None:
     """Raises once `max_consecutive_nonfinite_steps` updates in a row were skipped (checked
@@ -141,6 +145,38 @@ class Loop:
         f'{last_checkpoint_sentence(self.runs[run], "holds the last good state")} Lower '
         'optimizer.learning_rate, set '
         'optimizer.grad_clip_norm, or check the data.')
+
+  def _check_before_saving(self, state, unchecked_metrics, step: int, active) -> None:
+    """Nothing unchecked is saved, so rotation never replaces a good checkpoint with a
+    diverged one: the parameters must be finite, and pass the divergence check twice: the mean
+    training loss since the last log or checkpoint (`unchecked_metrics`), and the negative ELBO
+    of the very parameters to be saved on one batch of the first evaluation split (the training
+    losses are those of the parameters before each update)."""
+    finite = np.atleast_1d(jax.device_get(_all_finite(state.params, self.vectorised)))
+    for index in active:
+      if not finite[index]:
+        raise NonFiniteTrainingError(
+            f'{self.runs[index].workdir}: training stopped at step {step}: the parameters are '
+            'not finite, so they were not checkpointed. '
+            f'{last_checkpoint_sentence(self.runs[index], "holds the last good state")} Lower '
+            'optimizer.learning_rate or set optimizer.grad_clip_norm.')
+    if unchecked_metrics:
+      losses = np.atleast_1d(jax.device_get(jnp.concatenate(
+          [metrics['loss'] for metrics in unchecked_metrics], axis=-1).mean(-1)))
+      for index in active:
+        self._check_divergence(self.runs[index], step,
+                               'the mean training loss since the last log or checkpoint',
+                               float(losses[index]))
+    elbo = self.evaluators.get('elbo')
+    if elbo is None or not self.config.divergence_factor:
+      return
+    split_name, split = next(iter(self.dataset.eval_splits().items()))
+    batch = split.take(slice(0, self.config.eval_batch_size))
+    for index in active:
+      run = self.runs[index]
+      result = elbo(run.state.params, batch, run.keys.for_evaluator(elbo))
+      self._check_divergence(run, step, f'the negative {split_name} ELBO of the parameters to '
+                             f'be saved ({len(batch)} examples)', -float(result['elbo']))
 
   def _check_divergence(self, run: Run, step: int, name: str, loss: float) -> None:
     """Raises `DivergenceError` when `loss` (a training loss, or a negative ELBO) exceeds the
@@ -227,6 +263,14 @@ class Loop:
       if 'elbo' in metrics:
         self._check_divergence(run, step, f'the negative {split_name} ELBO', -metrics['elbo'])
     return written
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _all_finite(params, vectorised: bool) -> jax.Array:
+  """Whether every parameter is finite: a bool, or one per run of a vectorised group."""
+  leaves = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(-1) if vectorised
+            else jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(params)]
+  return jnp.stack(leaves).all(0)
 
 
 class StopRequests:

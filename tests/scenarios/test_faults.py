@@ -1,0 +1,144 @@
+"""Faults that used to lose a user's results (issue 37): a stop request at a log or evaluation
+step, divergence between logs, relaunches over an earlier record, half-written or unwritable
+evaluation reports."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from experiments import evaluate
+from tests.conftest import REPO_ROOT, make_tiny_config
+from vae_jax import errors
+from vae_jax.engine import checkpointing, loop, metric_writers, runners, training
+from vae_jax.errors import TrainingInterrupted, UserError
+
+
+def _config(**overrides):
+  config = make_tiny_config()
+  config.evals.images.num_images = 0
+  config.update(overrides)
+  return config
+
+
+class _SignalAfter:
+  """A runner that sends this process SIGTERM once a training call has ended at `step`."""
+
+  def __init__(self, runner, step: int):
+    self._runner, self._step = runner, step
+
+  def __getattr__(self, name):
+    return getattr(self._runner, name)
+
+  def __call__(self, state, step, stop):
+    state, metrics, step = self._runner(state, step, stop)
+    if step == self._step:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return state, metrics, step
+
+
+def _logged(workdir: str) -> list[tuple[int, str]]:
+  return [(m['step'], name) for m in metric_writers.read_metrics(workdir)
+          for name in ('train/loss', 'test/elbo') if name in m]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('at_epoch', [1, 2])  # an evaluation step, and the final step
+def test_sigterm_at_an_evaluation_step_still_logs_and_evaluates_it(tmp_path, monkeypatch,
+                                                                   at_epoch):
+  straight = str(tmp_path / 'straight')
+  training.train_and_evaluate(_config(), straight)
+  steps_per_epoch = 15  # digits: 1,500 training images, batches of 100
+  create = runners.create
+  monkeypatch.setattr(loop.runners, 'create', lambda *args: _SignalAfter(
+      create(*args), at_epoch * steps_per_epoch))
+  workdir = str(tmp_path / 'interrupted')
+  with pytest.raises(TrainingInterrupted):
+    training.train_and_evaluate(_config(), workdir)
+  assert (at_epoch * steps_per_epoch, 'test/elbo') in _logged(workdir)
+  monkeypatch.setattr(loop.runners, 'create', create)
+  training.train_and_evaluate(_config(), workdir)  # the rerun, as a preempted job's
+  assert _logged(workdir) == _logged(straight)
+
+
+@pytest.mark.slow
+def test_a_run_diverging_between_logs_keeps_its_good_checkpoints(tmp_path):
+  workdir = str(tmp_path / 'run')
+  training.train_and_evaluate(_config(), workdir)
+  good = evaluate.evaluate_workdir(workdir, names=['elbo'])['elbo']
+  # As a user continuing a finished run with a learning rate that blows it up, logging
+  # rarely and checkpointing often.
+  with pytest.raises(training.DivergenceError):
+    training.train_and_evaluate(
+        _config(num_epochs=20, log_every_steps=1000, checkpoint_every_steps=3,
+                eval_every_epochs=100, optimizer=dict(learning_rate=1.0)),
+        workdir, allow_config_change=True)
+  initial = metric_writers.first_value(workdir, 'train/initial_loss')
+  limit = initial + 10 * abs(initial)  # divergence_factor=10
+  manager = checkpointing.create_checkpoint_manager(workdir, max_to_keep=3)
+  kept = manager.all_steps()
+  manager.close()
+  assert kept
+  for step in kept:  # checked on the one test batch (here with other ELBO noise: 10 % slack)
+    report = evaluate.evaluate_workdir(workdir, names=['elbo'], step=step)
+    assert -report['elbo'] < 1.1 * limit, (step, report['elbo'], good)
+
+
+def test_an_unwritable_report_folder_is_refused_before_anything_is_computed(
+    trained_workdir, tmp_path, monkeypatch):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  monkeypatch.setattr(evaluate.launch, 'load_trained', _never_called)
+  with pytest.raises(UserError, match=r'cannot be written to .*a_file/evaluation.*'
+                     r'--report_dir=DIR \(nothing was computed\)'):
+    evaluate.evaluate_workdir(trained_workdir, names=['elbo'],
+                              report_dir=str(blocker / 'evaluation'))
+
+
+def _never_called(*args, **kwargs):
+  raise AssertionError('computed before the report folder was checked')
+
+
+def test_a_report_that_cannot_be_written_leaves_no_partial_file_and_keeps_its_numbers(
+    trained_workdir, tmp_path, monkeypatch):
+  report_dir = tmp_path / 'reports'
+
+  def disk_full(value, f, **kwargs):
+    f.write('{"elbo": ')  # part of it, as a full disk would leave
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(evaluate.json, 'dump', disk_full)
+  with pytest.raises(evaluate.ReportNotWrittenError, match='No space left on device') as caught:
+    evaluate.evaluate_workdir(trained_workdir, names=['elbo'], report_dir=str(report_dir))
+  assert caught.value.report['elbo'] < 0  # the numbers survive, to be printed
+  assert os.listdir(report_dir) == []  # no half-written report for results_table to trip on
+
+
+@pytest.mark.slow
+def test_the_evaluate_launcher_turns_an_unwritable_report_folder_into_one_line(
+    trained_workdir, tmp_path):
+  (tmp_path / 'a_file').write_text('')
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.evaluate', f'--workdir={trained_workdir}',
+       '--evals=elbo', f'--report_dir={tmp_path / "a_file" / "evaluation"}'],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+
+
+def test_os_errors_wrapped_by_libraries_become_one_line_naming_the_file():
+  try:
+    try:
+      raise OSError(errno.EROFS, os.strerror(errno.EROFS), '/runs/x/checkpoints/10')
+    except OSError as cause:
+      raise ValueError('orbax: save failed') from cause
+  except ValueError as wrapped:
+    message = errors.os_error_message(wrapped)
+  assert message == ('Read-only file system: /runs/x/checkpoints/10 (the file system is '
+                     'read-only: choose a writable folder).')
+  assert errors.os_error_message(ValueError('not an OS error')) is None
+  assert errors.os_error_message(FileNotFoundError(errno.ENOENT, 'missing')) is None
