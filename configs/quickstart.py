@@ -11,7 +11,9 @@ from configs import default
 
 
 def get_config(variant: str = '') -> 'ml_collections.ConfigDict':
-  del variant  # one variant only
+  if variant:
+    raise ValueError(f'Unknown variant {variant!r} of configs/quickstart.py: it has none (drop '
+                     'the ":...").')
   config = default.get_config()
   config.data.name = 'digits'
   config.data.test_size = 297

@@ -72,10 +72,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
     registries.import_modules(imports_named_in(argv))
   except UserError as error:
     _exit(str(error), ERROR_EXIT_CODE)
+  _check_config_file(argv)
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
+    _expand_home_in_paths()
+    return remaining
   except flags.Error as error:
-    _exit(f'{error} (--helpfull lists every flag).', USAGE_EXIT_CODE)
+    _exit(f'{_without_traceback(str(error))}{_config_flag_hint(str(error), argv)} '
+          '(--helpfull lists every flag).', USAGE_EXIT_CODE)
   except (KeyError, AttributeError, TypeError, ValueError) as error:
     if '--traceback' in argv:
       raise
@@ -89,6 +93,42 @@ def _parse_flags(argv: list[str]) -> list[str]:
           f'{" ".join(str(message).split()).rstrip(".")} (docs/configuration.md lists every key '
           'and its type).', USAGE_EXIT_CODE)
   return []  # not reached
+
+
+def _expand_home_in_paths() -> None:
+  """`--workdir=~/runs/x`: the shell leaves a `~` after `=`, which would make a folder named
+  '~' in the current directory; every path flag's `~` is the user's home instead."""
+  for name in ('workdir', 'data_dir', 'data_path', 'report_dir', 'root'):
+    if name in flags.FLAGS and isinstance(flags.FLAGS[name].value, str):
+      flags.FLAGS[name].value = os.path.expanduser(flags.FLAGS[name].value)
+
+
+def _check_config_file(argv: list[str]) -> None:
+  """A --config file that does not exist, in one line (ml_collections would defer the error
+  to the first use of the config, with two chained tracebacks)."""
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      path = os.path.expanduser(arg.removeprefix('--config=').split(':', 1)[0])
+      if not os.path.isfile(path):
+        _exit(f'--config={arg.removeprefix("--config=")}: there is no file {path} (relative '
+              f'paths start at {os.getcwd()}).', USAGE_EXIT_CODE)
+
+
+def _without_traceback(message: str) -> str:
+  """A flag error whose text embeds a traceback (an exception raised by a config file's
+  get_config): the text before it and the exception's own last line."""
+  head, marker, tail = message.partition('Traceback (most recent call last):')
+  if not marker:
+    return message
+  last = [line.strip() for line in tail.splitlines() if line.strip()][-1]
+  return f'{head.strip().rstrip(":")}: {last.split(": ", 1)[-1]}'
+
+
+def _config_flag_hint(message: str, argv: list[str]) -> str:
+  unknown_override = "Unknown command line flag 'config." in message
+  if unknown_override and not any(arg.startswith('--config=') for arg in argv):
+    return '; --config.KEY=VALUE overrides need --config=FILE before them'
+  return ''
 
 
 def imports_named_in(argv: list[str]) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ class Case:
   command: list[str]  # after `python -m`; {workdir} is replaced
   exit_code: int
   expected: str  # a regular expression the first message line must match
-  prepare: str = ''  # 'trained', 'all_checkpoints_corrupt', 'latest_metadata_missing', 'busy'
+  prepare: str = ''  # how the workdir is readied first: see `prepare`
   cwd: str = REPO_ROOT
 
 
@@ -94,6 +94,37 @@ def cases() -> list[Case]:
       Case('concurrent_launch', 'a second launch while the first one trains',
            train('--config.num_epochs=100000'), 1, r'^error: .* is in use: process \d+ on',
            prepare='busy'),
+      Case('variant_typo', 'a misspelled config variant',
+           ['experiments.train', '--config=configs/mnist.py:convv', '--workdir={workdir}'], 2,
+           r"^error: flag --config=configs/mnist.py:convv: .*Unknown variant 'convv' of "
+           r'configs/mnist.py; choose conv'),
+      Case('variant_of_a_config_without_variants', 'a variant the config does not have',
+           ['experiments.train', '--config=configs/quickstart.py:big', '--workdir={workdir}'], 2,
+           r"^error: .*Unknown variant 'big' of configs/quickstart.py: it has none"),
+      Case('missing_config_file', 'a config file that does not exist',
+           ['experiments.train', '--config=configs/mnsit.py', '--workdir={workdir}'], 2,
+           r'^error: --config=configs/mnsit.py: there is no file configs/mnsit.py'),
+      Case('override_without_config', '--config.* overrides without --config',
+           ['experiments.train', '--config.num_epochs=3', '--workdir={workdir}'], 2,
+           r'^error: .*--config.KEY=VALUE overrides need --config=FILE'),
+      Case('workdir_is_a_file', 'a workdir path that is an existing file', train(), 1,
+           r'^error: File exists: .*workdir_is_a_file \(a file stands where a folder',
+           prepare='file_at_workdir'),
+      Case('nothing_left_to_train', 'a finished run resumed with fewer epochs, allowed',
+           train('--allow_config_change'), 1,
+           r'^error: .*checkpoint is at step \d+, past the \d+ steps.*nothing would be trained',
+           prepare='trained'),
+      Case('relaunch_over_a_record', 'a relaunch where the checkpoints were removed and the '
+           'metrics kept', train(), 1, r'^error: .*metrics.jsonl holds metrics up to step \d+ of '
+           'an earlier run', prepare='trained_then_no_checkpoints'),
+      Case('checkpoints_without_config', 'a workdir whose config.json was removed, relaunched '
+           'with another model', train('--config.model.latent_dim=7'), 1,
+           r'^error: .* holds checkpoints but no config.json', prepare='trained_then_no_config'),
+      Case('unwritable_report_folder', 'evaluate into a report folder that cannot be made',
+           ['experiments.evaluate', '--workdir={workdir}', '--evals=elbo',
+            '--report_dir={workdir}/config.json/reports'], 1,
+           r'^error: The evaluation report cannot be written to .*nothing was computed',
+           prepare='trained'),
       Case('divergence', 'a learning rate that makes the loss run away',
            train('--config.optimizer.learning_rate=3', '--config.num_epochs=20',
                  '--config.log_every_steps=10'), 1, r'^error: .*the run diverged',),
@@ -128,13 +159,22 @@ def prepare(case: Case, workdir: str):
   """Readies the workdir; returns a background process to stop afterwards, if any."""
   if case.prepare == 'failed_launch':
     run(train('--config.data.name=mnsit'), workdir, REPO_ROOT)
+  if case.prepare == 'file_at_workdir':
+    with open(workdir, 'w', encoding='utf-8') as f:
+      f.write('a file, not a folder\n')
   if case.prepare in ('trained', 'all_checkpoints_corrupt', 'all_checkpoints_corrupt_twice',
-                      'latest_metadata_missing'):
+                      'latest_metadata_missing', 'trained_then_no_checkpoints',
+                      'trained_then_no_config'):
     result = run(train('--config.num_epochs=2', '--config.checkpoint_every_steps=10'), workdir,
                  REPO_ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
-    if case.command[0] == 'experiments.train':  # resume the 2-epoch run, not a 1-epoch one
+    if case.command[0] == 'experiments.train' and case.name != 'nothing_left_to_train':
+      # resume the 2-epoch run, not a 1-epoch one
       case.command = [*case.command, '--config.num_epochs=2', '--config.checkpoint_every_steps=10']
+  if case.prepare == 'trained_then_no_checkpoints':
+    shutil.rmtree(os.path.join(workdir, 'checkpoints'))
+  if case.prepare == 'trained_then_no_config':
+    os.remove(os.path.join(workdir, 'config.json'))
   if case.prepare.startswith('all_checkpoints_corrupt'):
     corrupt(workdir, lambda step, folder: 'garbage')
     if case.prepare.endswith('twice'):

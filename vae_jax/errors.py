@@ -33,6 +33,7 @@ _OS_ERROR_ADVICE = {
     errno.EACCES: 'check its permissions or choose another folder',
     errno.EPERM: 'check its permissions or choose another folder',
     errno.ENOTDIR: 'a file stands where a folder is needed: choose another path',
+    errno.EEXIST: 'a file stands where a folder is needed: choose another path',
     errno.EISDIR: 'a folder stands where a file is needed: choose another path',
 }
 

@@ -4,6 +4,7 @@ evaluation reports."""
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,3 +143,61 @@ def test_os_errors_wrapped_by_libraries_become_one_line_naming_the_file():
                      'read-only: choose a writable folder).')
   assert errors.os_error_message(ValueError('not an OS error')) is None
   assert errors.os_error_message(FileNotFoundError(errno.ENOENT, 'missing')) is None
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  """A finished 2-epoch run, copied afresh by each test that changes it."""
+  workdir = str(tmp_path_factory.mktemp('finished') / 'run')
+  training.train_and_evaluate(_config(), workdir)
+  return workdir
+
+
+def _copy(workdir: str, tmp_path) -> str:
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  return copy
+
+
+def _snapshot(workdir: str) -> dict[str, bytes]:
+  """Every file's bytes, but the lock's (it says who last held the workdir)."""
+  return {os.path.relpath(os.path.join(folder, name), workdir):
+          open(os.path.join(folder, name), 'rb').read()
+          for folder, _, names in os.walk(workdir) for name in names if name != '.lock'}
+
+
+def test_a_relaunch_over_a_record_without_checkpoints_is_refused(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints'))  # kept as a record: metrics, images
+  before = _snapshot(workdir)
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError,
+                     match=r'metrics.jsonl holds metrics up to step 30 of an earlier run'):
+    training.train_and_evaluate(_config(), workdir)
+  assert _snapshot(workdir) == before
+
+
+def test_checkpoints_without_their_config_are_refused_not_set_aside(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  os.remove(os.path.join(workdir, 'config.json'))
+  before = _snapshot(workdir)
+  other_model = _config()
+  other_model.model.latent_dim = 7
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError,
+                     match="holds checkpoints but no config.json"):
+    training.train_and_evaluate(other_model, workdir)
+  assert _snapshot(workdir) == before  # no checkpoint moved to checkpoints_unreadable/
+
+
+def test_a_change_that_leaves_nothing_to_train_is_refused(finished_run, tmp_path):
+  workdir = _copy(finished_run, tmp_path)
+  before = _snapshot(workdir)
+  with pytest.raises(training.config_checks.ConfigError,
+                     match=r'checkpoint is at step 30, past the 15 steps.*nothing would be '
+                     r'trained'):
+    training.train_and_evaluate(_config(num_epochs=1), workdir, allow_config_change=True)
+  assert _snapshot(workdir) == before  # config.json still describes the trained run
+
+
+def test_a_last_metrics_line_cut_short_is_left_out_when_read(tmp_path):
+  (tmp_path / 'metrics.jsonl').write_text('{"step": 5, "a": 1.0}\n{"step": 10, "a": 2')
+  assert metric_writers.read_metrics(str(tmp_path)) == [{'step': 5, 'a': 1.0}]

@@ -83,6 +83,11 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
   """
   path = os.path.join(workdir, CONFIG_FILENAME)
   if not os.path.exists(path):
+    if holds_trained_state(workdir):  # its checkpoints would be read as this config's
+      raise WorkdirConfigMismatchError(
+          f'{workdir} holds checkpoints but no {CONFIG_FILENAME}, so what they were trained '
+          f'with cannot be checked. Put the run\'s {CONFIG_FILENAME} back to resume it, or '
+          'train in a new --workdir.')
     return
   with open(path, encoding='utf-8') as f:
     saved = json.load(f)

@@ -113,9 +113,15 @@ def first_value(workdir: str, name: str) -> float | None:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """The JSON lines of `WORKDIR/metrics.jsonl`, in the order written."""
+  """The JSON lines of `WORKDIR/metrics.jsonl`, in the order written; a last line cut short
+  (a job killed while writing it, which its resumed run rewrites) is left out."""
   with open(os.path.join(workdir, METRICS_FILENAME), encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  metrics = [json.loads(line) for line in lines[:-1]]
+  try:
+    return metrics + [json.loads(lines[-1])] if lines else metrics
+  except json.JSONDecodeError:
+    return metrics
 
 
 # Names of one evaluation's numbers renamed on 2026-11-29 (README changelog), old -> new, as

@@ -22,7 +22,8 @@ import numpy as np
 from absl import logging
 
 from vae_jax import data, models, networks, optimizers
-from vae_jax.engine import checkpointing, config_checks, run_options, steps, workdir_lock  # pylint: disable=unused-import
+from vae_jax.engine import (checkpointing, config_checks, metric_writers, run_options, steps,  # pylint: disable=unused-import
+                            workdir_lock)
 from vae_jax.engine.loop import (DivergenceError, Loop, NonFiniteTrainingError,  # pylint: disable=unused-import
                                  StalledTrainingError, StopRequests)
 from vae_jax.engine.runs import Run
@@ -73,6 +74,9 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   with workdir_lock.hold(workdirs if main_process else []):
     if main_process:  # checked again: the workdir may have changed before it was locked
       _check_workdir_configs(configs, workdirs, allow_config_change, defaults, announce=True)
+      for workdir in workdirs:
+        _check_something_to_train(workdir, schedule)
+        _check_no_earlier_record(workdir, schedule)
       for run_config, workdir in zip(configs, workdirs):
         checkpointing.save_config(run_config, workdir)
     return _train_group(configs, workdirs, dataset, model, settings, schedule)
@@ -95,6 +99,38 @@ def _check_workdir_configs(configs, workdirs, allow_config_change: bool, default
                                  allow_changes=allow_config_change, warn=announce)
     elif announce and os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILENAME)):
       logging.info('%s holds a config but no checkpoint: starting it as a new run.', workdir)
+
+
+def _check_something_to_train(workdir: str, schedule: Schedule) -> None:
+  """Refuses a resume whose schedule ends before its checkpoint (a smaller num_epochs, a
+  larger validation split): it would train nothing yet rewrite config.json to describe it."""
+  latest = max(checkpointing.step_folders(workdir), default=0)
+  if latest > schedule.num_train_steps:
+    raise config_checks.ConfigError(
+        f'{workdir}: its checkpoint is at step {latest}, past the {schedule.num_train_steps} '
+        f'steps this config trains (num_epochs={schedule.num_train_steps // schedule.steps_per_epoch}'
+        f' of {schedule.steps_per_epoch} steps): nothing would be trained. Raise '
+        'num_epochs to train on, or evaluate the run as it is (python -m experiments.evaluate).')
+
+
+def _check_no_earlier_record(workdir: str, schedule: Schedule) -> None:
+  """Refuses to start a new run over the metrics of an earlier one (its checkpoints were
+  removed, or it is another folder's record): a new run would truncate metrics.jsonl. Metrics
+  up to the first checkpoint are a killed launch's own, redone bitwise, and are replaced."""
+  if (checkpointing.holds_trained_state(workdir)
+      or not os.path.exists(os.path.join(workdir, metric_writers.METRICS_FILENAME))):
+    return
+  first_checkpoint = next(step for step in range(1, schedule.num_train_steps + 1)
+                          if schedule.is_checkpoint(step))
+  later = [m['step'] for m in metric_writers.read_metrics(workdir)
+           if m.get('step', 0) > first_checkpoint]
+  if later:
+    path = os.path.join(workdir, metric_writers.METRICS_FILENAME)
+    raise checkpointing.WorkdirConfigMismatchError(
+        f'{path} holds metrics up to step {max(later)} of an earlier run, but {workdir} has no '
+        'checkpoint to resume it from: a new run would overwrite that record. Move '
+        f'{metric_writers.METRICS_FILENAME} (and images/) elsewhere to start again here, or '
+        'train in a new --workdir.')
 
 
 def _train_group(configs, workdirs, dataset, model, settings, schedule) -> list[steps.TrainState]:
