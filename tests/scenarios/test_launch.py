@@ -395,3 +395,18 @@ def test_a_folder_of_your_own_images_trains_streams_and_evaluates_and_a_bad_one_
   assert re.match(r"error: The images differ in size or channels: .*0.png is \(8, 8, 1\) \(H, W, "
                   r"C\), .*tall.png is \(16, 8, 1\)\. Resize them", refused.stderr.strip()
                   .splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_second_run_of_a_config_compiles_nothing(tmp_path):
+  cache = tmp_path / 'cache'
+  command = [sys.executable, '-m', 'experiments.train', '--config=configs/quickstart.py',
+             '--config.num_epochs=1', '--config.model.latent_dim=2',
+             '--config.evals.images.num_images=0', f'--compilation_cache={cache}']
+  cached = []
+  for name in ('first', 'second'):
+    result = subprocess.run([*command, f'--workdir={tmp_path / name}'], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cached.append(sorted(os.listdir(cache)))
+  assert cached[0] and cached[1] == cached[0]  # every program of the second run was found
