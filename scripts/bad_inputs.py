@@ -94,6 +94,8 @@ def cases() -> list[Case]:
       Case('concurrent_launch', 'a second launch while the first one trains',
            train('--config.num_epochs=100000'), 1, r'^error: .* is in use: process \d+ on',
            prepare='busy'),
+      Case('zero_epochs', 'nothing to train at all', train('--config.num_epochs=0'), 1,
+           r'^error: Invalid config: num_epochs=0 must be at least 1'),
       Case('variant_typo', 'a misspelled config variant',
            ['experiments.train', '--config=configs/mnist.py:convv', '--workdir={workdir}'], 2,
            r"^error: flag --config=configs/mnist.py:convv: .*Unknown variant 'convv' of "

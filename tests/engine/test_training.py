@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from vae_jax import data, models, optimizers
-from vae_jax.engine import checkpointing, metric_writers, steps, training
+from vae_jax.engine import checkpointing, metric_writers, runs, steps, training
 from vae_jax.evaluators import elbo
 
 
@@ -131,12 +131,14 @@ def test_launcher_applies_overrides_and_fills_the_workdir(tmp_path):
 
 
 @pytest.mark.slow
-def test_output_bias_starts_at_the_logit_of_the_mean_training_image(tiny_config, tmp_path):
+def test_output_bias_starts_at_the_logit_of_the_mean_training_image(tiny_config):
   """Burda et al.'s initialisation: logit(clip(mean training image, 0.001, 0.999))."""
-  tiny_config.num_epochs = 0
   tiny_config.model.likelihood.output_bias_init = 'data_mean_logit'
-  state = training.train_and_evaluate(tiny_config, str(tmp_path))
-  images = data.load_dataset(tiny_config.data).train.images.astype(np.float64)
+  dataset = data.load_dataset(tiny_config.data)
+  model = models.build_model(tiny_config.model, dataset.data_shape)
+  optimizer = optimizers.create_optimizer(tiny_config.optimizer, 10)
+  state = runs.create_state(tiny_config, dataset, model, optimizer, jax.random.key(0))
+  images = dataset.train.images.astype(np.float64)
   mean = np.clip(images.mean(0), 0.001, 0.999).reshape(-1)
   bias = state.params['params']['decoder']['net']['output']['bias']
   np.testing.assert_allclose(bias, np.log(mean / (1 - mean)), rtol=1e-5, atol=1e-5)

@@ -201,3 +201,19 @@ def test_a_change_that_leaves_nothing_to_train_is_refused(finished_run, tmp_path
 def test_a_last_metrics_line_cut_short_is_left_out_when_read(tmp_path):
   (tmp_path / 'metrics.jsonl').write_text('{"step": 5, "a": 1.0}\n{"step": 10, "a": 2')
   assert metric_writers.read_metrics(str(tmp_path)) == [{'step': 5, 'a': 1.0}]
+
+
+@pytest.mark.slow
+def test_train_means_after_a_resume_between_logs_say_how_many_steps_they_cover(
+    tmp_path, monkeypatch):
+  config = _config(num_epochs=1, log_every_steps=4, checkpoint_every_steps=10)
+  create = runners.create
+  monkeypatch.setattr(loop.runners, 'create', lambda *args: _SignalAfter(create(*args), 10))
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(TrainingInterrupted):
+    training.train_and_evaluate(config, workdir)  # checkpointed at step 10, between logs
+  monkeypatch.setattr(loop.runners, 'create', create)
+  training.train_and_evaluate(config, workdir)
+  covered = {m['step']: m.get('train/steps_in_mean') for m in metric_writers.read_metrics(workdir)
+             if 'train/loss' in m}
+  assert covered == {4: None, 8: None, 12: 2, 15: 3}  # 11-12 after the resume; 13-15 at the end

@@ -230,6 +230,9 @@ class Loop:
                                      axis=-1) for name in ('skipped', 'grad_norm')}
     first_losses = np.atleast_1d(jax.device_get(pending_metrics[0]['loss'][..., 0]))
     timing = step_progress.report(step, examples_per_step=self.config.batch_size * len(self.runs))
+    num_steps = per_step['skipped'].shape[-1]
+    if num_steps != self.schedule.log_every:  # after a resume between logs, or the last log
+      timing['train/steps_in_mean'] = num_steps
     for index in active:
       run = self.runs[index]
       summary = {f'train/{name}': float(value[index] if self.vectorised else value)

@@ -25,7 +25,7 @@ registries.add(registries.Component('run', 'engine', None, {
     'batch_size': Option(100, 'per step, over all devices (each gets batch_size / device count)',
                          options.at_least(1)),
     'num_epochs': Option(10, 'passes over the training split (the remainder batch is dropped)',
-                         options.non_negative),
+                         options.at_least(1)),
     'imports': Option((), 'modules to import before building: they register components from '
                       "outside vae_jax (e.g. ('my_lab.prior',); docs/extending.md)"),
     'input_pipeline': Option(
