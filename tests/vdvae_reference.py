@@ -97,8 +97,10 @@ def _normal_log_pdf(z, mean, logsigma):
   return (-0.5 * np.log(2 * np.pi) - logsigma - 0.5 * ((z - mean) / np.exp(logsigma))**2)
 
 
-def _dmol_log_prob(x, l, nr_mix):
-  """vae_helpers.discretized_mix_logistic_loss, negated and not divided: log p(x) per image."""
+def _dmol_log_prob(x, l, nr_mix, small_bins=True):
+  """vae_helpers.discretized_mix_logistic_loss, negated and not divided: log p(x) per image.
+  `small_bins=False` replaces its branch for bins of probability below 1e-5 (the density at the
+  bin's midpoint times its width) by the bin's probability (vae_jax's small_bins='exact')."""
   xs = x.shape
   logit_probs = l[..., :nr_mix]
   l = l[..., nr_mix:].reshape(*xs, nr_mix * 3)
@@ -111,16 +113,21 @@ def _dmol_log_prob(x, l, nr_mix):
   centered, inv = x - means, np.exp(-log_scales)
   plus, minus = inv * (centered + 1 / 255), inv * (centered - 1 / 255)
   cdf_delta = special.expit(plus) - special.expit(minus)
+  mid = inv * centered
+  log_pdf_mid = mid - log_scales - 2 * np.logaddexp(0, mid)
+  inside = np.log(np.maximum(cdf_delta, 1e-12))
+  if small_bins:
+    inside = np.where(cdf_delta > 1e-5, inside, log_pdf_mid - np.log(127.5))
   log_probs = np.where(x < -0.999, plus - np.logaddexp(0, plus),
-                       np.where(x > 0.999, -np.logaddexp(0, minus),
-                                np.log(np.maximum(cdf_delta, 1e-12))))
+                       np.where(x > 0.999, -np.logaddexp(0, minus), inside))
   log_probs = log_probs.sum(-2) + special.log_softmax(logit_probs, -1)
   return special.logsumexp(log_probs, -1).sum((1, 2))
 
 
-def forward(state, hps, images):
+def forward(state, hps, images, small_bins=True):
   """VDVAE's VAE on 8-bit `images` (k/255, NHWC), each z its posterior mean: returns
-  {'reconstruction', 'log_prior', 'log_posterior'} per image and the posterior means."""
+  {'reconstruction', 'log_prior', 'log_posterior'} per image and the posterior means.
+  `small_bins=False`: the exact bin probability everywhere (see `_dmol_log_prob`)."""
   k = np.round(images * 255)
   x = (k + hps['shift']) * hps['scale']
   target = (k - 127.5) / 127.5
@@ -153,7 +160,7 @@ def forward(state, hps, images):
   size = images.shape[1]
   out = xs[size] * state['decoder.gain'].reshape(-1) + state['decoder.bias'].reshape(-1)
   logits = _conv(out, state, 'decoder.out_net.out_conv')
-  return ({'reconstruction': _dmol_log_prob(target, logits, hps['num_mixtures']),
+  return ({'reconstruction': _dmol_log_prob(target, logits, hps['num_mixtures'], small_bins),
            'log_prior': log_prior, 'log_posterior': log_posterior}, means)
 
 
