@@ -5,17 +5,23 @@ visualize and train accept, and the imported model computes what VDVAE's network
 (tests/vdvae_reference.py: the same network in numpy, float64)."""
 
 import os
+import shlex
+import subprocess
+import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import top_down as top_down_configs
 from scripts import import_vdvae
 from tests import vdvae_reference
-from vae_jax import torch_files
+from vae_jax import models, torch_files
 from vae_jax.errors import UserError
 from vae_jax.models import vdvae_checkpoints
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 MODEL, EMA = (os.path.join(DATA, f'vdvae_tiny-model{suffix}.th') for suffix in ('', '-ema'))
 
@@ -45,14 +51,12 @@ def test_the_mixture_channels_are_reordered_from_vdvaes_layout():
   assert list(order[90:100]) == list(range(90, 100))  # γ: blue's coefficients block
 
 
-@pytest.mark.slow  # compiles the tiny model's evaluation, visualisation and a training step
-def test_an_imported_checkpoint_computes_vdvaes_network_and_evaluates_and_resumes(
-    mock_tfds, tmp_path):
-  from experiments import evaluate, launch, visualize  # pylint: disable=import-outside-toplevel
-  from vae_jax.engine import checkpointing, training
+@pytest.mark.slow  # runs the tiny model's network
+def test_an_imported_checkpoint_computes_vdvaes_network(mock_tfds, tmp_path):
+  from experiments import launch  # pylint: disable=import-outside-toplevel
   config = top_down_configs.get_config('cifar10_small')
   workdir = str(tmp_path / 'imported')
-  import_vdvae.import_checkpoint(config, MODEL, EMA, workdir, (32, 32, 3))
+  import_vdvae.import_checkpoint(config, MODEL, EMA, workdir)
   images = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3)) / 255.0
   with mock_tfds(num_examples=16):
     trained = launch.load_trained(workdir)
@@ -69,20 +73,43 @@ def test_an_imported_checkpoint_computes_vdvaes_network_and_evaluates_and_resume
       terms = trained.model.apply(params, x, groups, context, method='latent_log_densities')
       for name in ('reconstruction', 'log_prior', 'log_posterior'):
         np.testing.assert_allclose(terms[name], expected[name], rtol=2e-4, err_msg=name)
-    report = evaluate.evaluate_workdir(workdir, names=['elbo'], num_examples=8, batch_size=8)
-    assert np.isfinite(report['elbo']['mean'] if isinstance(report['elbo'], dict)
-                       else report['elbo'])
-    assert visualize.write_figures(workdir, num_points=8)
-    config.update(num_epochs=1)
-    state = training.train_and_evaluate(config, workdir)  # resumes from the imported step 0
-  assert int(state.step) == 2 and checkpointing.step_folders(workdir)[-1] == 2
+    # The printed commands evaluate, draw and train: the test below.
+
+
+@pytest.mark.slow  # runs the tiny model's network twice
+def test_a_sharp_checkpoint_scores_as_vdvaes_loss_with_the_small_bin_branch_only():
+  # The tiny EMA checkpoint with its output log-scales moved down by 7 (to the floor −7, where a
+  # trained VDVAE's are): VDVAE's loss scores most subpixels by the midpoint density there.
+  state = _reference_state(1)
+  bias = state['decoder.out_net.out_conv.bias']
+  for channel in range(3):  # VDVAE's layout: 10 logits, then per channel means, log-scales, ...
+    bias[10 + 30 * channel + 10:10 + 30 * channel + 20] -= 7.0
+  images = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3)) / 255.0
+  expected, means = vdvae_reference.forward(state, vdvae_reference.TINY, images)
+  x = images.astype(np.float32)
+  reconstruction = {}
+  for small_bins in ('midpoint_density', 'exact'):
+    config = top_down_configs.get_config('cifar10_small')
+    config.model.likelihood.small_bins = small_bins
+    model = models.build_model(config.model, (32, 32, 3))
+    template = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    params = vdvae_checkpoints.params_from_state_dict(
+        {key: value.astype(np.float32) for key, value in state.items()}, template, 10)
+    groups = tuple(jnp.asarray(m, jnp.float32) for m in means)  # VDVAE's posterior means
+    terms = model.apply(params, x, groups, model.apply(params, x, method='encode_context'),
+                        method='latent_log_densities')
+    reconstruction[small_bins] = np.asarray(terms['reconstruction'], np.float64)
+  np.testing.assert_allclose(reconstruction['midpoint_density'], expected['reconstruction'],
+                             rtol=1e-6)
+  # The exact bin probabilities: about 5,000 nats per image higher here (1.6 per subpixel).
+  assert np.all(reconstruction['exact'] - expected['reconstruction'] > 1_000)
 
 
 def test_a_checkpoint_of_another_layout_is_refused_naming_the_keys(tmp_path):
   config = top_down_configs.get_config('cifar10_small')
   config.model.top_down.decoder_groups = (2, 1, 1)  # one more group at 32 than the file has
   with pytest.raises(UserError, match=r'no decoder\.dec_blocks\.3\.enc\.c1\.weight.*--hps'):
-    import_vdvae.import_checkpoint(config, MODEL, None, str(tmp_path / 'w'), (32, 32, 3))
+    import_vdvae.import_checkpoint(config, MODEL, None, str(tmp_path / 'w'))
   assert not os.listdir(tmp_path) or not os.listdir(tmp_path / 'w')
 
 
@@ -110,3 +137,41 @@ def test_fresh_torch_save_files_read_as_torch_load_reads_them(tmp_path):
   loaded = torch.load(path)
   for key, value in torch_files.load_state_dict(path).items():
     np.testing.assert_array_equal(value, loaded[key].numpy())
+
+
+def _run(command, timeout=600):
+  return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                        env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+
+
+@pytest.mark.slow  # four processes, each compiling the tiny model
+def test_the_commands_the_importer_prints_run_as_printed_on_the_workdir_it_wrote(tmp_path):
+  # A layout that stops early, as VDVAE's cifar10 does: evaluate's default checkpoint is the
+  # best one, which the import writes too. The data: a folder of 32×32 images.
+  from vae_jax import images  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for index in range(16):
+    images.save_png(str(folder / f'{index:02d}.png'),
+                    rng.integers(0, 256, (32, 32, 3)).astype(np.uint8))
+  workdir = str(tmp_path / 'imported')
+  result = _run([sys.executable, '-m', 'scripts.import_vdvae', f'--model={MODEL}', f'--ema={EMA}',
+                 f'--workdir={workdir}', '--config=configs/top_down.py:cifar10_small',
+                 f'--config.data.name={folder}/', '--config.data.test_size=4',
+                 '--config.data.validation_size=4',
+                 '--config.early_stopping.metric=validation/elbo',
+                 '--config.evals.images.num_images=4'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'the moving average (EMA) of {EMA}' in result.stdout
+  assert 'layout of configs/top_down.py:cifar10_small' in result.stdout
+  commands = [line for line in result.stdout.splitlines() if line.startswith('python -m ')]
+  assert [shlex.split(command)[2] for command in commands] == [
+      'experiments.evaluate', 'experiments.visualize', 'experiments.train']
+  assert '--evals=elbo' in commands[0]
+  for command in commands:
+    ran = _run([sys.executable, *shlex.split(command)[1:]])
+    assert ran.returncode == 0, f'{command}\n{ran.stderr[-3000:]}'
+  assert os.path.isfile(os.path.join(workdir, 'figures', 'temperatures.png'))
+  from vae_jax.engine import checkpointing  # pylint: disable=import-outside-toplevel
+  assert checkpointing.step_folders(workdir)[-1] == 1  # 8 training images, batch 8: one step

@@ -39,7 +39,8 @@ def _take(state: dict, key: str, used: set) -> np.ndarray:
   if key not in state:
     raise CheckpointMismatchError(
         f'The checkpoint has no {key}, which the model built from the config needs: pass the '
-        '--hps the checkpoint was trained with (cifar10, imagenet32, ffhq256).')
+        '--hps the checkpoint was trained with (cifar10, imagenet32, imagenet64, ffhq256, '
+        'ffhq1024).')
   used.add(key)
   return state[key]
 
@@ -98,7 +99,8 @@ def _matched(converted: dict, template: dict, unused: list[str]) -> dict:
                         bool(unused))
     raise CheckpointMismatchError(
         f'The checkpoint does not fit the model built from the config ({details}). Pass the '
-        '--hps the checkpoint was trained with (cifar10, imagenet32, ffhq256).')
+        '--hps the checkpoint was trained with (cifar10, imagenet32, imagenet64, ffhq256, '
+        'ffhq1024).')
   return flax.traverse_util.unflatten_dict(
       {name: np.asarray(value, flat_ours[name].dtype) for name, value in flat_new.items()},
       sep='/')
