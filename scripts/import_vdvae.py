@@ -24,8 +24,10 @@ The workdir holds one checkpoint at step 0, in `checkpoints/` and, for a config 
 (`configs/top_down.py:cifar10`), as its best one in `checkpoints_best/` too (the checkpoint
 evaluate reads by default): the parameters of `--model`, their moving average from `--ema` (the
 weights VDVAE evaluates and the ones evaluate and visualize use; without `--ema`, the raw
-parameters themselves), and a fresh optimizer state (VDVAE's `*-opt.th` is not read): resuming
-trains on from the imported weights, warm-up included.
+parameters themselves), and the optimizer's state: with `--opt=*-opt.th` (VDVAE's
+`optimizer.state_dict()`), Adam's moments and its step, which sets Adam's bias correction and
+the warm-up where VDVAE's run stopped (the workdir's own steps and epochs still count from 0);
+without it, a fresh state (moments at 0, warm-up again).
 """
 
 import collections
@@ -34,6 +36,8 @@ import shlex
 import sys
 
 import jax
+import jax.numpy as jnp
+import optax
 import orbax.checkpoint as ocp
 from absl import flags, logging
 from ml_collections import config_flags
@@ -58,6 +62,8 @@ def define_flags() -> None:
   flags.DEFINE_enum('hps', 'cifar10', LAYOUTS, "VDVAE's --hps of the run (its layout).")
   flags.DEFINE_string('model', None, 'The *-model.th file.')
   flags.DEFINE_string('ema', None, 'The *-model-ema.th file (optional).')
+  flags.DEFINE_string('opt', None, "The *-opt.th file (optional): Adam's moments and step, so "
+                      "that training continues VDVAE's optimisation.")
   flags.DEFINE_string('workdir', None, 'A new folder for the vae_jax workdir.')
   config_flags.DEFINE_config_file('config', None, 'Another config than '
                                   'configs/top_down.py:<hps> (tests, other layouts).',
@@ -80,26 +86,62 @@ def _with_average(opt_state, average):
       opt_state, is_leaf=lambda node: isinstance(node, optimizers.ParameterAverageState))
 
 
-def import_checkpoint(config, model_path: str, ema_path: str | None,
-                      workdir: str) -> steps.TrainState:
+def _at_step(tree, step: int):
+  """`tree` (an optax state) with every `count` (Adam's bias correction, the schedules'
+  steps) at `step`."""
+  if isinstance(tree, tuple) and hasattr(tree, '_fields'):
+    fields = {name: _at_step(value, step) for name, value in zip(tree._fields, tree)}
+    if 'count' in fields:
+      fields['count'] = jnp.asarray(step, jnp.asarray(tree.count).dtype)
+    return type(tree)(**fields)
+  if isinstance(tree, (tuple, list)):
+    return type(tree)(_at_step(value, step) for value in tree)
+  return tree
+
+
+def _with_adam_moments(opt_state, mu, nu, step: int):
+  """`opt_state` with Adam's moments `mu`, `nu` and every count at `step`, as after `step`
+  updates."""
+  found = []
+
+  def replace(node):
+    if isinstance(node, optax.ScaleByAdamState):
+      found.append(node)
+      return node._replace(mu=mu, nu=nu)
+    return node
+
+  opt_state = jax.tree.map(replace, opt_state,
+                           is_leaf=lambda node: isinstance(node, optax.ScaleByAdamState))
+  if len(found) != 1:
+    raise UserError("--opt imports Adam's moments, but optimizer.name is not adam or adamw.")
+  return _at_step(opt_state, step)
+
+
+def import_checkpoint(config, model_path: str, ema_path: str | None, workdir: str,
+                      opt_path: str | None = None) -> steps.TrainState:
   """Writes `workdir` (config and a step-0 checkpoint; also its best one when the config stops
-  early) from VDVAE's state_dict files."""
+  early) from VDVAE's state_dict files; with `opt_path`, Adam's moments and step too."""
   if checkpointing.holds_trained_state(workdir):
     raise UserError(f'{workdir} already holds a trained checkpoint; import into a new folder '
                     '(nothing was written).')
-  for path in filter(None, (model_path, ema_path)):
+  for path in filter(None, (model_path, ema_path, opt_path)):
     if not os.path.isfile(path):
       raise UserError(f'{path} not found: pass the checkpoint file VDVAE wrote.')
   shape = image_shape(config)
   model = models.build_model(config.model, shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
   template = runs.create_state(config, _Shape(shape, None), model, optimizer, jax.random.key(0))
-  convert = lambda path: vdvae_checkpoints.params_from_state_dict(
-      torch_files.load_state_dict(path), template.params, config.model.likelihood.num_components)
-  params = convert(model_path)
-  average = convert(ema_path) if ema_path else params
-  state = template.replace(params=params,
-                           opt_state=_with_average(template.opt_state, average))
+  convert = lambda state_dict: vdvae_checkpoints.params_from_state_dict(
+      state_dict, template.params, config.model.likelihood.num_components)
+  model_state = torch_files.load_state_dict(model_path)
+  params = convert(model_state)
+  average = convert(torch_files.load_state_dict(ema_path)) if ema_path else params
+  opt_state = _with_average(template.opt_state, average)
+  if opt_path:
+    step, exp_avg, exp_avg_sq = vdvae_checkpoints.adam_moments(
+        torch_files.load_object(opt_path), model_state)
+    opt_state = _with_adam_moments(opt_state, convert(exp_avg), convert(exp_avg_sq), step)
+  state = template.replace(params=params, opt_state=opt_state)
   os.makedirs(workdir, exist_ok=True)
   saved = config.copy_and_resolve_references()
   saved.data = data.with_resolved_location(config.data)  # as training saves it
@@ -149,12 +191,14 @@ def main(argv):
                  config.model.likelihood.small_bins, SMALL_BINS)
     config.model.likelihood.small_bins = SMALL_BINS
     config_args.append(f'--config.model.likelihood.small_bins={SMALL_BINS}')
-  import_checkpoint(config, options.model, options.ema, options.workdir)
+  import_checkpoint(config, options.model, options.ema, options.workdir, options.opt)
   weights = (f'the moving average (EMA) of {options.ema}' if options.ema else
              f'the raw parameters of {options.model} (no --ema: no moving average)')
+  optimizer = (f"Adam's moments and step from {options.opt}" if options.opt else
+               'a fresh optimizer state (no --opt)')
   print(f'{options.workdir}: VDVAE weights in {layout} at step 0; evaluate and visualize use '
-        f'{weights}; training resumes from {options.model} with a fresh optimizer state. Run '
-        'from the repository root:')
+        f'{weights}; training resumes from {options.model} with {optimizer}. Run from the '
+        'repository root:')
   print('\n'.join(printed_commands(options.workdir, config_args)), flush=True)
 
 

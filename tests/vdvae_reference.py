@@ -6,6 +6,11 @@ parameters under VDVAE's key names (what `torch.save(vae.state_dict())` holds), 
 `forward(state, TINY, x)` runs VDVAE's encoder and decoder with each z at its posterior mean.
 """
 
+import collections
+import io
+import pickle
+import zipfile
+
 import numpy as np
 from scipy import special
 
@@ -169,6 +174,96 @@ def save_with_torch(state, path):
   import torch  # pylint: disable=import-outside-toplevel
   torch.save({key: torch.tensor(value, dtype=torch.float32) for key, value in state.items()},
              path)
+
+
+def optimizer_state_dict(state, seed=0, step=1000, lr=2e-4, wd=0.01):
+  """What VDVAE's `*-opt.th` holds (`torch.save(optimizer.state_dict())` of apex's FusedAdam, in
+  AdamW mode): Adam's moments per parameter index, in the order of `vae.parameters()` (the
+  state_dict's), and one parameter group whose `step` counts the updates taken."""
+  rng = np.random.default_rng(seed)
+  moments = {index: {'exp_avg': rng.normal(0, 1e-3, value.shape).astype(np.float32),
+                     'exp_avg_sq': rng.uniform(1e-8, 1e-6, value.shape).astype(np.float32)}
+             for index, value in enumerate(state.values())}
+  group = {'lr': lr, 'bias_correction': True, 'betas': (0.9, 0.9), 'eps': 1e-8,
+           'weight_decay': wd, 'amsgrad': False, 'step': step, 'initial_lr': lr,
+           'params': list(range(len(state)))}
+  return {'state': moments, 'param_groups': [group]}
+
+
+class _TorchName:
+  """A name in torch's modules, pickled as a GLOBAL (without torch installed)."""
+
+  def __init__(self, module, name):
+    self.module, self.name = module, name
+
+  def __call__(self, *args):  # pickle asks a reduce function to be callable; never called
+    raise TypeError(f'{self.module}.{self.name} is a name for pickles only.')
+
+
+class _Storage:
+
+  def __init__(self, array, key):
+    self.array, self.key = array, key
+
+
+class _Tensor:
+
+  def __init__(self, storage):
+    self.storage = storage
+
+  def __reduce__(self):
+    array = self.storage.array
+    strides = tuple(step // array.itemsize for step in array.strides)
+    return (_TorchName('torch._utils', '_rebuild_tensor_v2'),
+            (self.storage, 0, array.shape, strides, False, collections.OrderedDict()))
+
+
+_STORAGE_NAMES = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.float64): 'DoubleStorage',
+                  np.dtype(np.int64): 'LongStorage'}
+
+
+class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
+  """The pure-Python pickler, writing `_TorchName`s as globals and storages as torch's
+  persistent ids."""
+
+  dispatch = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
+
+  def _save_torch_name(self, obj):
+    self.write(pickle.GLOBAL + f'{obj.module}\n{obj.name}\n'.encode())
+    self.memoize(obj)
+
+  dispatch[_TorchName] = _save_torch_name
+
+  def persistent_id(self, obj):
+    if isinstance(obj, _Storage):
+      return ('storage', _TorchName('torch', _STORAGE_NAMES[obj.array.dtype]), obj.key, 'cpu',
+              obj.array.size)
+    return None
+
+
+def save_like_torch(obj, path):
+  """Writes `obj` (dicts, lists and tuples of numbers and numpy arrays) in the zip format of
+  `torch.save`, without torch: a tensor pickled as `_rebuild_tensor_v2` over a storage record."""
+  storages = []
+
+  def tensors(value):
+    if isinstance(value, np.ndarray):
+      storages.append(_Storage(np.ascontiguousarray(value), str(len(storages))))
+      return _Tensor(storages[-1])
+    if isinstance(value, dict):
+      return type(value)((key, tensors(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+      return type(value)(tensors(item) for item in value)
+    return value
+
+  buffer = io.BytesIO()
+  _TorchPickler(buffer, protocol=2).dump(tensors(obj))
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('archive/data.pkl', buffer.getvalue())
+    archive.writestr('archive/byteorder', 'little')
+    for storage in storages:
+      archive.writestr(f'archive/data/{storage.key}', storage.array.tobytes())
+    archive.writestr('archive/version', '3\n')
 
 
 if __name__ == '__main__':

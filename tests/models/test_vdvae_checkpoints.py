@@ -156,14 +156,19 @@ def test_the_commands_the_importer_prints_run_as_printed_on_the_workdir_it_wrote
     images.save_png(str(folder / f'{index:02d}.png'),
                     rng.integers(0, 256, (32, 32, 3)).astype(np.uint8))
   workdir = str(tmp_path / 'imported')
+  opt = str(tmp_path / 'tiny-opt.th')
+  vdvae_reference.save_like_torch(vdvae_reference.optimizer_state_dict(
+      torch_files.load_state_dict(MODEL)), opt)
   result = _run([sys.executable, '-m', 'scripts.import_vdvae', f'--model={MODEL}', f'--ema={EMA}',
-                 f'--workdir={workdir}', '--config=configs/top_down.py:cifar10_small',
+                 f'--opt={opt}', f'--workdir={workdir}',
+                 '--config=configs/top_down.py:cifar10_small',
                  f'--config.data.name={folder}/', '--config.data.test_size=4',
                  '--config.data.validation_size=4',
                  '--config.early_stopping.metric=validation/elbo',
                  '--config.evals.images.num_images=4'])
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'the moving average (EMA) of {EMA}' in result.stdout
+  assert f"Adam's moments and step from {opt}" in result.stdout
   assert 'layout of configs/top_down.py:cifar10_small' in result.stdout
   commands = [line for line in result.stdout.splitlines() if line.startswith('python -m ')]
   assert [shlex.split(command)[2] for command in commands] == [
@@ -175,3 +180,58 @@ def test_the_commands_the_importer_prints_run_as_printed_on_the_workdir_it_wrote
   assert os.path.isfile(os.path.join(workdir, 'figures', 'temperatures.png'))
   from vae_jax.engine import checkpointing  # pylint: disable=import-outside-toplevel
   assert checkpointing.step_folders(workdir)[-1] == 1  # 8 training images, batch 8: one step
+
+
+@pytest.mark.parametrize('hps,side', [('cifar10', 32), ('imagenet32', 32), ('imagenet64', 64),
+                                      ('ffhq256', 256), ('ffhq1024', 1024)])
+def test_each_of_vdvaes_layouts_imports_at_its_own_image_shape(hps, side):
+  # No dataset is opened: the shape is the layout's; train resumes with the config imported.
+  assert import_vdvae.image_shape(top_down_configs.get_config(hps)) == (side, side, 3)
+  arguments = import_vdvae.config_arguments(['import_vdvae', '--model=m.th', f'--hps={hps}'], hps)
+  assert arguments == [f'--config=configs/top_down.py:{hps}']
+  train = import_vdvae.printed_commands('/tmp/my run', arguments)[-1]
+  assert shlex.split(train) == ['python', '-m', 'experiments.train', *arguments,
+                                '--workdir=/tmp/my run']
+
+
+def test_an_imported_optimizer_state_holds_vdvaes_moments_and_takes_adamws_next_step(tmp_path):
+  # VDVAE's *-opt.th (apex FusedAdam in AdamW mode, after 1,000 steps) in torch.save's format.
+  import optax  # pylint: disable=import-outside-toplevel
+  from vae_jax import optimizers  # pylint: disable=import-outside-toplevel
+  model_state = torch_files.load_state_dict(MODEL)
+  optimizer_file = vdvae_reference.optimizer_state_dict(model_state, seed=2, step=1000)
+  path = str(tmp_path / 'tiny-opt.th')
+  vdvae_reference.save_like_torch(optimizer_file, path)
+  config = top_down_configs.get_config('cifar10_small')
+  state = import_vdvae.import_checkpoint(config, MODEL, EMA, str(tmp_path / 'w'), path)
+  adam = [node for node in jax.tree.leaves(
+      state.opt_state, is_leaf=lambda node: isinstance(node, optax.ScaleByAdamState))
+          if isinstance(node, optax.ScaleByAdamState)]
+  assert len(adam) == 1 and int(adam[0].count) == 1000
+  # The file's moments, each where its parameter went: the input conv (index 0; torch
+  # [out, in, kh, kw] -> [kh, kw, in, out]) and the output head's bias (reordered channels).
+  names = list(model_state)
+  head = names.index('decoder.out_net.out_conv.bias')
+  for moments, key in ((adam[0].mu, 'exp_avg'), (adam[0].nu, 'exp_avg_sq')):
+    np.testing.assert_array_equal(
+        moments['params']['encoder']['Conv_0']['kernel'],
+        np.transpose(optimizer_file['state'][0][key], (2, 3, 1, 0)))
+    np.testing.assert_array_equal(
+        moments['params']['output_head']['bias'],
+        optimizer_file['state'][head][key][vdvae_checkpoints.mixture_channel_order(10)])
+  # One update from there is AdamW's, by hand: bias correction at step 1001, learning rate
+  # past its warm-up, decoupled weight decay.
+  optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=10)
+  grads = jax.tree.map(lambda p: 1e-3 * jnp.cos(jnp.arange(p.size).reshape(p.shape) + 0.5),
+                       state.params)
+  updates, _ = optimizer.update(grads, state.opt_state, state.params)
+  b1, b2, lr, wd = 0.9, 0.9, config.optimizer.learning_rate, config.optimizer.weight_decay
+  eps, t = config.optimizer.eps, 1001
+  expected = jax.tree.map(
+      lambda p, g, m, v: -lr * ((b1 * m + (1 - b1) * g) / (1 - b1**t) / (
+          np.sqrt((b2 * v + (1 - b2) * g * g) / (1 - b2**t)) + eps) + wd * p),
+      *(jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+        for tree in (state.params, grads, adam[0].mu, adam[0].nu)))
+  jax.tree.map(lambda ours, theirs: np.testing.assert_allclose(ours, theirs, rtol=1e-4,
+                                                               atol=1e-10),
+               updates, expected)
