@@ -194,6 +194,7 @@ def test_each_of_vdvaes_layouts_imports_at_its_own_image_shape(hps, side):
                                 '--workdir=/tmp/my run']
 
 
+@pytest.mark.slow  # builds, imports and checkpoints the tiny model (~15 s)
 def test_an_imported_optimizer_state_holds_vdvaes_moments_and_takes_adamws_next_step(tmp_path):
   # VDVAE's *-opt.th (apex FusedAdam in AdamW mode, after 1,000 steps) in torch.save's format.
   import optax  # pylint: disable=import-outside-toplevel
