@@ -3,7 +3,7 @@ r"""Writes a vae_jax workdir from a checkpoint of openai/vdvae (Child 2021), for
 
   python -m scripts.import_vdvae --hps=cifar10 \
       --model=cifar10-seed0-iter-1050000-model.th --ema=cifar10-seed0-iter-1050000-model-ema.th \
-      --workdir=/tmp/vdvae_cifar10
+      [--opt=cifar10-seed0-iter-1050000-opt.th] --workdir=/tmp/vdvae_cifar10
 
 then, as the importer prints them (run from the repository's root):
 

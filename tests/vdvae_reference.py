@@ -3,7 +3,10 @@ to check imported checkpoints against: an independent computation of the same ne
 
 `TINY` is a small layout in VDVAE's own strings; `state_dict(TINY, seed)` draws random
 parameters under VDVAE's key names (what `torch.save(vae.state_dict())` holds), and
-`forward(state, TINY, x)` runs VDVAE's encoder and decoder with each z at its posterior mean.
+`forward(state, TINY, x)` runs VDVAE's encoder and decoder with each z at its posterior mean,
+scoring x with VDVAE's loss (its branch for bins below 1e-5 included; `small_bins=False` drops
+it). `optimizer_state_dict` is what VDVAE's `*-opt.th` holds, and `save_like_torch` writes such
+objects in `torch.save`'s zip format without torch.
 """
 
 import collections
