@@ -74,7 +74,7 @@ def define_flags() -> None:
 def image_shape(config) -> tuple[int, int, int]:
   """The images a VDVAE layout models: square, 3 channels, at its finest resolution."""
   layout = config.model.top_down
-  side = layout.padded_size or tuple(layout.resolutions)[0] * layout.patch_size
+  side = tuple(layout.resolutions)[0] * layout.patch_size  # VDVAE's layouts are never padded
   return (side, side, 3)
 
 
