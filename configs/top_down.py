@@ -18,22 +18,29 @@ Variants:
   cifar10          VDVAE's CIFAR-10 model and protocol exactly (openai/vdvae hps `cifar10`,
                    Child 2021: 2.87 bits/dim): see below.
   imagenet32       VDVAE's `imagenet32` layout (width 512, 78 groups).
-  ffhq256          VDVAE's `ffhq256` layout (width 512, 66 groups); FFHQ is read from a
-                   folder of images (data.name='path/to/ffhq256/').
+  imagenet64       VDVAE's `imagenet64` layout (width 512, 75 groups).
+  ffhq256          VDVAE's `ffhq256` layout (width 512, 66 groups, the likelihood on 5 bits
+                   as VDVAE's); FFHQ is read from a folder of images
+                   (data.name='path/to/ffhq256/').
+  ffhq1024         VDVAE's `ffhq1024` layout (widths 16/32/64 at 1024/512/256, 512 below;
+                   2 logistics per pixel; 69 groups), from a folder of 1024×1024 images.
   cifar10_efficient_vdvae  Efficient-VDVAE's CIFAR-10 baseline layout (47 groups of 32).
   cifar10_small    the CIFAR-10 protocol at a size that takes steps on a CPU (tests, smoke runs).
   mnist_efficient_vdvae_small, mnist_nvae_small   the two MNIST layouts at width 8-16 (CPU).
 
-VDVAE's model (cifar10, imagenet32, ffhq256), each choice an option of the family: the layout
-of its `enc_blocks`/`dec_blocks` strings (top_down.vdvae_layout; cifar10: encoder 12/7/7/4/3
-blocks and 22/11/6/3/1 stochastic groups at 32/16/8/4/1, 43 in all, each residual branch
-scaled by 1/√43), a learned stream bias at every decoder resolution, 1×1 middle convolutions at
-resolutions ≤ 2, the encoder activation taken before each down-sampling block, the posterior
-reading the stream before the prior's features join it, scales exp(log σ) with no floor,
-PyTorch's default initialisation, its input normalisation, and the output head (gain, bias,
-1×1 conv to a mixture of 10 discretised logistics). Protocol: 45k training / 5k validation
-images, AdamW (β2 = 0.9, weight decay 0.01, learning rate 2e-4 after 100 warm-up steps,
-ε scaled like the loss), batch 16 (VDVAE's per-GPU n_batch; it trained on 32 GPUs... see
+VDVAE's model (cifar10, imagenet32, imagenet64, ffhq256, ffhq1024), each choice an option of the
+family: the layout of its `enc_blocks`/`dec_blocks` strings (top_down.vdvae_layout; cifar10:
+encoder 12/7/7/4/3 blocks and 22/11/6/3/1 stochastic groups at 32/16/8/4/1, 43 in all, each
+residual branch scaled by 1/√43), a learned stream bias at every decoder resolution, 1×1 middle
+convolutions at resolutions ≤ 2, the encoder activation taken before each down-sampling block,
+the posterior reading the stream before the prior's features join it, scales exp(log σ) with no
+floor, PyTorch's default initialisation, its input normalisation, and the output head (gain,
+bias, 1×1 conv to a mixture of 10 discretised logistics, scoring a bin of probability below 1e-5
+by the density at its midpoint times its width: model.likelihood.small_bins='midpoint_density',
+as VDVAE's loss does; the exact bin probability, the default elsewhere, gives a higher
+log-likelihood on a sharp model, see docs/results/top_down.md). Protocol: 45k training / 5k
+validation images, AdamW (β2 = 0.9, weight decay 0.01, learning rate 2e-4 after 100 warm-up
+steps, ε scaled like the loss), batch 16 (VDVAE's per-GPU n_batch; it trained on 32 GPUs... see
 docs/results/top_down.md), gradient clipping 200 and skip threshold 400 per dimension, EMA
 0.9999 evaluated on validation every 10 epochs, early stopping on it.
 
@@ -42,7 +49,8 @@ Published numbers (`config.paper` records the row each variant reproduces):
                    79.09 nats (negative ELBO; github.com/Rayhane-mamah/Efficient-VDVAE README).
   CIFAR-10         VDVAE 2.87 bits/dim (Child 2021, Table 1; seeds 2.879, 2.842, 2.898,
                    2.864); NVAE 2.91; Efficient-VDVAE 2.87.
-  ImageNet 32      VDVAE 3.80 bits/dim.      FFHQ 256 (5 bits)   VDVAE 0.61 bits/dim.
+  ImageNet 32      VDVAE 3.80 bits/dim.      ImageNet 64   VDVAE 3.52 bits/dim.
+  FFHQ 256 (5 bits)   VDVAE 0.61 bits/dim.   FFHQ 1024   VDVAE 2.42 bits/dim.
 
 Run:
   TFDS_DATA_DIR=../shared/tensorflow_datasets \
@@ -55,7 +63,8 @@ from vae_jax.models import top_down
 
 VARIANTS = ('mnist_small', 'mnist', 'mnist_8bit', 'mnist_efficient_vdvae',
             'mnist_efficient_vdvae_small', 'mnist_nvae', 'mnist_nvae_small', 'cifar10',
-            'cifar10_small', 'imagenet32', 'ffhq256', 'cifar10_efficient_vdvae')
+            'cifar10_small', 'imagenet32', 'imagenet64', 'ffhq256', 'ffhq1024',
+            'cifar10_efficient_vdvae')
 
 # openai/vdvae hps.py: enc_blocks, dec_blocks, width, batch per GPU, learning rate, EMA rate,
 # gradient clip and skip threshold (per dimension), input shift and scale (data.py).
@@ -66,10 +75,25 @@ VDVAE_HPS = {
     'imagenet32': ('32x15,32d2,16x9,16d2,8x8,8d2,4x6,4d4,1x6',
                    '1x2,4m1,4x4,8m4,8x9,16m8,16x19,32m16,32x40', 512, 8, 1.5e-4, 0.999, 200.0,
                    300.0, 116.2373, 69.37404),
+    'imagenet64': ('64x11,64d2,32x20,32d2,16x9,16d2,8x8,8d2,4x7,4d4,1x5',
+                   '1x2,4m1,4x3,8m4,8x7,16m8,16x15,32m16,32x31,64m32,64x12', 512, 4, 1.5e-4,
+                   0.999, 220.0, 380.0, 115.92961967, 69.37404),
     'ffhq256': ('256x3,256d2,128x8,128d2,64x12,64d2,32x17,32d2,16x7,16d2,8x5,8d2,4x5,4d4,1x4',
                 '1x2,4m1,4x3,8m4,8x4,16m8,16x9,32m16,32x21,64m32,64x13,128m64,128x7,256m128',
                 512, 1, 1.5e-4, 0.999, 130.0, 180.0, 112.8666, 69.84780),
+    'ffhq1024': ('1024x1,1024d2,512x3,512d2,256x5,256d2,128x7,128d2,64x10,64d2,32x14,32d2,16x7,'
+                 '16d2,8x5,8d2,4x5,4d4,1x4',
+                 '1x2,4m1,4x3,8m4,8x4,16m8,16x9,32m16,32x20,64m32,64x14,128m64,128x7,256m128,'
+                 '256x2,512m256,1024m512', 16, 1, 7e-5, 0.999, 360.0, 500.0, 0.4387 * 255,
+                 0.2743 * 255),
 }
+# What else a layout of hps.py sets: ffhq1024's custom_width_str (widths per resolution, finest
+# first; width 16 elsewhere) and num_mixtures; ffhq256's 5-bit likelihood (data.py's low_bit).
+VDVAE_LIKELIHOODS = {'ffhq256': dict(num_bits=5), 'ffhq1024': dict(num_components=2)}
+VDVAE_WIDTHS = {'ffhq1024': (16, 32, 64, 512, 512, 512, 512, 512, 512, 512)}
+# Folders of images, or TFDS names.
+VDVAE_DATA = {'ffhq256': 'ffhq256/', 'ffhq1024': 'ffhq1024/',
+              'imagenet32': 'imagenet_resized/32x32', 'imagenet64': 'imagenet_resized/64x64'}
 # The model choices VDVAE's code makes (vae.py, vae_helpers.py), as model.top_down options.
 VDVAE_MODEL = dict(scale_function='exp', min_scale=0.0, encoder_output='before_down_block',
                    pointwise_up_to=2, stream_biases='per_resolution', no_bias_above=64,
@@ -191,13 +215,15 @@ def _vdvae(config, variant: str) -> None:
   """VDVAE's model and protocol (see the module docstring)."""
   hps = VDVAE_HPS['cifar10' if variant == 'cifar10_small' else variant]
   enc_blocks, dec_blocks, width, batch, lr, ema, clip, skip, shift, scale = hps
-  config.data.update(name={'ffhq256': 'ffhq256/'}.get(variant, variant.removesuffix('_small')),
-                     binarization='none')
-  if variant == 'imagenet32':
-    config.data.name = 'imagenet_resized/32x32'
-  config.model.likelihood.update(kind='discretized_logistic_mixture', num_components=10)
+  name = variant.removesuffix('_small')
+  config.data.update(name=VDVAE_DATA.get(name, name), binarization='none')
+  # VDVAE scores a bin of probability below 1e-5 by its midpoint density (vae_helpers.py).
+  config.model.likelihood.update({'kind': 'discretized_logistic_mixture', 'num_components': 10,
+                                  'small_bins': 'midpoint_density',
+                                  **VDVAE_LIKELIHOODS.get(variant, {})})
   config.model.top_down.update(**top_down.vdvae_layout(enc_blocks, dec_blocks), width=width,
-                               input_mean=shift / 255, input_std=scale / 255, **VDVAE_MODEL)
+                               widths=VDVAE_WIDTHS.get(variant, ()), input_mean=shift / 255,
+                               input_std=scale / 255, **VDVAE_MODEL)
   side = int(enc_blocks.split('x')[0])
   per_dimension(config, side * side * 3, clip=clip, skip=skip, eps=1e-8)
   config.optimizer.update(name='adamw', learning_rate=lr, b1=0.9, b2=0.9, weight_decay=0.01,
@@ -225,6 +251,7 @@ def _cifar10_efficient_vdvae(config) -> None:
   rate, 800k steps of 32 (its per-block skip connections are one activation per resolution
   here, as in VDVAE)."""
   _vdvae(config, 'cifar10')
+  config.model.likelihood.small_bins = 'exact'  # VDVAE's convention, not checked in its code
   config.model.top_down.update(decoder_groups=(22, 11, 7, 4, 3), latent_channels=32,
                                scale_function='unit_softplus', init='lecun_normal')
   per_dimension(config, 32 * 32 * 3, clip=0.0, skip=800.0, eps=1e-8)

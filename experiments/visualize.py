@@ -13,8 +13,9 @@ and latest readable (or --step) checkpoint and writes to WORKDIR/figures/:
   manifold.png         2-D Gaussian latents: decodings of a grid of prior quantiles (Kingma &
                        Welling 2013, Figure 4)
   categories.png       one categorical latent: the decoding of each of its values
-  temperatures.png     a hierarchy: prior samples at temperatures 1.0, 0.9, 0.8, 0.6, 0.4, 0.2
-                       (one row each, the same noise)
+  temperatures.png     a hierarchy: prior samples at temperatures 1.0, 0.9, 0.8, 0.7, 0.6, 0.4,
+                       0.2 (one row each, the same noise; VDVAE draws at 1.0, 0.9, 0.8, 0.7),
+                       each the likelihood's mean
   kl_per_group.png     a hierarchy: the test KL of each latent group (first 1000 images)
   latent_space.png     test posterior means coloured by label (2-D, else PCA or t-SNE)
   training_curves.png  ELBO, its reconstruction term, KL and active units against epochs
@@ -31,6 +32,10 @@ from experiments import launch
 from vae_jax import figures, images, models
 from vae_jax.engine import metric_writers
 from vae_jax.evaluators import batched, elbo, posterior
+
+# Prior scales × t; the first four are VDVAE's (train.py, write_images).
+TEMPERATURES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.4, 0.2)
+
 
 def define_flags() -> None:
   """The command line (defined only when run as a program, so tests can import this module)."""
@@ -54,8 +59,7 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
   hierarchy = isinstance(model, models.Hierarchy)
   gaussian = config.model.latent_kind == 'gaussian' and not hierarchy  # one latent code
   if hierarchy:
-    arrays['temperatures'] = figures.temperature_samples(model, params, key,
-                                                         (1.0, 0.9, 0.8, 0.6, 0.4, 0.2))
+    arrays['temperatures'] = figures.temperature_samples(model, params, key, TEMPERATURES)
     terms = elbo.evaluate_elbo(elbo.make_elbo_fn(model, num_samples=1, analytic_kl=True), params,
                                test.images[:1000], batch_size=100, rng=key)
     arrays['kl_per_group'] = figures.group_kl_bars(

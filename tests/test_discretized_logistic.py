@@ -118,3 +118,64 @@ def test_the_likelihood_reads_its_raw_channels():
         lambda d: (d.means, d.log_prob(x), d.mean, d.sample(jax.random.key(1))))(
             likelihood.apply({}, raw)), raw)
     assert [value.shape for value in shapes] == [(2, 4, 4, channels, 3), (2,), x.shape, x.shape]
+
+
+def _sharp_vdvae_output(seed, batch=2, size=8, nr_mix=10):
+  """A sharp model's output in VDVAE's channel layout (log-scales within 1 of their floor −7,
+  means anywhere), float32 values held in float64, and random 8-bit images."""
+  rng = np.random.default_rng(seed)
+  l = rng.normal(0, 1, (batch, size, size, nr_mix * 10))
+  per_channel = l[..., nr_mix:].reshape(batch, size, size, 3, 3 * nr_mix)
+  per_channel[..., nr_mix:2 * nr_mix] = rng.uniform(-8.0, -6.0, per_channel[..., :nr_mix].shape)
+  l[..., nr_mix:] = per_channel.reshape(batch, size, size, -1)
+  images = rng.integers(0, 256, (batch, size, size, 3)) / 255.0
+  return l.astype(np.float32).astype(np.float64), images
+
+
+def test_the_midpoint_density_branch_matches_vdvaes_loss_on_a_sharp_model():
+  # VDVAE's discretized_mix_logistic_loss (tests/vdvae_reference.py, float64) against ours
+  # (float32) on a sharp model, where most bins hold less than 1e-5 and the two conventions
+  # differ by about log(sinh(a)/a) ≈ 2 nats per subpixel (a = bin half-width / scale).
+  from tests import vdvae_reference  # pylint: disable=import-outside-toplevel
+  from vae_jax.models import vdvae_checkpoints  # pylint: disable=import-outside-toplevel
+  l, images = _sharp_vdvae_output(0)
+  target = (np.round(images * 255) - 127.5) / 127.5
+  theirs = vdvae_reference._dmol_log_prob(target, l, 10)  # pylint: disable=protected-access
+  raw = jnp.asarray(l[..., vdvae_checkpoints.mixture_channel_order(10)], jnp.float32)
+  x = jnp.asarray(images, jnp.float32)
+  ours = {small_bins: np.asarray(dl.DiscretizedLogisticMixtureLikelihood(
+      10, small_bins=small_bins).apply({}, raw).log_prob(x), np.float64)
+          for small_bins in dl.SMALL_BINS}
+  np.testing.assert_allclose(ours['midpoint_density'], theirs, rtol=1e-6)
+  # The exact bin probability is larger (by sinh(a)/a per small bin): > 1 nat per pixel here.
+  assert np.all(ours['exact'] - theirs > 1.0 * 8 * 8)
+
+
+@pytest.mark.parametrize('k', [1, 2, 100, 200, 253, 254])
+def test_the_midpoint_density_branch_scores_the_density_times_the_width_below_1e_5(k):
+  # One sharp logistic (scale e^−7) at −0.2: bins far from it score pdf(x) · 2/255; the edge
+  # bins keep their tails and a bin of probability above 1e-5 keeps its probability.
+  mean, log_scale = -0.2, -7.0
+  distribution = _grey([0.0], [mean], [log_scale])
+  midpoint = dl.DiscretizedLogisticMixture(*jax.tree.leaves(distribution),
+                                           small_bins='midpoint_density')
+  x = jnp.full((1, 1, 1, 1), k / 255.0, jnp.float32)
+  exact = _scipy_log_prob(k, [mean], [np.exp(log_scale)], np.ones(1))
+  expected = (stats.logistic.logpdf(2 * k / 255 - 1, mean, np.exp(log_scale)) + np.log(2 / 255)
+              if exact < np.log(1e-5) else exact)
+  np.testing.assert_allclose(float(midpoint.log_prob(x)[0]), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(distribution.log_prob(x)[0]), exact, rtol=1e-5)
+
+
+def test_five_bits_sum_to_one_and_score_the_top_bits_of_each_value():
+  distribution = dl.DiscretizedLogisticMixture(*jax.tree.leaves(_grey([0.3, -0.2], [-0.4, 0.6],
+                                                                      [-2.0, -3.0])),
+                                               num_bits=5)
+  images = jnp.asarray(np.arange(256) / 255.0, jnp.float32).reshape(256, 1, 1, 1)
+  log_probs = np.asarray(jax.vmap(lambda x: distribution.log_prob(x[None]))(images)[:, 0])
+  # every 8 values of k share their top five bits: one bin of the 32
+  np.testing.assert_array_equal(log_probs.reshape(32, 8), log_probs[::8, None].repeat(8, 1))
+  np.testing.assert_allclose(special.logsumexp(log_probs[::8].astype(np.float64)), 0.0,
+                             atol=2e-5)
+  samples = distribution.sample(jax.random.key(0))
+  assert float(samples[0, 0, 0]) * 31 == pytest.approx(round(float(samples[0, 0, 0]) * 31))

@@ -3,8 +3,16 @@ to check imported checkpoints against: an independent computation of the same ne
 
 `TINY` is a small layout in VDVAE's own strings; `state_dict(TINY, seed)` draws random
 parameters under VDVAE's key names (what `torch.save(vae.state_dict())` holds), and
-`forward(state, TINY, x)` runs VDVAE's encoder and decoder with each z at its posterior mean.
+`forward(state, TINY, x)` runs VDVAE's encoder and decoder with each z at its posterior mean,
+scoring x with VDVAE's loss (its branch for bins below 1e-5 included; `small_bins=False` drops
+it). `optimizer_state_dict` is what VDVAE's `*-opt.th` holds, and `save_like_torch` writes such
+objects in `torch.save`'s zip format without torch.
 """
+
+import collections
+import io
+import pickle
+import zipfile
 
 import numpy as np
 from scipy import special
@@ -97,8 +105,10 @@ def _normal_log_pdf(z, mean, logsigma):
   return (-0.5 * np.log(2 * np.pi) - logsigma - 0.5 * ((z - mean) / np.exp(logsigma))**2)
 
 
-def _dmol_log_prob(x, l, nr_mix):
-  """vae_helpers.discretized_mix_logistic_loss, negated and not divided: log p(x) per image."""
+def _dmol_log_prob(x, l, nr_mix, small_bins=True):
+  """vae_helpers.discretized_mix_logistic_loss, negated and not divided: log p(x) per image.
+  `small_bins=False` replaces its branch for bins of probability below 1e-5 (the density at the
+  bin's midpoint times its width) by the bin's probability (vae_jax's small_bins='exact')."""
   xs = x.shape
   logit_probs = l[..., :nr_mix]
   l = l[..., nr_mix:].reshape(*xs, nr_mix * 3)
@@ -111,16 +121,21 @@ def _dmol_log_prob(x, l, nr_mix):
   centered, inv = x - means, np.exp(-log_scales)
   plus, minus = inv * (centered + 1 / 255), inv * (centered - 1 / 255)
   cdf_delta = special.expit(plus) - special.expit(minus)
+  mid = inv * centered
+  log_pdf_mid = mid - log_scales - 2 * np.logaddexp(0, mid)
+  inside = np.log(np.maximum(cdf_delta, 1e-12))
+  if small_bins:
+    inside = np.where(cdf_delta > 1e-5, inside, log_pdf_mid - np.log(127.5))
   log_probs = np.where(x < -0.999, plus - np.logaddexp(0, plus),
-                       np.where(x > 0.999, -np.logaddexp(0, minus),
-                                np.log(np.maximum(cdf_delta, 1e-12))))
+                       np.where(x > 0.999, -np.logaddexp(0, minus), inside))
   log_probs = log_probs.sum(-2) + special.log_softmax(logit_probs, -1)
   return special.logsumexp(log_probs, -1).sum((1, 2))
 
 
-def forward(state, hps, images):
+def forward(state, hps, images, small_bins=True):
   """VDVAE's VAE on 8-bit `images` (k/255, NHWC), each z its posterior mean: returns
-  {'reconstruction', 'log_prior', 'log_posterior'} per image and the posterior means."""
+  {'reconstruction', 'log_prior', 'log_posterior'} per image and the posterior means.
+  `small_bins=False`: the exact bin probability everywhere (see `_dmol_log_prob`)."""
   k = np.round(images * 255)
   x = (k + hps['shift']) * hps['scale']
   target = (k - 127.5) / 127.5
@@ -153,7 +168,7 @@ def forward(state, hps, images):
   size = images.shape[1]
   out = xs[size] * state['decoder.gain'].reshape(-1) + state['decoder.bias'].reshape(-1)
   logits = _conv(out, state, 'decoder.out_net.out_conv')
-  return ({'reconstruction': _dmol_log_prob(target, logits, hps['num_mixtures']),
+  return ({'reconstruction': _dmol_log_prob(target, logits, hps['num_mixtures'], small_bins),
            'log_prior': log_prior, 'log_posterior': log_posterior}, means)
 
 
@@ -162,6 +177,96 @@ def save_with_torch(state, path):
   import torch  # pylint: disable=import-outside-toplevel
   torch.save({key: torch.tensor(value, dtype=torch.float32) for key, value in state.items()},
              path)
+
+
+def optimizer_state_dict(state, seed=0, step=1000, lr=2e-4, wd=0.01):
+  """What VDVAE's `*-opt.th` holds (`torch.save(optimizer.state_dict())` of apex's FusedAdam, in
+  AdamW mode): Adam's moments per parameter index, in the order of `vae.parameters()` (the
+  state_dict's), and one parameter group whose `step` counts the updates taken."""
+  rng = np.random.default_rng(seed)
+  moments = {index: {'exp_avg': rng.normal(0, 1e-3, value.shape).astype(np.float32),
+                     'exp_avg_sq': rng.uniform(1e-8, 1e-6, value.shape).astype(np.float32)}
+             for index, value in enumerate(state.values())}
+  group = {'lr': lr, 'bias_correction': True, 'betas': (0.9, 0.9), 'eps': 1e-8,
+           'weight_decay': wd, 'amsgrad': False, 'step': step, 'initial_lr': lr,
+           'params': list(range(len(state)))}
+  return {'state': moments, 'param_groups': [group]}
+
+
+class _TorchName:
+  """A name in torch's modules, pickled as a GLOBAL (without torch installed)."""
+
+  def __init__(self, module, name):
+    self.module, self.name = module, name
+
+  def __call__(self, *args):  # pickle asks a reduce function to be callable; never called
+    raise TypeError(f'{self.module}.{self.name} is a name for pickles only.')
+
+
+class _Storage:
+
+  def __init__(self, array, key):
+    self.array, self.key = array, key
+
+
+class _Tensor:
+
+  def __init__(self, storage):
+    self.storage = storage
+
+  def __reduce__(self):
+    array = self.storage.array
+    strides = tuple(step // array.itemsize for step in array.strides)
+    return (_TorchName('torch._utils', '_rebuild_tensor_v2'),
+            (self.storage, 0, array.shape, strides, False, collections.OrderedDict()))
+
+
+_STORAGE_NAMES = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.float64): 'DoubleStorage',
+                  np.dtype(np.int64): 'LongStorage'}
+
+
+class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
+  """The pure-Python pickler, writing `_TorchName`s as globals and storages as torch's
+  persistent ids."""
+
+  dispatch = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
+
+  def _save_torch_name(self, obj):
+    self.write(pickle.GLOBAL + f'{obj.module}\n{obj.name}\n'.encode())
+    self.memoize(obj)
+
+  dispatch[_TorchName] = _save_torch_name
+
+  def persistent_id(self, obj):
+    if isinstance(obj, _Storage):
+      return ('storage', _TorchName('torch', _STORAGE_NAMES[obj.array.dtype]), obj.key, 'cpu',
+              obj.array.size)
+    return None
+
+
+def save_like_torch(obj, path):
+  """Writes `obj` (dicts, lists and tuples of numbers and numpy arrays) in the zip format of
+  `torch.save`, without torch: a tensor pickled as `_rebuild_tensor_v2` over a storage record."""
+  storages = []
+
+  def tensors(value):
+    if isinstance(value, np.ndarray):
+      storages.append(_Storage(np.ascontiguousarray(value), str(len(storages))))
+      return _Tensor(storages[-1])
+    if isinstance(value, dict):
+      return type(value)((key, tensors(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+      return type(value)(tensors(item) for item in value)
+    return value
+
+  buffer = io.BytesIO()
+  _TorchPickler(buffer, protocol=2).dump(tensors(obj))
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('archive/data.pkl', buffer.getvalue())
+    archive.writestr('archive/byteorder', 'little')
+    for storage in storages:
+      archive.writestr(f'archive/data/{storage.key}', storage.array.tobytes())
+    archive.writestr('archive/version', '3\n')
 
 
 if __name__ == '__main__':

@@ -89,6 +89,17 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """`{name: array}` of a state_dict saved with `torch.save` (see the module docstring)."""
   if not zipfile.is_zipfile(path):
     return _load_with_torch(path)
+  state = load_object(path)
+  if not isinstance(state, dict):
+    raise TorchFileError(f'{path} holds a {type(state).__name__}, not a state_dict.')
+  return {name: np.asarray(value) for name, value in state.items()}
+
+
+def load_object(path: str):
+  """The object `torch.save` wrote to `path` (zip format), its tensors as numpy arrays: a
+  state_dict, or an optimizer's (`{'state': {index: {name: tensor}}, 'param_groups': [...]}`)."""
+  if not zipfile.is_zipfile(path):
+    raise TorchFileError(f'{path} is not in the zip format torch.save writes since PyTorch 1.6.')
   with zipfile.ZipFile(path) as archive:
     pickles = [name for name in archive.namelist() if name.endswith('/data.pkl')]
     if len(pickles) != 1:
@@ -99,10 +110,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     byteorder = (archive.read(byteorder_name).decode().strip()
                  if byteorder_name in archive.namelist() else 'little')
     with archive.open(pickles[0]) as file:
-      state = _Unpickler(file, archive, prefix, byteorder).load()
-  if not isinstance(state, dict):
-    raise TorchFileError(f'{path} holds a {type(state).__name__}, not a state_dict.')
-  return {name: np.asarray(value) for name, value in state.items()}
+      return _Unpickler(file, archive, prefix, byteorder).load()
 
 
 def _load_with_torch(path: str) -> dict[str, np.ndarray]:

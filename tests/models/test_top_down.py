@@ -2,6 +2,7 @@
 by SciPy, the per-group closed-form KLs against Monte-Carlo, importance sampling above the
 ELBO, temperatures, patches, rematerialisation, and the CIFAR-10 config on mock data."""
 
+import collections
 import functools
 
 import jax
@@ -156,9 +157,14 @@ def test_the_cifar10_config_trains_evaluates_and_draws_on_mock_data(mock_tfds, t
 
 
 def _vdvae_parameter_counts(enc_blocks: str, dec_blocks: str, width: int, zdim: int,
-                            image_channels: int = 3, num_mixtures: int = 10) -> dict[str, int]:
+                            image_channels: int = 3, num_mixtures: int = 10,
+                            custom_width_str: str = '') -> dict[str, int]:
   """Parameters of openai/vdvae's VAE, module by module, counted from its vae.py (parse_layer_string,
-  Block, DecBlock, Decoder) independently of vae_jax."""
+  get_width_settings, Block, DecBlock, Decoder) independently of vae_jax."""
+  widths = collections.defaultdict(lambda: width)
+  for part in filter(None, custom_width_str.split(',')):
+    resolution, channels = part.split(':')
+    widths[int(resolution)] = int(channels)
 
   def layers(spec):
     out = []
@@ -178,17 +184,37 @@ def _vdvae_parameter_counts(enc_blocks: str, dec_blocks: str, width: int, zdim: 
     k = 3 if use_3x3 else 1
     return conv(cin, mid, 1) + 2 * conv(mid, mid, k) + conv(mid, cout, 1)
 
-  mid = int(width * 0.25)
-  encoder = conv(image_channels, width, 3) + sum(block(width, mid, width, res > 2)
+  mid = lambda res: int(widths[res] * 0.25)
+  encoder = conv(image_channels, width, 3) + sum(block(widths[res], mid(res), widths[res], res > 2)
                                                  for res, _ in layers(enc_blocks))
-  decoder_blocks = [block(2 * width, mid, 2 * zdim, res > 2)
-                    + block(width, mid, 2 * zdim + width, res > 2) + conv(zdim, width, 1)
-                    + block(width, mid, width, res > 2) for res, _ in layers(dec_blocks)]
+  decoder_blocks = [block(2 * widths[res], mid(res), 2 * zdim, res > 2)
+                    + block(widths[res], mid(res), 2 * zdim + widths[res], res > 2)
+                    + conv(zdim, widths[res], 1)
+                    + block(widths[res], mid(res), widths[res], res > 2)
+                    for res, _ in layers(dec_blocks)]
   resolutions = {res for res, _ in layers(dec_blocks)}
-  return {'encoder': encoder, 'decoder_blocks': sum(decoder_blocks),
-          'bias_xs': sum(width * res * res for res in resolutions if res <= 64),
-          'gain_bias_out_net': 2 * width + conv(width, num_mixtures * 10, 1),
-          'num_decoder_blocks': len(decoder_blocks)}
+  counts = {'encoder': encoder, 'decoder_blocks': sum(decoder_blocks),
+            'bias_xs': sum(widths[res] * res * res for res in resolutions if res <= 64),
+            'gain_bias_out_net': 2 * width + conv(width, num_mixtures * 10, 1),
+            'num_decoder_blocks': len(decoder_blocks)}
+  counts['total'] = sum(value for name, value in counts.items() if name != 'num_decoder_blocks')
+  return counts
+
+
+# hps.py's settings beyond the block strings and width: ffhq1024's widths and mixture size.
+_VDVAE_EXTRA_HPS = {'ffhq1024': dict(num_mixtures=2, custom_width_str=(
+    '512:32,256:64,128:512,64:512,32:512,16:512,8:512,4:512,1:512'))}
+
+
+def _vdvae_count(variant):
+  enc, dec, width, *_ = top_down_configs.VDVAE_HPS[variant]
+  return _vdvae_parameter_counts(enc, dec, width, zdim=16, **_VDVAE_EXTRA_HPS.get(variant, {}))
+
+
+def _parameter_count(config, side):
+  model = models.build_model(config.model, (side, side, 3))
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))['params']
+  return sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes)), shapes
 
 
 @pytest.mark.slow  # traces the 43-group model (~15 s)
@@ -197,7 +223,7 @@ def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
   # hold the same number in each part (encoder, the 43 stochastic blocks, stream biases, head).
   config = top_down_configs.get_config('cifar10')
   enc, dec, width, *_ = top_down_configs.VDVAE_HPS['cifar10']
-  expected = _vdvae_parameter_counts(enc, dec, width, zdim=16)
+  expected = _vdvae_count('cifar10')
   model = models.build_model(config.model, (32, 32, 3))
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
   counts = {name: sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
@@ -240,10 +266,25 @@ def test_vdvaes_other_layouts_load_their_data_and_fit_it(variant, mock_tfds, tmp
   side = {'imagenet32': 32, 'ffhq256': 256}[variant]
   assert dataset.data_shape == (side, side, 3)
   config_checks.validate_config_for_data(config, dataset)
-  model = models.build_model(config.model, dataset.data_shape)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
-  groups = [name for name in shapes['params'] if name.startswith('groups_')]
+  count, shapes = _parameter_count(config, side)
+  groups = [name for name in shapes if name.startswith('groups_')]
   assert len(groups) == {'imagenet32': 78, 'ffhq256': 66}[variant]
+  assert count == _vdvae_count(variant)['total'] == {'imagenet32': 119_280_868,
+                                                     'ffhq256': 114_874_852}[variant]
+
+
+@pytest.mark.slow  # traces models of 75 and 70 groups, the second at 1024×1024 (shapes only)
+@pytest.mark.parametrize('variant,side,total', [('imagenet64', 64, 125_005_860),
+                                                ('ffhq1024', 1024, 109_366_904)])
+def test_vdvaes_imagenet64_and_ffhq1024_layouts_hold_vdvaes_parameters(variant, side, total):
+  # The paper's table rounds to 125M and 115M; VDVAE's own modules (hps.py's ffhq1024 with its
+  # custom_width_str and 2 logistics) count 109,366,904 for the second.
+  config = top_down_configs.get_config(variant)
+  count, shapes = _parameter_count(config, side)
+  expected = _vdvae_count(variant)
+  assert count == expected['total'] == total
+  assert sum(name.startswith('groups_') for name in shapes) == expected['num_decoder_blocks']
+  assert shapes['output_head']['kernel'].shape[-1] == (20 if variant == 'ffhq1024' else 100)
 
 
 def test_padding_and_cropping_are_inverse_and_centred():

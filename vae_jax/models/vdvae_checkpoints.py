@@ -39,7 +39,8 @@ def _take(state: dict, key: str, used: set) -> np.ndarray:
   if key not in state:
     raise CheckpointMismatchError(
         f'The checkpoint has no {key}, which the model built from the config needs: pass the '
-        '--hps the checkpoint was trained with (cifar10, imagenet32, ffhq256).')
+        '--hps the checkpoint was trained with (cifar10, imagenet32, imagenet64, ffhq256, '
+        'ffhq1024).')
   used.add(key)
   return state[key]
 
@@ -98,7 +99,40 @@ def _matched(converted: dict, template: dict, unused: list[str]) -> dict:
                         bool(unused))
     raise CheckpointMismatchError(
         f'The checkpoint does not fit the model built from the config ({details}). Pass the '
-        '--hps the checkpoint was trained with (cifar10, imagenet32, ffhq256).')
+        '--hps the checkpoint was trained with (cifar10, imagenet32, imagenet64, ffhq256, '
+        'ffhq1024).')
   return flax.traverse_util.unflatten_dict(
       {name: np.asarray(value, flat_ours[name].dtype) for name, value in flat_new.items()},
       sep='/')
+
+
+def adam_moments(optimizer_state: dict, model_state: dict[str, np.ndarray]
+                 ) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """Adam's step and moments `({name: exp_avg}, {name: exp_avg_sq})` from VDVAE's `*-opt.th`
+  (`optimizer.state_dict()` of apex's FusedAdam: moments by parameter index, in the order of
+  `vae.parameters()`, which is the order of the keys of the `*-model.th` state_dict,
+  `model_state`; the step in the parameter group, or in each parameter's state)."""
+  try:
+    moments, groups = optimizer_state['state'], optimizer_state['param_groups']
+    indices = [index for group in groups for index in group['params']]
+  except (KeyError, TypeError):
+    raise CheckpointMismatchError('The optimizer file is not an optimizer state_dict (no '
+                                  "'state' and 'param_groups'): pass VDVAE's *-opt.th.") from None
+  parameter_names = list(model_state)
+  if len(indices) != len(parameter_names) or set(moments) - set(indices):
+    raise CheckpointMismatchError(
+        f'The optimizer file holds {len(indices)} parameters, the model file '
+        f'{len(parameter_names)}: pass the *-opt.th saved with this *-model.th.')
+  steps = {int(np.asarray(group['step'])) for group in groups if 'step' in group}
+  steps |= {int(np.asarray(entry['step'])) for entry in moments.values() if 'step' in entry}
+  if len(steps) != 1:
+    raise CheckpointMismatchError(f'The optimizer file holds steps {sorted(steps)}; expected '
+                                  'one step for every parameter.')
+  names = dict(zip(indices, parameter_names))
+  exp_avg, exp_avg_sq = {}, {}
+  for index, name in names.items():
+    entry = moments.get(index, {})  # a parameter never updated has no state yet: zeros
+    zeros = np.zeros(np.shape(model_state[name]), np.float32)
+    exp_avg[name] = np.asarray(entry.get('exp_avg', zeros), np.float32)
+    exp_avg_sq[name] = np.asarray(entry.get('exp_avg_sq', zeros), np.float32)
+  return steps.pop(), exp_avg, exp_avg_sq
