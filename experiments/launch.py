@@ -14,6 +14,7 @@ import functools
 import logging as python_logging
 import os
 import re
+import signal
 import sys
 from typing import NamedTuple
 
@@ -62,6 +63,12 @@ def _main_with_readable_errors(main, argv) -> None:
   except TrainingInterrupted as interrupted:  # a clean stop, checkpointed: no traceback
     logging.warning('%s', interrupted)
     sys.exit(128 + interrupted.signal_number)
+  except KeyboardInterrupt:  # Ctrl-C outside training (which checkpoints first, above)
+    sys.stderr.write('error: interrupted (SIGINT) before finishing; a report not yet written '
+                     'was not written.\n')
+    sys.stderr.flush()
+    # Not sys.exit: XLA's threads may still be computing, and an orderly shutdown can crash.
+    os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
   except Exception as error:  # pylint: disable=broad-exception-caught
     message = os_error_message(error)  # a full disk, a read-only folder: no traceback either
     if message is None or TRACEBACK.value:

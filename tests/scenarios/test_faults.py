@@ -217,3 +217,15 @@ def test_train_means_after_a_resume_between_logs_say_how_many_steps_they_cover(
   covered = {m['step']: m.get('train/steps_in_mean') for m in metric_writers.read_metrics(workdir)
              if 'train/loss' in m}
   assert covered == {4: None, 8: None, 12: 2, 15: 3}  # 11-12 after the resume; 13-15 at the end
+
+
+def test_a_checkpoint_that_cannot_fit_is_refused_before_orbax_starts_writing(
+    tmp_path, monkeypatch):
+  real_disk_usage = shutil.disk_usage
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
+                      lambda path: real_disk_usage(path)._replace(free=500_000))
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(checkpointing.NoSpaceError,
+                     match=r'No space left for the checkpoint at step 10 in .*needs about'):
+    training.train_and_evaluate(_config(), workdir)
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints', '10'))

@@ -12,8 +12,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import tempfile
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
@@ -235,11 +237,30 @@ def save_training_checkpoint(manager: ocp.CheckpointManager, step: int, state,
                              data_iterator=None) -> None:
   """Saves the train state at `step` (and the grain iterator that yields step `step`'s batch
   next, if given) with a `create_training_checkpoint_manager` manager."""
+  check_space_for(state, str(manager.directory), step)
   items = {STATE_ITEM: ocp.args.StandardSave(state)}
   if data_iterator is not None:
     import grain  # pylint: disable=import-outside-toplevel
     items[DATA_ITERATOR_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
   manager.save(step, args=ocp.args.Composite(**items))
+
+
+class NoSpaceError(UserError, OSError):
+  """Too little free space for the next checkpoint."""
+
+
+def check_space_for(state, folder: str, step: int) -> None:
+  """Refuses to start a save that cannot fit: orbax's writer threads would fail one after
+  another with pages of tracebacks. The estimate is the state's bytes plus a margin for
+  metadata; the checkpoints already saved are untouched."""
+  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state) if hasattr(leaf, 'nbytes'))
+  needed = int(needed * 1.1) + (1 << 20)
+  free = shutil.disk_usage(folder if os.path.isdir(folder) else os.path.dirname(folder)).free
+  if free < needed:
+    raise NoSpaceError(
+        f'No space left for the checkpoint at step {step} in {folder}: it needs about '
+        f'{needed / 1e6:.1f} MB and {free / 1e6:.1f} MB are free. Free some space there and '
+        'rerun the same command to resume from the last checkpoint saved.')
 
 
 def restore_data_iterator(manager: ocp.CheckpointManager, step: int, data_iterator) -> bool:
