@@ -165,6 +165,10 @@ def test_vectors_for_an_image_only_family_name_the_families_that_fit(tmp_path):
                      r'use a family for vectors \(.*vae.*configs/vectors.py'):
     config_checks.validate_config_for_data(config, dataset)
   config.model.family = 'auto'
+  config.model.decoder.kind = 'conv'
+  with pytest.raises(config_checks.ConfigError, match=r'model.decoder.kind=conv reads images'):
+    config_checks.validate_config_for_data(config, dataset)
+  config.model.decoder.kind = 'mlp'
   config.batch_size = 50
   with pytest.raises(config_checks.ConfigError, match='batch_size=50 exceeds the 36 training'):
     config_checks.validate_config_for_data(config, dataset)

@@ -1,7 +1,8 @@
 """Vectors through the launchers: a real table that ships with scikit-learn, written as a .csv
-and as an .npz, trains with configs/vectors.py, and experiments.evaluate reports a finite
-log p(x) by every estimator, also in the data's own units (the standardisation's Jacobian);
-a bad table stops the launch before anything is written."""
+and as an .npz, trains with configs/vectors.py, experiments.evaluate reports a finite log p(x)
+by every estimator, also in the data's own units (the standardisation's Jacobian), and
+experiments.visualize writes samples and reconstructions in those units; a bad table stops the
+launch before anything is written."""
 
 import json
 import os
@@ -90,6 +91,18 @@ def test_an_npz_of_vectors_trains_and_evaluates_with_its_saved_standardisation(t
     scale = np.asarray(json.load(f)['scale'])
   assert report['data_units']['log_jacobian'] == pytest.approx(-np.log(scale).sum())
   assert np.all(scale < wine.data.std(0) * 1.5)  # fitted on the file as it was at training
+  np.savez(path, x=wine.data, labels=wine.target)  # the file as it was
+  drawn = _launch('experiments.visualize', f'--workdir={workdir}')
+  assert drawn.returncode == 0, drawn.stderr[-3000:]
+  samples = np.loadtxt(workdir / 'figures' / 'samples.csv', delimiter=',', skiprows=1)
+  with open(workdir / 'figures' / 'reconstructions.csv', encoding='utf-8') as f:
+    header, first, _ = f.readline(), f.readline(), f.readline()
+  assert samples.shape == (64, wine.data.shape[1]) and header.startswith('which,feature_0,')
+  # In the data's units: each feature's samples sit within a few of its sd of its mean (the
+  # proline feature is in the hundreds, the hue about 1), and the first row is a data row.
+  assert np.all(np.abs(samples.mean(0) - wine.data.mean(0)) < 3 * wine.data.std(0))
+  assert np.any(np.all(np.isclose(wine.data, np.asarray(first.split(',')[1:], float),
+                                  rtol=1e-4), axis=1))
 
 
 def test_a_bad_table_stops_the_launch_in_one_line_before_anything_is_written(tmp_path):

@@ -71,7 +71,7 @@ def register_source(name: str, *, options: Mapping[str, Option] | None = None,
     registries.add(registries.Component(
         KIND, name, build, dict(options or {}), tuple(checks),
         {'claims': claims or (lambda data_name: data_name == name), 'order': order,
-         'named': claims is None}))
+         'named': claims is None and order == BY_NAME}))
     return build
 
   return decorate
