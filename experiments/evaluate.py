@@ -244,7 +244,7 @@ def in_data_units(report: dict, log_jacobian: float) -> dict:
 
 def _data_units_lines(report: dict) -> list[str]:
   converted = report.get('data_units')
-  if not converted:
+  if not converted or len(converted) == 1:  # no log-density to convert (BDMC's are simulated)
     return []
   lines = ['  The model sees standardised vectors x_std = (x - mean) / sd (fitted on the training '
            'split); the numbers above are log-densities of x_std. In the data\'s own units, '
