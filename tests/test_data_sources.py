@@ -194,3 +194,20 @@ def test_a_source_that_breaks_the_contract_is_named_with_the_missing_method():
       data.load_dataset(config.data)
   finally:
     del registries.COMPONENTS['data_source']['no_load_source']
+
+
+def test_a_saved_standardisation_is_reloaded_and_used_instead_of_a_refit(tmp_path):
+  np.save(tmp_path / 'vectors.npy', np.random.default_rng(2).normal(5.0, 3.0, (30, 4)))
+  fitted = data.load_dataset(_data_config(tmp_path / 'vectors.npy', test_size=5)).standardization
+  fitted.save(str(tmp_path))
+  saved = data.Standardization.load(str(tmp_path))
+  np.testing.assert_array_equal(saved.mean, fitted.mean)
+  np.testing.assert_array_equal(saved.scale, fitted.scale)
+  assert data.Standardization.load(str(tmp_path / 'elsewhere')) is None
+  np.save(tmp_path / 'vectors.npy', np.random.default_rng(3).normal(0.0, 1.0, (30, 4)))
+  reloaded = data.load_dataset(_data_config(tmp_path / 'vectors.npy', test_size=5),
+                               standardization=saved)
+  assert reloaded.standardization is saved  # not refitted on the changed file
+  test_rows = np.load(tmp_path / 'vectors.npy')[np.random.default_rng(0).permutation(30)[:5]]
+  np.testing.assert_allclose(reloaded.standardization.invert(reloaded.test.images), test_rows,
+                             rtol=1e-5, atol=1e-5)
