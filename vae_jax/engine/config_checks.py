@@ -120,17 +120,18 @@ def _image_only_problems(config, dataset: data.Dataset) -> list[str]:
 
 
 def _support_problems(config, dataset: data.Dataset):
-  """Every value in [0, 1] (of images, or of vectors to be binarised); and what the chosen components need of the data (the Bernoulli
-  likelihood binary pixels, the discretised logistics 8-bit grey levels: their data checks)."""
+  """Every value finite, and in [0, 1] for images and vectors to be binarised; and what the
+  chosen components need of the data (the Bernoulli likelihood binary pixels, the discretised
+  logistics 8-bit grey levels: their data checks)."""
   out_of_range = []
   in_unit_range = dataset.kind == data.IMAGES or config.data.binarization != 'none'
   for name, values, _ in data.checked_values(dataset, config.data.binarization):
     finite = np.all(np.isfinite(values))
     if not finite or (in_unit_range and (values.min() < 0 or values.max() > 1)):
       found = 'non-finite values' if not finite else f'[{values.min()}, {values.max()}]'
-      out_of_range.append(
-          f'{dataset.name} {name} images must be finite and in [0, 1] (binarisation reads them '
-          f'as probabilities, the likelihoods as intensities); found {found}.')
+      why = ('must be finite and in [0, 1] (binarisation reads them as probabilities, the '
+             'likelihoods as intensities)' if in_unit_range else 'must be finite')
+      out_of_range.append(f'{dataset.name} {name} {dataset.kind} {why}; found {found}.')
   return out_of_range or registries.data_problems(config, dataset)
 
 
