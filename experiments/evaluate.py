@@ -246,11 +246,16 @@ def _data_units_lines(report: dict) -> list[str]:
   converted = report.get('data_units')
   if not converted or len(converted) == 1:  # no log-density to convert (BDMC's are simulated)
     return []
+  jacobian = converted['log_jacobian']
   lines = ['  The model sees standardised vectors x_std = (x - mean) / sd (fitted on the training '
            'split); the numbers above are log-densities of x_std. In the data\'s own units, '
-           f"log p(x) = log p(x_std) - sum_d log sd_d = log p(x_std) + {converted['log_jacobian']:.4f}:"]
-  lines += [f'  {key:<13} {value:10.4f}  (data units)' for key, value in converted.items()
-            if key != 'log_jacobian']
+           f"log p(x) = log p(x_std) - sum_d log sd_d = log p(x_std) {'+-'[jacobian < 0]} "
+           f'{abs(jacobian):.4f}:']
+  for key, value in converted.items():
+    if key != 'log_jacobian':
+      what = 'ELBO' if key == 'elbo' else 'log p(x)'
+      lines.append(f"  {what:<13} {value:10.4f} nats in the data's units  "
+                   f"({key.removesuffix('/log_likelihood')})")
   return lines
 
 
