@@ -132,6 +132,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, split: str = 'tes
                 epoch=step / (len(dataset.train) // config.batch_size), split=split, seed=seed,
                 family=models.family_name(config.model), device=str(jax.devices()[0].device_kind),
                 paper=config.paper.to_dict())
+  if dataset.standardization is not None:
+    report['data_units'] = in_data_units(report, dataset.standardization.log_jacobian)
   stem = _unused_stem(os.path.join(report_dir, _report_name(
       step, split, names, seed, len(chosen.images) if num_examples is not None else None,
       [getattr(evaluator, 'report_name_part', '') for evaluator in chosen_evaluators.values()])))
@@ -278,6 +280,35 @@ def _with_overrides(config, *, batch_size, num_importance_samples, chunk_size,
   return config
 
 
+def in_data_units(report: dict, log_jacobian: float) -> dict:
+  """The log-densities of a report on standardised vectors as densities of the data in its own
+  units: log p(x) = log p(x_std) − Σ_d log σ_d (`log_jacobian` = −Σ_d log σ_d, per example)."""
+  converted = {'log_jacobian': log_jacobian}
+  for key, value in report.items():
+    if key == 'elbo' and isinstance(value, (int, float)):
+      converted['elbo'] = value + log_jacobian
+    elif isinstance(value, dict) and isinstance(value.get('log_likelihood'), (int, float)):
+      converted[f'{key}/log_likelihood'] = value['log_likelihood'] + log_jacobian
+  return converted
+
+
+def _data_units_lines(report: dict) -> list[str]:
+  converted = report.get('data_units')
+  if not converted or len(converted) == 1:  # no log-density to convert (BDMC's are simulated)
+    return []
+  jacobian = converted['log_jacobian']
+  lines = ['  The model sees standardised vectors x_std = (x - mean) / sd (fitted on the training '
+           'split); the numbers above are log-densities of x_std. In the data\'s own units, '
+           f"log p(x) = log p(x_std) - sum_d log sd_d = log p(x_std) {'+-'[jacobian < 0]} "
+           f'{abs(jacobian):.4f}:']
+  for key, value in converted.items():
+    if key != 'log_jacobian':
+      what = 'ELBO' if key == 'elbo' else 'log p(x)'
+      lines.append(f"  {what:<13} {value:10.4f} nats in the data's units  "
+                   f"({key.removesuffix('/log_likelihood')})")
+  return lines
+
+
 def _split(dataset: data.Dataset, split: str) -> data.Split:
   if split == 'validation' and dataset.validation is None:
     raise app.UsageError('This run has no validation split (data.validation_size=0).')
@@ -289,6 +320,7 @@ def format_report(report: dict) -> str:
   lines = [f"{report['workdir']}: step {report['step']}{which} (epoch {report['epoch']:g}), "
            f"{report['split']} split, {report['num_examples']} examples"]
   lines += evaluators.registry.summary_lines(report)
+  lines += _data_units_lines(report)
   paper = report['paper']
   if paper.get('test_log_likelihood') is not None:
     units = f", {paper['active_units']} active units" if paper.get('active_units') else ''

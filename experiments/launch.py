@@ -246,7 +246,7 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   stopping, `WORKDIR/checkpoints_best/` ('best'); see `resolve_checkpoint` for 'auto'."""
   config = load_saved_config(workdir)
   set_data_location(config.data, data_dir, data_path)
-  dataset = data.load_dataset(config.data)
+  dataset = data.load_dataset(config.data, standardization=data.Standardization.load(workdir))
   config_checks.validate_config_for_data(config, dataset)
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)

@@ -98,11 +98,7 @@ def train_command(config_spec: str, workdir: str, overrides: dict,
                f'--workdir={workdir}', *command_line_overrides]
   arguments += [f'--config.{key}={value}' for key, value in sorted(overrides.items())]
   if data_config is not None:
-    resolved = data.with_resolved_location(data_config)
-    if not data.is_local(resolved.name):
-      arguments.append(f'--data_dir={resolved.tfds_data_dir}')
-    if resolved.path:
-      arguments.append(f'--data_path={resolved.path}')
+    arguments += data.location_flags(data_config)
   return shlex.join(arguments)
 
 

@@ -19,6 +19,8 @@ and latest readable (or --step) checkpoint and writes to WORKDIR/figures/:
   kl_per_group.png     a hierarchy: the test KL of each latent group (first 1000 images)
   latent_space.png     test posterior means coloured by label (2-D, else PCA or t-SNE)
   training_curves.png  ELBO, its reconstruction term, KL and active units against epochs
+For vectors, samples.csv and reconstructions.csv (data rows, each followed by its
+reconstruction) replace the image grids, in the data's own units (standardisation inverted).
 """
 
 import os
@@ -29,7 +31,7 @@ from absl import flags, logging
 from scipy import stats
 
 from experiments import launch
-from vae_jax import figures, images, models
+from vae_jax import data, figures, images, models
 from vae_jax.engine import metric_writers
 from vae_jax.evaluators import batched, elbo, posterior
 
@@ -55,9 +57,16 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
                                                           data_path=data_path)
   test = dataset.test
   key = jax.random.key(seed)
-  arrays = figures.model_image_grids(model, params, key, test.images, count=64)
+  paths = {}
+  if dataset.kind == data.VECTORS:  # tables, not image grids, in the data's own units
+    paths.update(write_vector_tables(workdir, model, params, key, dataset))
+    arrays = {}
+  else:
+    arrays = figures.model_image_grids(model, params, key, test.images, count=64)
   hierarchy = isinstance(model, models.Hierarchy)
-  gaussian = config.model.latent_kind == 'gaussian' and not hierarchy  # one latent code
+  # One latent code, decoded to images.
+  gaussian = (config.model.latent_kind == 'gaussian' and not hierarchy and
+              dataset.kind == data.IMAGES)
   if hierarchy:
     arrays['temperatures'] = figures.temperature_samples(model, params, key, TEMPERATURES)
     terms = elbo.evaluate_elbo(elbo.make_elbo_fn(model, num_samples=1, analytic_kl=True), params,
@@ -80,10 +89,32 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
   arrays['latent_space'] = figures.latent_scatter(means, labels, projection)
   if os.path.exists(os.path.join(workdir, metric_writers.METRICS_FILENAME)):  # not if imported
     arrays['training_curves'] = figures.training_curves(metric_writers.read_metrics(workdir))
-  paths = {}
   for name, array in arrays.items():
     paths[name] = os.path.join(workdir, 'figures', f'{name}.png')
     images.save_png(paths[name], array)
+  return paths
+
+
+def write_vector_tables(workdir: str, model, params, key, dataset, count: int = 64
+                        ) -> dict[str, str]:
+  """`samples.csv` (decoder means at `count` draws from the prior) and `reconstructions.csv`
+  (the first `count` test vectors, each followed by its reconstruction), in the data's units
+  (the run's standardisation inverted)."""
+  standardization = dataset.standardization
+  to_data = standardization.invert if standardization is not None else np.asarray
+  names = list(standardization.feature_names if standardization is not None else ())
+  names = names or [f'feature_{d}' for d in range(dataset.data_shape[0])]
+  inputs = dataset.test.images[:count]
+  samples = to_data(np.asarray(figures.prior_samples(model, params, key, num_samples=count)))
+  recons = to_data(np.asarray(figures.reconstructions(model, params, inputs)))
+  rows = np.stack([to_data(inputs), recons], axis=1).reshape(-1, len(names))
+  which = np.tile(['data', 'reconstruction'], len(inputs))[:, None]
+  folder = os.path.join(workdir, 'figures')
+  os.makedirs(folder, exist_ok=True)
+  paths = {name: os.path.join(folder, f'{name}.csv') for name in ('samples', 'reconstructions')}
+  np.savetxt(paths['samples'], samples, delimiter=',', header=','.join(names), comments='')
+  np.savetxt(paths['reconstructions'], np.hstack([which, rows.astype(str)]), fmt='%s',
+             delimiter=',', header=','.join(['which', *names]), comments='')
   return paths
 
 

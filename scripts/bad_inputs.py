@@ -39,6 +39,10 @@ class Case:
   expected: str  # a regular expression the first message line must match
   prepare: str = ''  # how the workdir is readied first: see `prepare`
   cwd: str = REPO_ROOT
+  table: str = ''  # written to {workdir}.csv first, when given
+
+
+_ROWS = ''.join(f'{i},{i % 7}\n' for i in range(60))  # 60 good rows of two columns
 
 
 def train(*flags: str) -> list[str]:
@@ -62,6 +66,29 @@ def cases() -> list[Case]:
       Case('missing_data_file', 'Frey Face without its file',
            ['experiments.train', '--config=configs/frey_face.py', '--workdir={workdir}'], 1,
            r'^error: Frey Face is not bundled'),
+      Case('table_non_numeric', 'a table with a column of words',
+           train('--config.data.name={workdir}.csv'), 1,
+           r"^error: .*\.csv: column 'b' is not numeric \(row 2 holds 'red'\)",
+           table='a,b\n1,2\n3,red\n' + _ROWS),
+      Case('table_not_finite', 'a table with a missing value',
+           train('--config.data.name={workdir}.csv'), 1,
+           r"^error: .*\.csv: row 3, column 'a' holds nan",
+           table='a,b\n1,2\n3,4\nnan,6\n' + _ROWS),
+      Case('table_too_few_rows', 'a table with fewer rows than the test split',
+           train('--config.data.name={workdir}.csv'), 1,
+           r'^error: data.test_size=297 must be in \(0, 60\)', table='a,b\n' + _ROWS),
+      Case('table_smaller_than_a_batch', 'a table with fewer training rows than a batch',
+           train('--config.data.name={workdir}.csv', '--config.data.test_size=10',
+                 '--config.data.binarization=none', '--config.model.likelihood.kind=gaussian',
+                 '--config.batch_size=64'), 1,
+           r'^error: Invalid config for this dataset: batch_size=64 exceeds the 50 training',
+           table='a,b\n' + _ROWS),
+      Case('vectors_to_an_image_family', 'a table given to the top-down (image-only) family',
+           train('--config.data.name={workdir}.csv', '--config.data.test_size=10',
+                 '--config.data.binarization=none', '--config.model.likelihood.kind=gaussian',
+                 '--config.model.family=top_down'), 1,
+           r'^error: Invalid config for this dataset: model.family=top_down reads images.*'
+           r'use a family for vectors', table='a,b\n' + _ROWS),
       Case('batch_larger_than_data', 'a batch larger than the training split',
            train('--config.batch_size=5000'), 1,
            r'^error: Invalid config for this dataset: batch_size=5000 exceeds'),
@@ -159,6 +186,10 @@ def corrupt(workdir: str, step_filter) -> None:
 
 def prepare(case: Case, workdir: str):
   """Readies the workdir; returns a background process to stop afterwards, if any."""
+  if case.table:
+    os.makedirs(os.path.dirname(workdir), exist_ok=True)
+    with open(f'{workdir}.csv', 'w', encoding='utf-8') as f:
+      f.write(case.table)
   if case.prepare == 'failed_launch':
     run(train('--config.data.name=mnsit'), workdir, REPO_ROOT)
   if case.prepare == 'file_at_workdir':

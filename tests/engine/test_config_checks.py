@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from configs import frey_face, iwae, kingma_welling, mnist, mnist_discrete, quickstart, vampprior
+from configs import (frey_face, iwae, kingma_welling, mnist, mnist_discrete, quickstart, vampprior,
+                     vectors)
 from vae_jax import data, registries
 from vae_jax.engine import config_checks, runners
 
@@ -58,7 +59,7 @@ def test_every_problem_is_reported_at_once():
 
 
 SHIPPED = [('mnist', ''), ('mnist', 'conv'), ('frey_face', ''), ('frey_face', 'latent2'),
-           ('quickstart', '')]
+           ('quickstart', ''), ('vectors', ''), ('vectors', 'latent2'), ('vectors', 'binary')]
 SHIPPED += [(name, variant) for name, module in (('iwae', iwae), ('vampprior', vampprior),
                                                  ('kingma_welling', kingma_welling),
                                                  ('mnist_discrete', mnist_discrete))
@@ -69,7 +70,7 @@ SHIPPED += [(name, variant) for name, module in (('iwae', iwae), ('vampprior', v
 def test_shipped_configs_are_valid(name, variant):
   module = {'mnist': mnist, 'frey_face': frey_face, 'quickstart': quickstart, 'iwae': iwae,
             'vampprior': vampprior, 'kingma_welling': kingma_welling,
-            'mnist_discrete': mnist_discrete}[name]
+            'mnist_discrete': mnist_discrete, 'vectors': vectors}[name]
   config = module.get_config(variant) if variant else module.get_config()
   config_checks.validate_config(config)
 

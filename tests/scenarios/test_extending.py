@@ -12,9 +12,10 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-# The overrides that put each example to use on the bundled digits: all five in one run (the
-# Laplace prior and the continuous Bernoulli likelihood in the linear-decoder family, trained with
-# gradient noise and evaluated with the reconstruction error too).
+# The overrides that put each example to use: all six in one run (the Laplace prior and the
+# continuous Bernoulli likelihood in the linear-decoder family, on bars and stripes from the
+# example data source, trained with gradient noise and evaluated with the reconstruction error
+# too).
 USES = {
     'laplace_prior': ['--config.model.prior.kind=laplace', '--config.model.prior.laplace.scale=0.5'],
     'continuous_bernoulli': ['--config.data.binarization=none',
@@ -23,6 +24,8 @@ USES = {
     'gradient_noise': ["--config.optimizer.transforms=('gradient_noise',)"],
     'linear_decoder_vae': ['--config.model.family=linear_decoder',
                            '--config.model.linear_decoder.use_bias=False'],
+    'bars_and_stripes': ['--config.data.name=bars_and_stripes',
+                         '--config.data.bars_and_stripes.num_examples=1000'],
 }
 TINY_RUN = ['--config=configs/quickstart.py', '--config.num_epochs=1', '--config.batch_size=100',
             '--config.model.latent_dim=2', '--config.model.encoder.hidden_sizes=(16,)',
@@ -65,6 +68,7 @@ def test_the_examples_from_outside_the_package_train_and_evaluate(tmp_path):
   assert saved['imports'] == list(imports)
   assert saved['model']['prior']['laplace']['scale'] == 0.5  # its option, set on the command line
   assert saved['model']['linear_decoder']['use_bias'] is False
+  assert saved['data']['bars_and_stripes']['num_examples'] == 1000
   with open(workdir / 'metrics.jsonl', encoding='utf-8') as f:
     metrics = [json.loads(line) for line in f]
   assert any('test/reconstruction_mse' in row for row in metrics)  # during training too

@@ -72,6 +72,9 @@ def _unknown_evaluators(config) -> list[str]:
 def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
   """Checks that need the data: its shape, its size, and that every value lies in the support
   of the likelihood (a log-density outside it would be garbage, not an error, in the step)."""
+  image_only = _image_only_problems(config, dataset)
+  if image_only:  # the family's own shape checks would only repeat it
+    raise ConfigError(listing('Invalid config for this dataset', image_only))
   problems = [*_support_problems(config, dataset),
               *models.families.config_problems(config.model, dataset.data_shape)]
   split = config.early_stopping.metric.partition('/')[0]
@@ -96,17 +99,39 @@ def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Da
     raise ConfigError(listing('Invalid config for this dataset', problems))
 
 
+def _image_only_problems(config, dataset: data.Dataset) -> list[str]:
+  """Vectors given to a family or network that reads images (a registered family declares
+  `images_only=True`; convolutional encoders and decoders)."""
+  if dataset.kind != data.VECTORS:
+    return []
+  found = []
+  family = models.families.family_name(config.model)
+  if registries.get('family', family).extras.get('images_only'):
+    fitting = [name for name in registries.names('family')
+               if not registries.get('family', name).extras.get('images_only')]
+    found.append(f'model.family={family} reads images, but {dataset.name} holds vectors of '
+                 f'shape {dataset.data_shape}: use a family for vectors ({", ".join(fitting)}; '
+                 'configs/vectors.py trains the MLP VAE).')
+  for part in ('encoder', 'decoder'):
+    if config.model[part].kind == 'conv':
+      found.append(f'model.{part}.kind=conv reads images, but {dataset.name} holds vectors of '
+                   f'shape {dataset.data_shape}: use model.{part}.kind=mlp (configs/vectors.py).')
+  return found
+
+
 def _support_problems(config, dataset: data.Dataset):
-  """Every value in [0, 1]; and what the chosen components need of the data (the Bernoulli
-  likelihood binary pixels, the discretised logistics 8-bit grey levels: their data checks)."""
+  """Every value finite, and in [0, 1] for images and vectors to be binarised; and what the
+  chosen components need of the data (the Bernoulli likelihood binary pixels, the discretised
+  logistics 8-bit grey levels: their data checks)."""
   out_of_range = []
+  in_unit_range = dataset.kind == data.IMAGES or config.data.binarization != 'none'
   for name, values, _ in data.checked_values(dataset, config.data.binarization):
     finite = np.all(np.isfinite(values))
-    if not finite or values.min() < 0 or values.max() > 1:
+    if not finite or (in_unit_range and (values.min() < 0 or values.max() > 1)):
       found = 'non-finite values' if not finite else f'[{values.min()}, {values.max()}]'
-      out_of_range.append(
-          f'{dataset.name} {name} images must be finite and in [0, 1] (binarisation reads them '
-          f'as probabilities, the likelihoods as intensities); found {found}.')
+      why = ('must be finite and in [0, 1] (binarisation reads them as probabilities, the '
+             'likelihoods as intensities)' if in_unit_range else 'must be finite')
+      out_of_range.append(f'{dataset.name} {name} {dataset.kind} {why}; found {found}.')
   return out_of_range or registries.data_problems(config, dataset)
 
 

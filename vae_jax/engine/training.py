@@ -65,7 +65,8 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   if main_process:  # refuse a mismatched workdir before reading any data
     _check_workdir_configs(configs, workdirs, allow_config_change, defaults, announce=False)
   config = configs[0]
-  dataset = data.load_dataset(config.data, stream_train=config.input_pipeline == 'grain')
+  dataset = data.load_dataset(config.data, stream_train=config.input_pipeline == 'grain',
+                              standardization=_saved_standardization(workdirs[0]))
   config_checks.validate_config_for_data(config, dataset)
   schedule = Schedule(config, len(dataset.train))
   model = models.build_model(config.model, dataset.data_shape)
@@ -79,6 +80,8 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
         _check_no_earlier_record(workdir, schedule)
       for run_config, workdir in zip(configs, workdirs):
         checkpointing.save_config(run_config, workdir)
+        if dataset.standardization is not None:  # evaluation maps numbers back with it
+          dataset.standardization.save(workdir)
     return _train_group(configs, workdirs, dataset, model, settings, schedule)
 
 
@@ -86,6 +89,13 @@ def _with_resolved_data_location(config: ml_collections.ConfigDict) -> ml_collec
   resolved = copy.deepcopy(config)
   resolved.data = data.with_resolved_location(config.data)
   return resolved
+
+
+def _saved_standardization(workdir: str) -> data.Standardization | None:
+  """A resumed run's standardisation of vectors, as fitted when it started."""
+  if checkpointing.holds_trained_state(workdir):
+    return data.Standardization.load(workdir)
+  return None
 
 
 def _check_workdir_configs(configs, workdirs, allow_config_change: bool, defaults, *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vae_jax import figures, options
+from vae_jax import data, figures, options
 from vae_jax.options import Option
 from vae_jax.evaluators import registry
 
@@ -28,14 +28,14 @@ class ImageGridsEvaluator:
 
 
 @registry.register(
-    'images', during_training=True, applies_to='num_images > 0',
+    'images', during_training=True, applies_to='num_images > 0, images',
     num_images=Option(64, 'tiles in the sample and reconstruction grids (0: none)',
                       options.non_negative),
     splits=Option(('test',), 'the splits whose reconstructions are drawn during training',
                   lambda splits: None if set(splits) <= {'validation', 'test'} else
                   "may hold only 'validation' and 'test'."))
 def create(model, config, dataset) -> ImageGridsEvaluator | None:
-  del dataset
-  if not config.evals.images.num_images:
+  if not config.evals.images.num_images or (dataset is not None and
+                                            dataset.kind == data.VECTORS):  # no grids of vectors
     return None
   return ImageGridsEvaluator(model, config.evals.images.num_images)

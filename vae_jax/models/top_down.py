@@ -325,7 +325,7 @@ OPTIONS = options.at(
                  'memory)'))
 
 
-@families.register('top_down', options=OPTIONS)
+@families.register('top_down', options=OPTIONS, images_only=True)
 def build(model_config, data_shape) -> TopDownVAE:
   """The layout of `model.top_down` (see OPTIONS): `resolutions` (finest first),
   `encoder_blocks` and `decoder_groups` per resolution, `width(s)` channels, residual blocks of
