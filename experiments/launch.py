@@ -53,7 +53,6 @@ def _main_with_readable_errors(main, argv) -> None:
   if len(argv) > 1:  # a flag missing its `--`, say
     _exit(f'unexpected arguments {argv[1:]}: every argument is a --flag.', USAGE_EXIT_CODE)
   quiet_orbax_info_logs()
-  use_compilation_cache(COMPILATION_CACHE.value)
   try:
     main(argv)
   except (UserError, app.UsageError) as error:
@@ -104,6 +103,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     remaining = flags.FLAGS(argv)
     _expand_home_in_paths()
+    use_compilation_cache(COMPILATION_CACHE.value)
     return remaining
   except flags.Error as error:
     _exit(f'{_without_traceback(str(error))}{_config_flag_hint(str(error), argv)} '
