@@ -142,3 +142,23 @@ def test_real_mnist(shared_tfds_dir):
   assert set(np.unique(dataset.test.images)) == {0.0, 1.0}
   np.testing.assert_allclose(dataset.test.images.mean(), grey_test.mean(), rtol=0.005)
   assert 0.12 < grey_test.mean() < 0.14
+
+
+@pytest.mark.slow
+def test_a_decoded_tfds_split_is_kept_and_read_back_bit_for_bit(shared_tfds_dir, tmp_path):
+  from vae_jax.data import dataset as dataset_module, tfds_source  # pylint: disable=import-outside-toplevel
+  config = _data_config(name='mnist', tfds_data_dir=shared_tfds_dir, binarization='none',
+                        decoded_cache=str(tmp_path))
+  first = data.load_dataset(config)  # decodes, and keeps both splits
+  kept = sorted(path.name for path in tmp_path.iterdir())
+  assert len(kept) == 2 and kept[0].startswith('mnist_3.0.1_test_'), kept
+  source = tfds_source.TfdsSource(config)._open('test')  # pylint: disable=protected-access
+  decoded = dataset_module.records_to_split(source.__getitems__(range(len(source))))
+  np.testing.assert_array_equal(first.test.images, decoded.images)  # as decoded before the cache
+  np.testing.assert_array_equal(first.test.labels, decoded.labels)
+  path = tmp_path / kept[0]
+  with np.load(path) as arrays:
+    changed = {'images': 255 - arrays['images'], 'labels': arrays['labels']}
+  np.savez(path, **changed)
+  second = data.load_dataset(config)  # read from the cache: sees the change
+  np.testing.assert_allclose(second.test.images, 1 - first.test.images, atol=1e-6)

@@ -6,16 +6,19 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import os
 import socket
+import tempfile
 
 import numpy as np
+from absl import logging
 
 from vae_jax import options
 from vae_jax.data import sources
 from vae_jax.data.dataset import (DataError, DataUnavailableError, RecordSplit, Split, Traits,
-                                  records_to_split)
+                                  record_image)
 from vae_jax.options import OPERATIONAL, Option
 
 
@@ -38,6 +41,9 @@ def tfds_data_dir(config) -> str:
 @sources.register_source('tfds', order=sources.FALLBACK, options=options.at(
     'data', traits=(OPERATIONAL,),
     tfds_data_dir=Option('', "'' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets"),
+    decoded_cache=Option('', "folder keeping each TFDS split decoded, read in a second instead "
+                         "of decoding its images again ('' -> ~/.cache/vae_jax/decoded_tfds; "
+                         "'none': off)"),
     download=Option(True, 'prepare a missing TFDS dataset (needs TensorFlow and internet)')))
 class TfdsSource(sources.Source):
   """A TFDS dataset's train split and the split its papers test on; its training split streams
@@ -48,10 +54,24 @@ class TfdsSource(sources.Source):
 
   def load(self, *, stream_train: bool) -> tuple[Split | RecordSplit, Split]:
     train = self._open('train')
-    test = records_to_split(_read_all(self._open(test_split(self.config.name))))
+    test = self._read_all(self._open(test_split(self.config.name)))
     if stream_train:
       return RecordSplit(train, len(train)), test
-    return records_to_split(_read_all(train)), test
+    return self._read_all(train), test
+
+  def _read_all(self, source) -> Split:
+    """Every record of `source`, decoded once and then read from the decoded cache."""
+    path = decoded_cache_path(self.config.decoded_cache, source)
+    if path is not None and os.path.exists(path):
+      with np.load(path) as arrays:
+        return _as_split(arrays['images'], arrays['labels'] if 'labels' in arrays else None)
+    records = source.__getitems__(range(len(source)))
+    images = np.stack([np.asarray(record['image']) for record in records])
+    labels = (np.asarray([record['label'] for record in records], np.int32)
+              if records and 'label' in records[0] else None)
+    if path is not None:
+      _write_atomically(path, images, labels)
+    return _as_split(images, labels)
 
   def resolve_location(self, config):
     config.tfds_data_dir = os.path.abspath(tfds_data_dir(config))
@@ -71,8 +91,46 @@ class TfdsSource(sources.Source):
     return source
 
 
-def _read_all(source) -> list[dict]:
-  return source.__getitems__(range(len(source)))
+def decoded_cache_path(folder: str, source) -> str | None:
+  """Where the decoded split of `source` is kept (None: the cache is off), named for the
+  dataset, version and split, and keyed by its files' paths, sizes and times, so that a
+  dataset prepared again is decoded again."""
+  if folder == 'none':
+    return None
+  folder = os.path.expanduser(folder or os.path.join(
+      os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache'), 'vae_jax', 'decoded_tfds'))
+  try:
+    info, split = source.dataset_info, str(source.split)
+    files = sorted(name for name in os.listdir(info.data_dir) if f'-{split}.' in name)
+    stamp = [os.path.abspath(info.data_dir), split, len(source)] + [
+        (name, os.stat(os.path.join(info.data_dir, name)).st_size,
+         os.stat(os.path.join(info.data_dir, name)).st_mtime_ns) for name in files]
+  except (AttributeError, OSError, TypeError):  # no files behind it (a mocked source): no cache
+    return None
+  if not files:
+    return None
+  key = hashlib.sha256(repr(stamp).encode()).hexdigest()[:16]
+  return os.path.join(folder, f"{info.name}_{info.version}_{split}_{key}.npz")
+
+
+def _as_split(images: np.ndarray, labels: np.ndarray | None) -> Split:
+  """uint8 images as float32 in [0, 1] with a channel axis, as `records_to_split` makes them."""
+  return Split(record_image({'image': images[..., None] if images.ndim == 3 else images}),
+               labels)
+
+
+def _write_atomically(path: str, images: np.ndarray, labels: np.ndarray | None) -> None:
+  """Writes the cache file whole or not at all; a cache that cannot be written is skipped."""
+  arrays = {'images': images} if labels is None else {'images': images, 'labels': labels}
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(path), suffix='.npz',
+                                     delete=False) as f:
+      np.savez(f, **arrays)
+    os.replace(f.name, path)
+  except OSError as error:
+    logging.warning('The decoded split could not be cached in %s (%s); it is decoded again '
+                    'next time.', os.path.dirname(path), error)
 
 
 def _open_tfds_source(tfds, name: str, split: str, data_dir: str, download: bool):
