@@ -24,7 +24,7 @@ from absl import app, flags, logging
 
 from configs import default
 from vae_jax import data, models, optimizers, registries
-from vae_jax.engine import checkpointing, config_checks, runs, steps
+from vae_jax.engine import checkpointing, compilation_cache, config_checks, runs, steps
 from vae_jax.errors import TrainingInterrupted, UserError, os_error_message
 
 TRACEBACK = flags.DEFINE_bool('traceback', False,
@@ -75,21 +75,6 @@ def _main_with_readable_errors(main, argv) -> None:
     _exit(message, ERROR_EXIT_CODE)
 
 
-def use_compilation_cache(folder: str | None) -> None:
-  """Turns on JAX's persistent compilation cache in `folder` (None: $JAX_COMPILATION_CACHE_DIR,
-  else the default under the user's cache folder; '': off). A cached program runs exactly as
-  a freshly compiled one; every program is cached, however fast it compiled."""
-  if folder is None:
-    folder = os.environ.get('JAX_COMPILATION_CACHE_DIR') or os.path.join(
-        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'vae_jax',
-        'jax_compilation')
-  if not folder:
-    jax.config.update('jax_enable_compilation_cache', False)
-    return
-  jax.config.update('jax_compilation_cache_dir', os.path.expanduser(folder))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-
-
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a config override that names no key (`--config.optimzer.x=1`)
   or an unparsable value reported in one line instead of chained tracebacks. The modules of a
@@ -103,7 +88,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     remaining = flags.FLAGS(argv)
     _expand_home_in_paths()
-    use_compilation_cache(COMPILATION_CACHE.value)
+    compilation_cache.use(COMPILATION_CACHE.value)
     return remaining
   except flags.Error as error:
     _exit(f'{_without_traceback(str(error))}{_config_flag_hint(str(error), argv)} '

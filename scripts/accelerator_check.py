@@ -3,6 +3,7 @@ r"""The accelerator check: the figures a GPU or TPU should reach, measured in on
   pip install -e '.[test]' "jax[cuda12]==$(python -c 'import jax; print(jax.__version__)')"
   python -m scripts.accelerator_check                 # on the accelerator: about 5 minutes
   python -m scripts.accelerator_check --scale=smoke   # anywhere, in a minute: small counts
+  python -m scripts.accelerator_check --only=top_down_step,cifar10_step   # some parts
 
 Prints one JSON line per measurement, then a table against the targets for one modern GPU:
   mnist_epoch     one epoch (600 steps of 100) of configs/mnist.py after compilation
@@ -38,12 +39,17 @@ from absl import app, flags
 
 from configs import mnist, top_down
 from vae_jax import data, models, optimizers
-from vae_jax.engine import runners, steps
+from vae_jax.engine import compilation_cache, runners, steps
 from vae_jax.evaluators import batched, importance_sampling
 
 _SCALE = flags.DEFINE_enum('scale', 'full', ['full', 'smoke'],
                            'full: the real counts (an accelerator); smoke: small counts.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'A TFDS data dir holding MNIST.')
+_ONLY = flags.DEFINE_list('only', None, 'Run only these parts (default: all), e.g. '
+                          '--only=top_down_step,cifar10_step; names in PART_NAMES.')
+_COMPILATION_CACHE = flags.DEFINE_string(
+    'compilation_cache', None, "JAX's persistent compilation cache, as the launchers' flag "
+    "(default: $JAX_COMPILATION_CACHE_DIR, else ~/.cache/vae_jax/jax_compilation; '' off).")
 
 TARGETS = {'mnist_epoch': ('seconds', 0.25, 'below'), 'iwae_eval': ('seconds', 30.0, 'below'),
            'sweep_16': ('speedup', 8.0, 'above')}
@@ -257,40 +263,73 @@ def summary(results: dict, data_source: str) -> str:
   return '\n'.join(lines)
 
 
-def main(argv):
-  del argv
-  smoke = _SCALE.value == 'smoke'
-  on_cpu = jax.default_backend() == 'cpu'
-  results = {}
-  train_images, test_images, source = mnist_images(60_000)
+def parts(smoke: bool, on_cpu: bool, train_images, test_images) -> dict:
+  """The checks by name, each a function of the results so far (run in this order)."""
   config = mnist.get_config()
   epoch_steps = 100 if smoke else 600
-  check_epoch(results, 'mnist_epoch', config, train_images, 100, epoch_steps)
-  check_iwae_eval(results, config, test_images, 20 if smoke else 10_000)
-  check_sweeps(results, config, train_images, 5 if smoke else 600)
-  check_top_down_step(results, train_images, 'mnist_small' if smoke else 'mnist')
-  # VDVAE's CIFAR-10 model at its batch of 32 per device; a CPU smoke run takes the small one.
-  check_cifar10_step(results, 'cifar10_small' if smoke else 'cifar10', 2 if smoke else 32)
-  check_deep_mnist_epoch(results, train_images, 'mnist_nvae_small' if smoke else 'mnist_nvae',
-                         2 if smoke else 20)
-  if smoke:  # the same code path as mnist_nvae_epoch; its compilation alone takes ~40 s here
-    emit(results, 'mnist_efficient_vdvae_epoch', skipped='smoke run: timed on the accelerator')
-  else:
-    check_deep_mnist_epoch(results, train_images, 'mnist_efficient_vdvae', 20)
-  if on_cpu:
-    emit(results, 'mixed_precision', skipped='bfloat16 is emulated on a CPU: not meaningful')
-  else:
+
+  def mixed_precision(results):
+    if on_cpu:
+      emit(results, 'mixed_precision', skipped='bfloat16 is emulated on a CPU: not meaningful')
+      return
+    if 'mnist_epoch' not in results:
+      check_epoch(results, 'mnist_epoch', config, train_images, 100, epoch_steps)
     half = mnist.get_config()
     half.model.compute_dtype = 'bfloat16'
     bfloat16 = check_epoch(results, 'mnist_epoch_bfloat16', half, train_images, 100, epoch_steps)
     emit(results, 'mixed_precision', speedup=results['mnist_epoch']['seconds'] / bfloat16)
+
+  def efficient_vdvae(results):
+    if smoke:  # the same code path as mnist_nvae_epoch; its compilation alone takes ~40 s here
+      emit(results, 'mnist_efficient_vdvae_epoch', skipped='smoke run: timed on the accelerator')
+    else:
+      check_deep_mnist_epoch(results, train_images, 'mnist_efficient_vdvae', 20)
+
+  return {
+      'mnist_epoch': lambda r: check_epoch(r, 'mnist_epoch', config, train_images, 100,
+                                           epoch_steps),
+      'iwae_eval': lambda r: check_iwae_eval(r, config, test_images, 20 if smoke else 10_000),
+      'sweeps': lambda r: check_sweeps(r, config, train_images, 5 if smoke else 600),
+      'top_down_step': lambda r: check_top_down_step(r, train_images,
+                                                     'mnist_small' if smoke else 'mnist'),
+      # VDVAE's CIFAR-10 model at its batch of 32 per device; a CPU smoke run takes the small one.
+      'cifar10_step': lambda r: check_cifar10_step(r, 'cifar10_small' if smoke else 'cifar10',
+                                                   2 if smoke else 32),
+      'mnist_nvae_epoch': lambda r: check_deep_mnist_epoch(
+          r, train_images, 'mnist_nvae_small' if smoke else 'mnist_nvae', 2 if smoke else 20),
+      'mnist_efficient_vdvae_epoch': efficient_vdvae,
+      'mixed_precision': mixed_precision,
+      'memory': memory,
+  }
+
+
+def memory(results) -> None:
   stats = jax.devices()[0].memory_stats() or {}
-  memory = {'peak_host_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  values = {'peak_host_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
   if 'peak_bytes_in_use' in stats:
-    memory['peak_device_mb'] = stats['peak_bytes_in_use'] / 2**20
+    values['peak_device_mb'] = stats['peak_bytes_in_use'] / 2**20
   else:
-    memory['peak_device_mb'] = 'not reported by this backend'
-  emit(results, 'memory', **memory)
+    values['peak_device_mb'] = 'not reported by this backend'
+  emit(results, 'memory', **values)
+
+
+PART_NAMES = ('mnist_epoch', 'iwae_eval', 'sweeps', 'top_down_step', 'cifar10_step',
+              'mnist_nvae_epoch', 'mnist_efficient_vdvae_epoch', 'mixed_precision', 'memory')
+
+
+def main(argv):
+  del argv
+  unknown = sorted(set(_ONLY.value or ()) - set(PART_NAMES))
+  if unknown:
+    raise app.UsageError(f'--only names {unknown}; choose from {", ".join(PART_NAMES)}.')
+  compilation_cache.use(_COMPILATION_CACHE.value)
+  smoke = _SCALE.value == 'smoke'
+  results = {}
+  train_images, test_images, source = mnist_images(60_000)
+  checks = parts(smoke, jax.default_backend() == 'cpu', train_images, test_images)
+  for name in PART_NAMES:
+    if not _ONLY.value or name in _ONLY.value:
+      checks[name](results)  # each prints its JSON line as it finishes
   print()
   print(summary(results, source))
 

@@ -120,6 +120,14 @@ def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
   assert '| mnist_epoch |' in output and 'seconds below 0.25' in output
 
 
+@pytest.mark.slow
+def test_accelerator_check_runs_only_the_parts_named():
+  output = _run('-m', 'scripts.accelerator_check', '--scale=smoke', '--only=memory',
+                timeout=300)
+  assert [json.loads(line)['check'] for line in output.splitlines()
+          if line.startswith('{')] == ['memory']
+
+
 # Reports and metrics written before the renaming of 2026-11-29 (README changelog).
 _OLD_REPORT = {'elbo': {'elbo': -90.0, 'log_likelihood': -80.0, 'kl': 10.0},
                'exact': {'log_marginal': -85.0, 'elbo': -90.0},
