@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 from absl import app, flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +122,10 @@ def cases() -> list[Case]:
       Case('concurrent_launch', 'a second launch while the first one trains',
            train('--config.num_epochs=100000'), 1, r'^error: .* is in use: process \d+ on',
            prepare='busy'),
+      Case('truncated_npz', 'an .npz array file cut short', train(
+          '--config.data.name={workdir}/images.npz'), 1,
+           r'^error: .*images.npz cannot be read as a .npy/.npz array \(File is not a zip',
+           prepare='truncated_npz'),
       Case('zero_epochs', 'nothing to train at all', train('--config.num_epochs=0'), 1,
            r'^error: Invalid config: num_epochs=0 must be at least 1'),
       Case('variant_typo', 'a misspelled config variant',
@@ -192,6 +197,12 @@ def prepare(case: Case, workdir: str):
       f.write(case.table)
   if case.prepare == 'failed_launch':
     run(train('--config.data.name=mnsit'), workdir, REPO_ROOT)
+  if case.prepare == 'truncated_npz':
+    os.makedirs(workdir)
+    path = os.path.join(workdir, 'images.npz')
+    np.savez(path, images=np.zeros((200, 8, 8), np.uint8))
+    with open(path, 'r+b') as f:
+      f.truncate(os.path.getsize(path) // 2)
   if case.prepare == 'file_at_workdir':
     with open(workdir, 'w', encoding='utf-8') as f:
       f.write('a file, not a folder\n')

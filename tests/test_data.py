@@ -162,3 +162,26 @@ def test_a_decoded_tfds_split_is_kept_and_read_back_bit_for_bit(shared_tfds_dir,
   np.savez(path, **changed)
   second = data.load_dataset(config)  # read from the cache: sees the change
   np.testing.assert_allclose(second.test.images, 1 - first.test.images, atol=1e-6)
+
+
+class _DamagedSource:
+  """A TFDS data source whose record file is cut short."""
+
+  class dataset_info:  # pylint: disable=invalid-name
+    data_dir, name = '/data/mnist/3.0.1', 'mnist'
+
+  split = 'test'
+
+  def __len__(self):
+    return 3
+
+  def __getitems__(self, keys):
+    raise RuntimeError('Invalid Riegeli/records file: chunk boundary is 1245184 ...')
+
+
+def test_a_damaged_tfds_record_file_is_named_in_one_line():
+  from vae_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
+  source = tfds_source.TfdsSource(_data_config(name='mnist', decoded_cache='none'))
+  with pytest.raises(data.DataError, match=r'^The TFDS split cannot be read: '
+                     r'/data/mnist/3.0.1/mnist-test.\* is damaged \(Invalid Riegeli'):
+    source._read_all(_DamagedSource())  # pylint: disable=protected-access

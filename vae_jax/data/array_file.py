@@ -8,6 +8,7 @@ is `data.test_size` examples (default a tenth) drawn with `data.split_seed`.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -22,6 +23,19 @@ def load_array(path: str) -> tuple[np.ndarray, np.ndarray | None]:
   """The examples (as stored) and labels (or None) of a .npy or .npz file."""
   if not os.path.isfile(path):
     raise DataError(f'data.name={path!r} is not a file.')
+  try:
+    return _read_array(path)
+  except DataError:
+    raise
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # truncated, not numpy
+    reason = ('not a NumPy file' if 'pickled' in str(error) else
+              str(error).splitlines()[0] if str(error) else type(error).__name__)
+    raise DataError(f'{path} cannot be read as a .npy/.npz array ({reason}): it is damaged, cut '
+                    'short or of another format. Write it again with numpy.save or '
+                    'numpy.savez.') from error
+
+
+def _read_array(path: str) -> tuple[np.ndarray, np.ndarray | None]:
   if not path.endswith('.npz'):
     return np.load(path), None
   with np.load(path) as arrays:

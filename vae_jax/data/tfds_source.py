@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib.util
@@ -65,7 +66,8 @@ class TfdsSource(sources.Source):
     if path is not None and os.path.exists(path):
       with np.load(path) as arrays:
         return _as_split(arrays['images'], arrays['labels'] if 'labels' in arrays else None)
-    records = source.__getitems__(range(len(source)))
+    with _damage_named(source):
+      records = source.__getitems__(range(len(source)))
     images = np.stack([np.asarray(record['image']) for record in records])
     labels = (np.asarray([record['label'] for record in records], np.int32)
               if records and 'label' in records[0] else None)
@@ -85,10 +87,25 @@ class TfdsSource(sources.Source):
     name = self.config.name
     source = _open_tfds_source(tfds, name, split, tfds_data_dir(self.config),
                                self.config.download)
-    dtype = np.asarray(source[0]['image']).dtype
+    with _damage_named(source):
+      dtype = np.asarray(source[0]['image']).dtype
     if dtype != np.uint8:
       raise DataError(f'TFDS {name} images are {dtype}; vae_jax expects uint8 images.')
     return source
+
+
+@contextlib.contextmanager
+def _damage_named(source):
+  """A damaged record file (cut short, overwritten) as one line naming the split's files."""
+  try:
+    yield
+  except (RuntimeError, OSError, ValueError) as error:
+    info = getattr(source, 'dataset_info', None)
+    where = (os.path.join(info.data_dir, f'{info.name}-{source.split}.*') if info is not None
+             else 'its files')
+    raise DataError(
+        f'The TFDS split cannot be read: {where} is damaged ({str(error).splitlines()[0]}). '
+        'Prepare the dataset again: delete its folder and rerun (or copy it again).') from error
 
 
 def decoded_cache_path(folder: str, source) -> str | None:
