@@ -34,18 +34,28 @@ _MAX_DELAY = flags.DEFINE_float(
 _SIGNAL = flags.DEFINE_enum('signal', 'SIGKILL', ['SIGKILL', 'SIGTERM', 'SIGINT', 'mixed'],
                             "'mixed': SIGKILL and SIGTERM in turn.")
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
+_MOMENT = flags.DEFINE_enum(
+    'moment', 'random', list(MOMENTS := ('random', 'log', 'evaluation', 'save')),
+    'When to interrupt: a random moment after progress; right after a train log line is '
+    'written; right after an evaluation line (the checkpoint of that step comes next); while a '
+    'checkpoint is being written (its temporary folder exists).')
+_BATTERY = flags.DEFINE_bool(
+    'battery', False, 'Run every signal at every moment (--kills each), for each --pipelines, '
+    'and print a table: one case per (pipeline, signal, moment).')
+_PIPELINES = flags.DEFINE_list('pipelines', ['device', 'grain'], 'With --battery.')
 _PIPELINE = flags.DEFINE_enum('pipeline', 'device', ['device', 'host', 'grain'],
                               'config.input_pipeline of the job (grain: its iterator is '
                               'checkpointed too, mid-epoch at most checkpoints).')
 
 
-def train_command(workdir: str, epochs: int) -> list[str]:
+def train_command(workdir: str, epochs: int, pipeline: str | None = None) -> list[str]:
   return [sys.executable, '-m', 'experiments.train', '--config=configs/quickstart.py',
           f'--workdir={workdir}', f'--config.num_epochs={epochs}', '--config.model.latent_dim=2',
           '--config.model.encoder.hidden_sizes=(16,)', '--config.model.decoder.hidden_sizes=(16,)',
           '--config.checkpoint_every_steps=10', '--config.log_every_steps=10',
-          '--config.steps_per_call=5', '--config.eval_every_epochs=50',
-          '--config.evals.images.num_images=0', f'--config.input_pipeline={_PIPELINE.value}']
+          '--config.steps_per_call=5', '--config.eval_every_epochs=4',
+          '--config.evals.images.num_images=0',
+          f'--config.input_pipeline={pipeline or _PIPELINE.value}']
 
 
 def progress_marker(workdir: str) -> tuple[int, int]:
@@ -57,30 +67,62 @@ def progress_marker(workdir: str) -> tuple[int, int]:
   return max(map(int, steps), default=-1), os.path.getsize(metrics) if os.path.exists(metrics) else 0
 
 
+def moment_marker(workdir: str, moment: str):
+  """What changes when the job reaches `moment` again: the number of train or evaluation
+  lines in metrics.jsonl, or whether a checkpoint's temporary folder exists."""
+  if moment == 'save':
+    folder = os.path.join(workdir, 'checkpoints')
+    return os.path.isdir(folder) and any('tmp' in name for name in os.listdir(folder))
+  key = 'train/loss' if moment == 'log' else 'test/elbo'
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return 0
+  with open(path, encoding='utf-8') as f:
+    return sum(f'"{key}"' in line for line in f)
+
+
+def wait_for_moment(process, workdir: str, moment: str, max_delay: float,
+                    rng: random.Random) -> None:
+  """Returns when the job has reached `moment` (or a random moment after progress)."""
+  if moment == 'random':
+    before = progress_marker(workdir)
+    while process.poll() is None and progress_marker(workdir) == before:
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, max_delay))
+    return
+  before = moment_marker(workdir, moment)
+  while process.poll() is None:
+    now = moment_marker(workdir, moment)
+    if now != before and (moment != 'save' or now):
+      return
+    before = now if moment == 'save' else before
+    time.sleep(0.002)
+
+
 def run_with_kills(workdir: str, epochs: int, kills: int, max_delay: float,
-                   signals: list[signal.Signals], rng: random.Random) -> tuple[int, int]:
-  """Runs the job to completion, interrupting it `kills` times with `signals` in turn.
-  Returns (kills, launches)."""
+                   signals: list[signal.Signals], rng: random.Random,
+                   moment: str = 'random', pipeline: str | None = None) -> tuple[int, int]:
+  """Runs the job to completion, interrupting it `kills` times with `signals` in turn at
+  `moment`. Returns (kills, launches)."""
   done, launches = 0, 0
   while True:
     signal_number = signals[done % len(signals)]
     launches += 1
-    before = progress_marker(workdir)
-    process = subprocess.Popen(train_command(workdir, epochs), cwd=REPO_ROOT,
+    process = subprocess.Popen(train_command(workdir, epochs, pipeline), cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if done >= kills:
       if process.wait() != 0:
         raise RuntimeError(f'The final, uninterrupted launch failed (exit {process.returncode}).')
       return done, launches
-    while process.poll() is None and progress_marker(workdir) == before:
-      time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, max_delay))
+    wait_for_moment(process, workdir, moment, max_delay, rng)
     if process.poll() is not None:  # finished before the kill: nothing left to interrupt
       if process.returncode != 0:
         raise RuntimeError(f'Launch {launches} failed on its own (exit {process.returncode}).')
       return done, launches
     process.send_signal(signal_number)
     exit_code = process.wait()
+    if exit_code == 0:  # it finished as the signal was sent: nothing was left to interrupt
+      return done, launches
     # SIGTERM and SIGINT are caught: the job checkpoints and exits with 128 + the signal.
     if signal_number != signal.SIGKILL and exit_code != 128 + signal_number:
       raise RuntimeError(f'Launch {launches} exited {exit_code} on {signal_number.name}, not '
@@ -117,8 +159,60 @@ def evaluations(workdir: str) -> list[dict]:
   return [m for m in metric_writers.read_metrics(workdir) if 'test/elbo' in m]
 
 
+def logged_steps(workdir: str) -> list[tuple[int, str]]:
+  """(step, 'train' | 'test') of every train and evaluation line: none may be skipped."""
+  from vae_jax.engine import metric_writers  # pylint: disable=import-outside-toplevel
+  return [(m['step'], kind) for m in metric_writers.read_metrics(workdir)
+          for kind, key in (('train', 'train/loss'), ('test', 'test/elbo')) if key in m]
+
+
+def compare(straight: str, interrupted: str) -> dict:
+  expected, actual = final_state(straight), final_state(interrupted)
+  mismatched = sorted(path for path in expected
+                      if path not in actual or not np.array_equal(expected[path], actual[path]))
+  return {'arrays_compared': len(expected), 'arrays_differing': mismatched,
+          'bitwise_equal': not mismatched and len(expected) == len(actual),
+          'evaluation_metrics_equal': evaluations(straight) == evaluations(interrupted),
+          'no_line_skipped': logged_steps(straight) == logged_steps(interrupted)}
+
+
+def battery(root: str) -> int:
+  """Every (pipeline, signal, moment) case against one uninterrupted run per pipeline;
+  prints a markdown table and returns the number of failed cases."""
+  print('| case | launches | bitwise equal | evaluations equal | no line skipped | seconds |')
+  print('|---|---|---|---|---|---|')
+  failures = 0
+  for pipeline in _PIPELINES.value:
+    straight = os.path.join(root, f'{pipeline}_uninterrupted')
+    subprocess.run(train_command(straight, _EPOCHS.value, pipeline), cwd=REPO_ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in ('SIGKILL', 'SIGTERM', 'SIGINT'):
+      for moment in MOMENTS:
+        case = f'{pipeline}_{name.lower()}_at_{moment}'
+        start = time.perf_counter()
+        try:
+          _, launches = run_with_kills(os.path.join(root, case), _EPOCHS.value, _KILLS.value,
+                                       _MAX_DELAY.value, [signal.Signals[name]],
+                                       random.Random(_SEED.value), moment, pipeline)
+          result = compare(straight, os.path.join(root, case))
+        except RuntimeError as error:
+          launches, result = str(error), {}
+        passed = all(result.get(key) for key in ('bitwise_equal', 'evaluation_metrics_equal',
+                                                 'no_line_skipped'))
+        failures += not passed
+        print(f'| {case} | {launches} | ' + ' | '.join(
+            'yes' if result.get(key) else 'NO' for key in (
+                'bitwise_equal', 'evaluation_metrics_equal', 'no_line_skipped')) +
+              f' | {time.perf_counter() - start:.0f} |', flush=True)
+  return failures
+
+
 def main(argv) -> None:
   del argv
+  if _BATTERY.value:
+    if os.path.exists(_ROOT.value) and os.listdir(_ROOT.value):
+      raise SystemExit(f'{_ROOT.value} is not empty; give a new --root (nothing is overwritten).')
+    sys.exit(1 if battery(_ROOT.value) else 0)
   straight, interrupted = (os.path.join(_ROOT.value, name) for name in ('uninterrupted',
                                                                       'interrupted'))
   for workdir in (straight, interrupted):
@@ -130,18 +224,13 @@ def main(argv) -> None:
   signals = ([signal.SIGKILL, signal.SIGTERM] if _SIGNAL.value == 'mixed'
              else [signal.Signals[_SIGNAL.value]])
   kills, launches = run_with_kills(interrupted, _EPOCHS.value, _KILLS.value, _MAX_DELAY.value,
-                                   signals, random.Random(_SEED.value))
-  expected, actual = final_state(straight), final_state(interrupted)
-  mismatched = sorted(path for path in expected
-                      if path not in actual or not np.array_equal(expected[path], actual[path]))
-  metrics_match = evaluations(straight) == evaluations(interrupted)
+                                   signals, random.Random(_SEED.value), _MOMENT.value)
   result = {'kills_survived': kills, 'launches': launches, 'signal': _SIGNAL.value,
-            'arrays_compared': len(expected), 'arrays_differing': mismatched,
-            'bitwise_equal': not mismatched and len(expected) == len(actual),
-            'evaluation_metrics_equal': metrics_match,
+            'moment': _MOMENT.value, **compare(straight, interrupted),
             'seconds': round(time.perf_counter() - start, 1)}
   print(json.dumps(result))
-  if not (result['bitwise_equal'] and metrics_match):
+  if not (result['bitwise_equal'] and result['evaluation_metrics_equal']
+          and result['no_line_skipped']):
     sys.exit(1)
 
 
