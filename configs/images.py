@@ -31,7 +31,7 @@ def get_config(size: str = '16') -> 'ml_collections.ConfigDict':
   config.model.family = 'top_down'
   config.model.likelihood.update(kind='discretized_logistic_mixture', num_components=5)
   config.model.top_down.update(resolutions=(side, side // 2, side // 4), encoder_blocks=(1, 1, 1),
-                               decoder_groups=(1, 2, 2), width=32, latent_channels=4)
+                               decoder_groups=(1, 1, 1), width=32, latent_channels=4)
   config.optimizer.update(name='adamw', learning_rate=1e-3, b1=0.9, b2=0.9, weight_decay=0.01,
                           warmup_steps=100)
   per_dimension(config, side * side * 3, clip=200.0, skip=400.0, eps=1e-8)
