@@ -9,8 +9,9 @@ As torchvision's ImageFolder reads a folder:
   * files directly in the folder, sorted by name, are unlabelled; or sub-folders, one per
     class, whose sorted names are the labels 0..K−1 (files beside sub-folders are an error);
   * each file is turned as its EXIF orientation says;
-  * a folder with any colour file is colour: its grey files are converted to RGB (counted in
-    the log line); transparency (RGBA, LA, a palette's) is flattened onto white;
+  * a folder with any colour file (a palette file counts as colour) is colour: its grey files
+    are converted to RGB (counted in the log line); transparency (RGBA, LA, a palette's) is
+    flattened onto white (white, not black: the background of most drawings and scans);
   * with `data.image_size=N`, each image's shorter side is resized to N (Lanczos, which
     antialiases) and the centre N×N square is kept, so images of any size train together;
     without it every file must have one size (the message says so).
