@@ -285,3 +285,15 @@ def test_class_sub_folders_are_labels_in_their_sorted_order(tmp_path):
   _save(folder / 'loose.png', np.zeros((5, 5)))
   with pytest.raises(data.DataError, match=r'both image files \(loose.png.*sub-folders \(cat/'):
     data.load_dataset(_data_config(folder, test_size=3))
+
+
+def test_an_empty_class_folder_and_flips_asked_of_vectors_are_refused_naming_the_fix(tmp_path):
+  folder = tmp_path / 'classes'
+  (folder / 'cat').mkdir(parents=True)
+  (folder / 'dog').mkdir()
+  _save(folder / 'cat' / '0.png', np.zeros((5, 5)))
+  with pytest.raises(data.DataError, match=r"class sub-folder '.*dog' holds no PNG or JPEG file"):
+    data.load_dataset(_data_config(folder))
+  path = _table(tmp_path, [f'{i},{i % 3}' for i in range(20)], header='a,b')
+  with pytest.raises(data.DataError, match=r'data.random_flip flips images.*random_flip=False'):
+    data.load_dataset(_data_config(path, random_flip=True))
