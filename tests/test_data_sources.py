@@ -211,3 +211,89 @@ def test_a_saved_standardisation_is_reloaded_and_used_instead_of_a_refit(tmp_pat
   test_rows = np.load(tmp_path / 'vectors.npy')[np.random.default_rng(0).permutation(30)[:5]]
   np.testing.assert_allclose(reloaded.standardization.invert(reloaded.test.images), test_rows,
                              rtol=1e-5, atol=1e-5)
+
+
+# Images of any size (data.image_size), as torchvision's ImageFolder and transforms read them.
+
+def _save(path, pixels, **options):
+  Image.fromarray(np.asarray(pixels, np.uint8)).save(path, **options)
+  return path
+
+
+def test_image_size_resizes_the_shorter_side_with_lanczos_and_keeps_the_centre_square(tmp_path):
+  rng = np.random.default_rng(3)
+  folder = tmp_path / 'mixed'
+  folder.mkdir()
+  wide = _save(folder / 'a_wide.png', rng.integers(0, 256, (24, 40, 3)))
+  tall = _save(folder / 'b_tall.png', rng.integers(0, 256, (37, 21, 3)))
+  _save(folder / 'c_small.png', rng.integers(0, 256, (6, 5, 3)))  # enlarged to 8
+  with pytest.raises(data.DataError, match=r'differ in size.*--config\.data\.image_size=N'):
+    data.load_dataset(_data_config(folder, test_size=1))
+  dataset = data.load_dataset(_data_config(folder, test_size=1, image_size=8))
+  assert dataset.data_shape == (8, 8, 3)
+
+  def reference(path, new_size, box):  # resized by PIL, then cropped by numpy
+    image = Image.open(path).resize(new_size, Image.Resampling.LANCZOS)
+    top, left = box
+    return np.asarray(image, np.float32)[top:top + 8, left:left + 8] / 255
+
+  every = np.concatenate([dataset.train.images, dataset.test.images])
+  for expected in (reference(wide, (13, 8), (0, 2)), reference(tall, (8, 14), (3, 0))):
+    assert min(np.abs(every - expected).max(axis=(1, 2, 3))) == 0  # one of them, exactly
+
+
+def test_exif_orientation_grey_and_transparent_files_in_a_colour_folder(tmp_path):
+  rng = np.random.default_rng(4)
+  folder = tmp_path / 'colour'
+  folder.mkdir()
+  colour = rng.integers(0, 256, (6, 4, 3))
+  _save(folder / 'a_colour.png', colour)
+  grey = rng.integers(0, 256, (6, 4))
+  _save(folder / 'b_grey.png', grey)
+  rgba = np.concatenate([rng.integers(0, 256, (6, 4, 3)), np.zeros((6, 4, 1))], axis=-1)
+  rgba[:3, :, 3] = 255  # the top half opaque, the bottom half transparent
+  _save(folder / 'c_rgba.png', rgba)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # stored 4 high and 6 wide, shown turned 90° clockwise: 6 high, 4 wide
+  stored = rng.integers(0, 256, (4, 6, 3))
+  _save(folder / 'd_rotated.png', stored, exif=exif.tobytes())
+  paths = sorted(str(path) for path in folder.iterdir())
+  from vae_jax.data import image_folder
+  summary = image_folder.check_image_files(paths)
+  assert (summary.shape, summary.grey_converted, summary.transparent) == ((6, 4, 3), 1, 1)
+  images = image_folder.ImageFiles(paths, channels=3).read_all()
+  np.testing.assert_array_equal(images[0]['image'], colour)
+  np.testing.assert_array_equal(images[1]['image'], np.repeat(grey[..., None], 3, axis=-1))
+  np.testing.assert_array_equal(images[2]['image'][:3], rgba[:3, :, :3])
+  np.testing.assert_array_equal(images[2]['image'][3:], 255)  # flattened onto white
+  np.testing.assert_array_equal(images[3]['image'], np.rot90(stored, k=-1))
+
+
+def test_class_sub_folders_are_labels_in_their_sorted_order(tmp_path):
+  folder = tmp_path / 'classes'
+  for name, count in (('zebra', 3), ('cat', 4), ('dog', 5)):
+    (folder / name).mkdir(parents=True)
+    for index in range(count):
+      _save(folder / name / f'{index}.png', np.full((5, 5), {'cat': 0, 'dog': 1, 'zebra': 2}[
+          name] * 100))
+  dataset = data.load_dataset(_data_config(folder, test_size=3))
+  assert dataset.traits.labels
+  for split in (dataset.train, dataset.test):  # cat 0, dog 1, zebra 2: the pixels say which
+    np.testing.assert_array_equal(split.labels, np.round(split.images[:, 0, 0, 0] * 255 / 100))
+  assert sorted(np.concatenate([dataset.train.labels, dataset.test.labels])) == [0] * 4 + [
+      1] * 5 + [2] * 3
+  _save(folder / 'loose.png', np.zeros((5, 5)))
+  with pytest.raises(data.DataError, match=r'both image files \(loose.png.*sub-folders \(cat/'):
+    data.load_dataset(_data_config(folder, test_size=3))
+
+
+def test_an_empty_class_folder_and_flips_asked_of_vectors_are_refused_naming_the_fix(tmp_path):
+  folder = tmp_path / 'classes'
+  (folder / 'cat').mkdir(parents=True)
+  (folder / 'dog').mkdir()
+  _save(folder / 'cat' / '0.png', np.zeros((5, 5)))
+  with pytest.raises(data.DataError, match=r"class sub-folder '.*dog' holds no PNG or JPEG file"):
+    data.load_dataset(_data_config(folder))
+  path = _table(tmp_path, [f'{i},{i % 3}' for i in range(20)], header='a,b')
+  with pytest.raises(data.DataError, match=r'data.random_flip flips images.*random_flip=False'):
+    data.load_dataset(_data_config(path, random_flip=True))

@@ -151,3 +151,31 @@ def test_the_default_per_step_beta_rises_from_zero_at_every_step():
   np.testing.assert_allclose([hyperparams.beta_at(s) for s in at],
                              [min(1.0, s / 50_000) for s in at], rtol=1e-6)
   assert float(hyperparams.kl_warmup_epoch_steps) == 0.0
+
+
+def test_random_flip_mirrors_about_half_the_training_images_with_the_step_flip_key():
+  images = jnp.asarray(np.random.default_rng(0).uniform(size=(400, 3, 4, 1)), jnp.float32)
+  flipped = np.asarray(steps.data.random_flip(jax.random.key(1), images))
+  mirrored = np.all(flipped == np.asarray(images)[:, :, ::-1], axis=(1, 2, 3))
+  kept = np.all(flipped == np.asarray(images), axis=(1, 2, 3))
+  assert np.all(mirrored ^ kept) and 170 < mirrored.sum() < 230  # each one or the other, ~½
+
+  # In the step: the same update as an unflipped step on the images flipped beforehand with the
+  # key fold_in(fold_in(train_key, step), FLIP_STREAM); the other keys are unchanged.
+  model = models.build_model(small_model_config(), (2, 3, 1))
+  optimizer = optax.adam(1e-2)
+  state = steps.create_train_state(model, optimizer, (2, 3, 1), jax.random.key(0))
+  hyperparams = steps.LossHyperparams(*(jnp.asarray(v, jnp.float32) for v in (1, 0, 1, 1, 0)))
+  x = jnp.asarray(np.random.default_rng(1).uniform(size=(8, 2, 3, 1)) > 0.5, jnp.float32)
+  key = jax.random.key(5)
+  with_flips = functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                 settings=steps.StepSettings(**{**vars(SETTINGS),
+                                                                'random_flip': True}))
+  plain = functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                            settings=SETTINGS)
+  flip_key = jax.random.fold_in(jax.random.fold_in(key, 0), steps.FLIP_STREAM)
+  _, flipped_metrics = jax.jit(with_flips)(state, x, key, hyperparams)
+  _, expected = jax.jit(plain)(state, steps.data.random_flip(flip_key, x), key, hyperparams)
+  _, unflipped = jax.jit(plain)(state, x, key, hyperparams)
+  assert float(flipped_metrics['loss']) == float(expected['loss'])
+  assert float(flipped_metrics['loss']) != float(unflipped['loss'])

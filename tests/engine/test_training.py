@@ -143,3 +143,33 @@ def test_output_bias_starts_at_the_logit_of_the_mean_training_image(tiny_config)
   bias = state.params['params']['decoder']['net']['output']['bias']
   np.testing.assert_allclose(bias, np.log(mean / (1 - mean)), rtol=1e-5, atol=1e-5)
   assert np.ptp(bias) > 1  # the digits' mean image is far from uniform
+
+
+@pytest.mark.slow
+def test_a_run_with_random_flips_resumes_bitwise_and_never_flips_what_it_evaluates(
+    tiny_config, tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for index in range(220):
+    Image.fromarray(rng.integers(0, 256, (8, 8), np.uint8)).save(folder / f'{index:03d}.png')
+  tiny_config.data.update(name=str(folder), test_size=20, random_flip=True)
+  tiny_config.update(num_epochs=4, checkpoint_every_steps=2)
+  unflipped = data.load_dataset(tiny_config.data.copy_and_resolve_references())
+  tiny_config.data.random_flip = False
+  read = data.load_dataset(tiny_config.data)
+  np.testing.assert_array_equal(unflipped.train.images, read.train.images)  # flips are drawn in
+  np.testing.assert_array_equal(unflipped.test.images, read.test.images)  # the training step
+  tiny_config.data.random_flip = True
+  uninterrupted = training.train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+  tiny_config.num_epochs = 2
+  training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'))
+  tiny_config.num_epochs = 4
+  resumed = training.train_and_evaluate(tiny_config, str(tmp_path / 'resumed'),
+                                        allow_config_change=True)
+  assert int(resumed.step) == int(uninterrupted.step) == 4 * 2
+  assert _trees_equal(resumed.params, uninterrupted.params)
+  tiny_config.data.random_flip = False
+  without = training.train_and_evaluate(tiny_config, str(tmp_path / 'without_flips'))
+  assert not _trees_equal(without.params, uninterrupted.params)

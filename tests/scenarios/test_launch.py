@@ -373,6 +373,28 @@ def test_a_run_whose_updates_are_mostly_skipped_stops_naming_the_norms_and_the_t
 
 
 @pytest.mark.slow
+def test_configs_images_trains_on_a_folder_of_jpegs_of_mixed_sizes_some_grey(tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for index in range(40):
+    height, width = rng.integers(16, 48, 2)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8))
+    (image.convert('L') if index % 8 == 0 else image).save(folder / f'{index:02d}.jpg')
+  workdir = tmp_path / 'run'
+  trained = _launch('experiments.train', '--config=configs/images.py',
+                    f'--config.data.name={folder}/', '--config.data.image_size=16',
+                    '--config.num_epochs=1', '--config.evals.images.num_images=0',
+                    f'--workdir={workdir}')
+  assert trained.returncode == 0, trained.stderr[-2000:]
+  assert '40 files, each (16, 16, 3) (H, W, C) after resizing and centre-cropping; 5 grey ' \
+      'file(s) converted to RGB' in trained.stderr
+  tested = [m for m in metric_writers.read_metrics(str(workdir)) if 'test/elbo' in m]
+  assert tested and np.isfinite(tested[-1]['test/elbo']) and tested[-1]['step'] == 36 // 16
+
+
+@pytest.mark.slow
 def test_a_folder_of_your_own_images_trains_streams_and_evaluates_and_a_bad_one_is_named(
     tmp_path):
   from PIL import Image  # pylint: disable=import-outside-toplevel

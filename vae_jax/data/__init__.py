@@ -20,7 +20,7 @@ from vae_jax.data.dataset import (IMAGES, VECTORS, ArraySource, DataError,  # no
                                   mean_image, record_image)
 from vae_jax.data.sources import Source, register_source, source_name  # noqa: F401
 from vae_jax.data.splits import (BINARIZATIONS, STREAMED_RECORDS_CHECKED, binarize,  # noqa: F401
-                                 checked_values)
+                                 checked_values, random_flip)
 from vae_jax.data.standardization import Standardization  # noqa: F401
 from vae_jax.data.loading import load_dataset, location_flags, with_resolved_location  # noqa: F401
 # Each import registers its source; the path-shaped and catch-all ones claim names last.

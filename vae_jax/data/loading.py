@@ -31,6 +31,9 @@ def load_dataset(config: ml_collections.ConfigDict, *, stream_train: bool = Fals
   traits = source.traits()
   train, test = source.load(stream_train=stream_train and traits.streams)
   _check_declared(config.name, traits, test)
+  if config.get('random_flip', False) and traits.kind == VECTORS:
+    raise DataError(f'data.random_flip flips images; data.name={config.name!r} holds vectors: '
+                    'set --config.data.random_flip=False.')
   if stream_train and isinstance(train, Split):
     train = RecordSplit(ArraySource(train.images, train.labels), len(train))
   train, validation = splits.carve_validation(train, config.validation_size, config.name)
@@ -98,5 +101,7 @@ registries.add(registries.Component('run', 'data', None, {
                                options.non_negative),
         test_size=Option(0, 'test examples, for datasets without a test split (digits, '
                          'frey_face, files)'),
-        split_seed=Option(0, 'the train/test split of those datasets')),
+        split_seed=Option(0, 'the train/test split of those datasets'),
+        random_flip=Option(False, 'images: mirror each training image left-right with '
+                           'probability 1/2, drawn in the training step from (seed, step)')),
 }, ()))

@@ -24,6 +24,12 @@ def binarize(rng: jax.Array, images: jax.Array) -> jax.Array:
   return jax.random.bernoulli(rng, images).astype(images.dtype)
 
 
+def random_flip(rng: jax.Array, images: jax.Array) -> jax.Array:
+  """Each image `[B, H, W, C]` mirrored left-right with probability ½ (`data.random_flip`)."""
+  flipped = jax.random.bernoulli(rng, 0.5, images.shape[:1])
+  return jax.numpy.where(flipped[:, None, None, None], images[:, :, ::-1], images)
+
+
 def binarize_split(split: Split, seed: int, split_index: int) -> Split:
   key = jax.random.fold_in(jax.random.key(seed), split_index)
   return Split(np.asarray(binarize(key, split.images)), split.labels)

@@ -25,6 +25,8 @@ from flax import struct
 
 from vae_jax import data, objectives
 
+FLIP_STREAM = 1  # data.random_flip's key: fold_in(step key, FLIP_STREAM)
+
 
 @struct.dataclass
 class TrainState:
@@ -106,6 +108,7 @@ class StepSettings:
   dynamic_binarization: bool
   gradient_estimator: str = 'reparameterized'  # resolved: never 'auto'
   skip_threshold: float = 0.0  # skip updates whose gradient norm exceeds this (0: never)
+  random_flip: bool = False  # mirror each training image left-right with probability 1/2
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, model) -> StepSettings:
@@ -115,7 +118,8 @@ class StepSettings:
                dynamic_binarization=config.data.binarization == 'dynamic',
                gradient_estimator=objectives.resolve_gradient_estimator(
                    objective.gradient_estimator, model),
-               skip_threshold=config.optimizer.skip_threshold)
+               skip_threshold=config.optimizer.skip_threshold,
+               random_flip=bool(config.data.get('random_flip', False)))
 
 
 def create_train_state(model, optimizer: optax.GradientTransformation,
@@ -136,8 +140,12 @@ def train_step(state: TrainState, images: jax.Array, train_key: jax.Array,
   are kept) and counted in `skipped_steps`; the step counter advances either way, so the data
   order and noise of later steps do not depend on it.
   """
-  binarize_key, sample_key = jax.random.split(jax.random.fold_in(train_key, state.step))
-  x = data.binarize(binarize_key, images) if settings.dynamic_binarization else images
+  step_key = jax.random.fold_in(train_key, state.step)
+  binarize_key, sample_key = jax.random.split(step_key)
+  x = images
+  if settings.random_flip:  # its own stream: the other keys are those of a run without flips
+    x = data.random_flip(jax.random.fold_in(step_key, FLIP_STREAM), x)
+  x = data.binarize(binarize_key, x) if settings.dynamic_binarization else x
   beta, temperature = hyperparams.beta_at(state.step), hyperparams.temperature_at(state.step)
 
   def loss_fn(params):
