@@ -103,6 +103,8 @@ def create_optimizer(config: ml_collections.ConfigDict,
   N(0, I) prior on the weights (Kingma & Welling 2013).
   """
   base = registries.get('optimizer', config.name).build
+  registries.checked('optimizer', config.name, base(  # built once more, lazily, below
+      lambda count: 1.0, **{name: config[name] for name in ('b1', 'b2', 'eps', 'weight_decay')}))
   multiplier = with_warmup(learning_rate_multiplier(config.schedule, num_train_steps),
                            config.warmup_steps)
 

@@ -106,8 +106,60 @@ def get(kind: str, name: str) -> Component:
 
 
 def build(kind: str, name: str, *args, **kwargs):
-  """The registered builder of (kind, name), called with the arguments given."""
-  return get(kind, name).build(*args, **kwargs)
+  """The registered builder of (kind, name), called with the arguments given; what it builds
+  is checked against its kind's contract (`CONTRACTS`; an evaluator may build None)."""
+  built = get(kind, name).build(*args, **kwargs)
+  return built if built is None and kind == 'evaluator' else checked(kind, name, built)
+
+
+# What a built component provides, by kind: {name: how it is called}. A kind whose component
+# is a Flax module called for a distribution (`prior(encoder)`) says, under '<kind>()', what
+# that distribution provides. docs/extending.md describes each.
+CONTRACTS: dict[str, dict[str, str]] = {
+    'family': {'sample_log_weight_terms': '(x, key)', 'analytic_kl': '(x)',
+               'kl_per_dimension': '(x)', 'posterior_means': '(x)', 'reconstruct': '(x)',
+               'generate': '(key, num_samples)'},
+    'likelihood': {'raw_channels': '(channels)', '__call__': '(raw)'},
+    'likelihood()': {'log_prob': '(x)', 'sample': '(rng, sample_shape)'},
+    'prior': {'__call__': '(encoder)'},
+    'prior()': {'log_prob': '(z)', 'sample': '(rng, sample_shape)'},
+    'categorical_prior': {'__call__': '(encoder=None)'},
+    'categorical_prior()': {'log_prob': '(z)', 'sample': '(rng, sample_shape)'},
+    'evaluator': {'__call__': '(params, split, rng) -> dict'},
+    'optimizer': {'init': '(params)', 'update': '(updates, state, params)'},
+    'schedule': {'__call__': '(step) -> factor'},
+    'gradient_transform': {'init': '(params)', 'update': '(updates, state, params)'},
+    'data_source': {'traits': '()', 'load': '(*, stream_train)'},
+}
+
+
+def contract_problem(kind: str, name: str, built) -> str | None:
+  """One line naming what `built`, by component (kind, name), lacks of its kind's contract
+  (for a '<kind>()' contract, `built` is what the component returned when called), or None."""
+  required = CONTRACTS.get(kind, {})
+  missing = [method for method in required if not callable(getattr(built, method, None))]
+  if not missing:
+    return None
+  base = kind.removesuffix('()')
+  component = COMPONENTS.get(base, {}).get(name)
+  module = getattr(component.build, '__module__', '?') if component else '?'
+  lacking = ', '.join(f'{method}{required[method]}' for method in missing)
+  verb, whose = ('returns', f"{_a(base)}'s distribution") if kind.endswith('()') else (
+      'builds', _a(base))
+  return (f'{base} {name!r} (module {module}) {verb} {_a(type(built).__name__)} without '
+          f'{lacking}: {whose} provides {", ".join(required)} (docs/extending.md).')
+
+
+def _a(word: str) -> str:
+  return f'an {word}' if word[0].lower() in 'aeiou' else f'a {word}'
+
+
+def checked(kind: str, name: str, built):
+  """`built`, when it meets its kind's contract; else a UserError naming what it lacks."""
+  problem = contract_problem(kind, name, built)
+  if problem:
+    raise UserError(problem)
+  return built
 
 
 def schema() -> dict[str, Option]:

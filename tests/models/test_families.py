@@ -7,6 +7,7 @@ import pytest
 
 from tests.helpers import small_model_config as _model_config
 from vae_jax import models, objectives, registries
+from vae_jax.errors import UserError
 
 
 @pytest.mark.parametrize('latent_kind,upper,family,cls,enumerable,categorical', [
@@ -48,5 +49,6 @@ def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_th
   vae = registries.get('family', 'vae')
   monkeypatch.setitem(registries.COMPONENTS['family'], 'vae', dataclasses.replace(
       vae, build=lambda config, shape: nn.Dense(3)))
-  with pytest.raises(TypeError, match="'vae' built a Dense that lacks"):
+  with pytest.raises(UserError, match=r"^family 'vae' \(module tests.models.test_families\) "
+                     r'builds a Dense without sample_log_weight_terms\(x, key\)'):
     models.build_model(_model_config(), (4, 4, 1))
