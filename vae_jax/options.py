@@ -91,8 +91,7 @@ def registered(kind: str, *extra: str) -> Check:
 
   def check(value):
     from vae_jax import registries  # pylint: disable=import-outside-toplevel
-    choices = [*extra, *registries.names(kind)]
-    return None if value in choices else f'is not one of {choices}.'
+    return None if value in (*extra, *registries.names(kind)) else registries.unknown(kind, value)
 
   return check
 
@@ -103,8 +102,7 @@ def all_registered(kind: str) -> Check:
   def check(values):
     from vae_jax import registries  # pylint: disable=import-outside-toplevel
     unknown = [value for value in values if value not in registries.names(kind)]
-    return (f'names unregistered {kind}s {unknown}; the registered ones are '
-            f'{list(registries.names(kind))}.' if unknown else None)
+    return f'names {unknown[0]!r}, which {registries.unknown(kind, unknown[0])}' if unknown else None
 
   return check
 

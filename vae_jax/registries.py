@@ -17,6 +17,7 @@ chooses its components (e.g. the likelihood by `model.likelihood.kind`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -102,7 +103,18 @@ def get(kind: str, name: str) -> Component:
   try:
     return COMPONENTS[kind][name]
   except KeyError:
-    raise ValueError(f'Unknown {kind} {name!r}; choose one of {list(names(kind))}.') from None
+    raise ValueError(f'{name!r} {unknown(kind, name)}') from None
+
+
+def unknown(kind: str, name: str) -> str:
+  """What to say of `name`, which names no registered component of `kind`: the known names,
+  the closest one, and that a component of one's own is registered by `config.imports`."""
+  known = names(kind)
+  closest = difflib.get_close_matches(str(name), known, n=1, cutoff=0.0)
+  said = kind.replace('_', ' ')
+  return (f'is not a registered {said}: the {said}s are {", ".join(known)}'
+          f'{f" (closest: {closest[0]!r})" if closest else ""}; {_a(said)} from your own module '
+          'is registered only when config.imports names that module.')
 
 
 def build(kind: str, name: str, *args, **kwargs):

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from scripts import bad_inputs
 from tests.conftest import REPO_ROOT
 
 # The overrides that put each example to use: all six in one run (the Laplace prior and the
@@ -95,76 +96,11 @@ def test_a_module_that_cannot_be_imported_is_named_in_one_message(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
-# Components written from docs/extending.md that each break their kind's contract, by one
-# method: {module name: (source, overrides that use it, what the one-line refusal says)}.
-_FLAT_PRIOR = '''
-import dataclasses
-import flax.linen as nn
-import jax.numpy as jnp
-from vae_jax import registries
-
-
-@dataclasses.dataclass
-class Flat:
-  dim: int
-{method}
-
-class FlatPrior(nn.Module):
-  latent_dim: int
-
-  def __call__(self, encoder=None):
-    return Flat(self.latent_dim)
-
-
-@registries.register('prior', 'flat')
-def build(config, latent_dim, data_shape):
-  return FlatPrior(latent_dim)
-'''
-BROKEN = {
-    'prior_without_sample': (
-        _FLAT_PRIOR.format(method='  def log_prob(self, z):\n    return jnp.zeros(z.shape[:-1])\n'),
-        ['--config.model.prior.kind=flat'],
-        r"prior 'flat' \(module prior_without_sample\) returns a Flat without "
-        r"sample\(rng, sample_shape\): a prior's distribution provides log_prob, sample"),
-    'prior_without_log_prob': (
-        _FLAT_PRIOR.format(method='  def sample(self, rng, sample_shape=()):\n'
-                                  '    return jnp.zeros((*sample_shape, self.dim))\n'),
-        ['--config.model.prior.kind=flat'],
-        r"prior 'flat' \(module prior_without_log_prob\) returns a Flat without log_prob\(z\)"),
-    'evaluator_without_call': ('''
-import dataclasses
-from vae_jax.evaluators import registry
-
-
-@dataclasses.dataclass
-class Count:
-  def evaluate(self, params, split, rng):
-    return {'count': len(split.images)}
-
-
-@registry.register('count', during_training=True)
-def create(model, config, dataset):
-  return Count()
-''', [], r"evaluator 'count' \(module evaluator_without_call\) builds a Count without "
-        r'__call__\(params, split, rng\) -> dict'),
-    'transform_not_optax': ('''
-from vae_jax import registries
-
-
-@registries.register('gradient_transform', 'halve')
-def build(config):
-  return lambda updates: updates / 2
-''', ["--config.optimizer.transforms=('halve',)"],
-        r"gradient_transform 'halve' \(module transform_not_optax\) builds a function without "
-        r'init\(params\), update\(updates, state, params\)'),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize('module', sorted(BROKEN))
+@pytest.mark.parametrize('module', sorted(bad_inputs.BROKEN_COMPONENTS))
 def test_a_component_that_breaks_its_contract_is_refused_in_one_line_before_any_write(
     module, tmp_path):
-  source, overrides, message = BROKEN[module]
+  source, overrides, message = bad_inputs.BROKEN_COMPONENTS[module]
   (tmp_path / f'{module}.py').write_text(source, encoding='utf-8')
   result = _launch('experiments.train', [*TINY_RUN, f"--config.imports=('{module}',)",
                                          *overrides, f'--workdir={tmp_path / "run"}'], tmp_path)

@@ -81,10 +81,8 @@ def check_contracts(config: ml_collections.ConfigDict) -> None:
 
 def _unknown_evaluators(config) -> list[str]:
   unknown = [name for name in config.evals if name not in registries.names('evaluator')]
-  if not unknown:
-    return []
-  return [f'config.evals names no evaluator {unknown}; the evaluators are '
-          f'{sorted(registries.names("evaluator"))}.']
+  return [f'config.evals names {name!r}, which {registries.unknown("evaluator", name)}'
+          for name in unknown]
 
 
 def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:

@@ -163,8 +163,8 @@ def _model_problems(config):
   model = config.model
   prior_kind = 'categorical_prior' if model.latent_kind == 'categorical' else 'prior'
   if model.latent_kind in LATENT_KINDS and model.prior.kind not in registries.names(prior_kind):
-    yield (f'model.prior.kind={model.prior.kind!r} is not one of '
-           f'{list(registries.names(prior_kind))} (priors over {model.latent_kind} latents).')
+    yield (f'model.prior.kind={model.prior.kind!r} '
+           f'{registries.unknown(prior_kind, model.prior.kind)}')
   for part in ('encoder', 'decoder'):
     if model[part].kind == 'conv' and not model[part].conv_channels:
       yield f'model.{part}.kind=conv needs at least one entry in model.{part}.conv_channels.'
