@@ -159,9 +159,10 @@ def test_traits_decide_what_a_resume_may_change(tmp_path, monkeypatch):
   assert accepted('log_every_steps', 7)  # operational
   assert not accepted('num_epochs', 7) and accepted('num_epochs', 7, allow=True)
   assert not accepted('model.latent_dim', 3, allow=True)  # shapes the state
-  engine = registries.get('run', 'engine').options
-  monkeypatch.setitem(engine, 'num_epochs', dataclasses.replace(
-      engine['num_epochs'], traits=frozenset({OPERATIONAL})))
+  engine = registries.get('run', 'engine')  # declared again, as a component that registers
+  monkeypatch.setitem(registries.COMPONENTS['run'], 'engine', dataclasses.replace(
+      engine, options={**engine.options, 'num_epochs': dataclasses.replace(
+          engine.options['num_epochs'], traits=frozenset({OPERATIONAL}))}))
   assert accepted('num_epochs', 7)  # the declaration decides
 
 
@@ -191,3 +192,14 @@ def test_a_component_that_breaks_its_kinds_contract_is_refused_in_one_line(scrat
     config_checks.validate_config(config)
   assert '\n' not in registries.contract_problem('evaluator', 'elbo', object())
   assert set(registries.CONTRACTS) >= set(registries.KINDS) - {'run'}
+
+
+def test_the_schema_is_built_once_and_again_when_a_component_registers(scratch_registry):
+  first = registries.schema()
+  assert registries.schema() == first
+  built = registries._SCHEMA[1]
+  registries.schema()
+  assert registries._SCHEMA[1] is built  # not rebuilt
+  registries.register('gradient_transform', 'toy', options=options.at(
+      'optimizer.toy', rate=Option(0.5, 'a rate')))(lambda config: None)
+  assert 'optimizer.toy.rate' in registries.schema() and 'optimizer.toy.rate' not in first

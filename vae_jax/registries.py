@@ -112,7 +112,8 @@ def unknown(kind: str, name: str) -> str:
   known = names(kind)
   closest = difflib.get_close_matches(str(name), known, n=1, cutoff=0.0)
   said = kind.replace('_', ' ')
-  return (f'is not a registered {said}: the {said}s are {", ".join(known)}'
+  listed = f'the {said}s are {", ".join(known)}' if known else f'no {said} is registered'
+  return (f'is not a registered {said}: {listed}'
           f'{f" (closest: {closest[0]!r})" if closest else ""}; {_a(said)} from your own module '
           'is registered only when config.imports names that module.')
 
@@ -174,13 +175,45 @@ def checked(kind: str, name: str, built):
   return built
 
 
+# Checks of an option's value that need the registry (`options` never imports it).
+
+def registered(kind: str, *extra: str) -> options_lib.Check:
+  """The value must name a registered component of `kind` (or be one of `extra`)."""
+
+  def check(value):
+    return None if value in (*extra, *names(kind)) else unknown(kind, value)
+
+  return check
+
+
+def all_registered(kind: str) -> options_lib.Check:
+  """Every value of the tuple must name a registered component of `kind`."""
+
+  def check(values):
+    strays = [value for value in values if value not in names(kind)]
+    return f'names {strays[0]!r}, which {unknown(kind, strays[0])}' if strays else None
+
+  return check
+
+
+# [ids of the registered components it was built from, the schema, those components (held, so
+# that no id is reused while cached)]
+_SCHEMA: list = [None, {}, ()]
+
+
 def schema() -> dict[str, Option]:
-  """Every registered option, by dotted path (an option shared by components is one entry)."""
-  merged = {}
-  for table in COMPONENTS.values():
-    for component in table.values():
-      merged.update(component.options)
-  return dict(sorted(merged.items()))
+  """Every registered option, by dotted path (an option shared by components is one entry).
+  Built once, and again only after a component registers (or a table is replaced, as tests
+  do); the caller gets a copy."""
+  registered = tuple((kind, tuple(map(id, table.values()))) for kind, table in COMPONENTS.items())
+  if _SCHEMA[0] != registered:
+    merged = {}
+    for table in COMPONENTS.values():
+      for component in table.values():
+        merged.update(component.options)
+    _SCHEMA[:] = [registered, dict(sorted(merged.items())),
+                  [tuple(table.values()) for table in COMPONENTS.values()]]
+  return dict(_SCHEMA[1])
 
 
 def owners(path: str) -> list[Component]:

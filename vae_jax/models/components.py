@@ -225,7 +225,7 @@ registries.add(registries.Component('run', 'model', None, {
         'model', traits=(SHAPES_STATE,),
         family=Option('auto', "a registered family, or 'auto': 'discrete' for categorical "
                       "latents, 'hierarchical' with upper layers, else 'vae'",
-                      options.registered('family', 'auto')),
+                      registries.registered('family', 'auto')),
         latent_kind=Option('gaussian', "'gaussian' | 'categorical'",
                            options.one_of(*LATENT_KINDS)),
         latent_dim=Option(50, 'Gaussian units, or categorical variables D', options.at_least(1)),
@@ -258,5 +258,5 @@ registries.add(registries.Component('run', 'model', None, {
     **options.at('model.likelihood', traits=(SHAPES_STATE,), kind=Option(
         'bernoulli', "'bernoulli' (binary pixels) | 'gaussian' | 8-bit pixels: "
         "'discretized_logistic' | 'discretized_logistic_mixture' (PixelCNN++ / VDVAE)",
-        options.registered('likelihood'))),
+        registries.registered('likelihood'))),
 }, (_model_problems,)))
