@@ -41,8 +41,9 @@ def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_th
   with pytest.raises(ValueError, match="'vae' is registered twice"):
     models.register('vae')(lambda config, shape: None)
   with pytest.raises(ValueError, match="'exact' is registered twice"):
-    models.families.register_estimator('exact')(lambda *args, **kwargs: None)
-  assert models.families.ESTIMATORS['score_function'] is models.discrete.score_function_loss
+    models.register('exact_too', estimators={'exact': lambda *args, **kwargs: None})
+  assert 'exact_too' not in registries.names('family')
+  assert models.families.estimators()['score_function'] is models.discrete.score_function_loss
   assert objectives.gradient_estimators() == ('auto', 'reparameterized', 'exact',
                                               'gumbel_softmax', 'straight_through',
                                               'score_function')
