@@ -143,6 +143,59 @@ def build(model_config, data_shape):
 ''', ['--config.model.family=dense'],
         r"family 'dense' \(module family_without_interface\) builds a Dense without "
         r'sample_log_weight_terms\(x, key\)'),
+    'categorical_prior_without_sample': ('''
+import dataclasses
+import flax.linen as nn
+import jax.numpy as jnp
+from vae_jax import registries
+
+
+@dataclasses.dataclass
+class Even:
+  num_categories: int
+
+  def log_prob(self, z):
+    return -jnp.log(self.num_categories) * z.sum(axis=(-2, -1))
+
+
+class UniformPrior(nn.Module):
+  num_categories: int
+
+  def __call__(self, encoder=None):
+    return Even(self.num_categories)
+
+
+@registries.register('categorical_prior', 'flat_categorical')
+def build(config, num_variables, num_categories):
+  return UniformPrior(num_categories)
+''', ['--config.model.latent_kind=categorical', '--config.model.num_categories=2',
+      '--config.model.prior.kind=flat_categorical'],
+        r"categorical_prior 'flat_categorical' \(module categorical_prior_without_sample\) "
+        r'returns an Even without sample\(rng, sample_shape\)'),
+    'optimizer_not_optax': ('''
+from vae_jax import registries
+
+
+@registries.register('optimizer', 'sign_descent')
+def build(schedule, *, b1, b2, eps, weight_decay):
+  return lambda updates: -updates  # a function of the gradients, not an optax transform
+''', ['--config.optimizer.name=sign_descent'],
+        r"optimizer 'sign_descent' \(module optimizer_not_optax\) builds a function without "
+        r'init\(params\), update\(updates, state, params\)'),
+    'data_source_without_load': ('''
+from vae_jax import data
+
+
+@data.register_source('my_tables')
+class MyTables(data.Source):
+  def traits(self):
+    return data.Traits(kind=data.VECTORS, shape=(4,), bits=None)
+
+  def read(self, *, stream_train):  # the method is named load
+    raise NotImplementedError
+''', ['--config.data.name=my_tables'],
+        r"data_source 'my_tables' \(module data_source_without_load\) builds a MyTables "
+        r'without load'),
 }
 
 

@@ -150,7 +150,7 @@ def contract_problem(kind: str, name: str, built) -> str | None:
   """One line naming what `built`, by component (kind, name), lacks of its kind's contract
   (for a '<kind>()' contract, `built` is what the component returned when called), or None."""
   required = CONTRACTS.get(kind, {})
-  missing = [method for method in required if not callable(getattr(built, method, None))]
+  missing = [method for method in required if not _provides(built, method)]
   if not missing:
     return None
   base = kind.removesuffix('()')
@@ -161,6 +161,12 @@ def contract_problem(kind: str, name: str, built) -> str | None:
       'builds', _a(base))
   return (f'{base} {name!r} (module {module}) {verb} {_a(type(built).__name__)} without '
           f'{lacking}: {whose} provides {", ".join(required)} (docs/extending.md).')
+
+
+def _provides(built, method: str) -> bool:
+  """Whether `built` has `method`, and not only a base class's abstract stub of it."""
+  found = getattr(built, method, None)
+  return callable(found) and not getattr(found, '__isabstractmethod__', False)
 
 
 def _a(word: str) -> str:

@@ -22,6 +22,7 @@ never shadows a registered one.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable, Mapping
 
 from vae_jax import registries
@@ -38,9 +39,11 @@ class Source:
   def __init__(self, config):
     self.config = config  # the `data` block
 
+  @abc.abstractmethod  # a marker only: the contract check refuses a source that keeps it
   def traits(self) -> Traits:
     raise NotImplementedError
 
+  @abc.abstractmethod
   def load(self, *, stream_train: bool):
     raise NotImplementedError
 
