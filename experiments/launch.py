@@ -10,7 +10,9 @@ preempted jobs look for). Any other exception is a bug and keeps its traceback.
 """
 
 import ast
+import difflib
 import functools
+import importlib.util
 import logging as python_logging
 import os
 import re
@@ -96,6 +98,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except (KeyError, AttributeError, TypeError, ValueError) as error:
     if '--traceback' in argv:
       raise
+    unknown_key = _unknown_key(argv)
+    if unknown_key:
+      _exit(unknown_key, USAGE_EXIT_CODE)
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     overrides = [arg for arg in argv[1:] if arg.startswith('--config.')]
     missing_key = re.match(r"'([^']+)'", str(message))
@@ -106,6 +111,46 @@ def _parse_flags(argv: list[str]) -> list[str]:
           f'{" ".join(str(message).split()).rstrip(".")} (docs/configuration.md lists every key '
           'and its type).', USAGE_EXIT_CODE)
   return []  # not reached
+
+
+def _unknown_key(argv: list[str]) -> str | None:
+  """For the first `--config.a.b.c=...` override whose key the config lacks: that key, the
+  block it is missing from and that block's closest keys, in one line (or None)."""
+  config = _config_named_in(argv)
+  for arg in argv[1:]:
+    if not arg.startswith('--config.') or config is None:
+      continue
+    flag, path = arg.split('=', 1)[0], arg.split('=', 1)[0].removeprefix('--config.').split('.')
+    block = config
+    for depth, key in enumerate(path):
+      where = '.'.join(path[:depth]) or 'the config'
+      if not isinstance(block, ml_collections.ConfigDict):
+        return f'{flag}: {where} is a value, not a block of keys (docs/configuration.md).'
+      if key not in block:
+        keys = sorted(block.keys())
+        closest = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+        hint = (f'did you mean {" or ".join(closest)}?' if closest else
+                f'its keys are {", ".join(keys)}; the options of a component from your own '
+                'module exist only when config.imports names that module.')
+        return f'{flag}: {where} has no key {key!r}; {hint}'
+      block = block[key]
+  return None
+
+
+def _config_named_in(argv: list[str]) -> ml_collections.ConfigDict | None:
+  """The config of the command line's `--config=FILE[:VARIANT]`, before its overrides."""
+  spec = next((arg.removeprefix('--config=') for arg in argv if arg.startswith('--config=')),
+              None)
+  if spec is None:
+    return None
+  path, _, variant = spec.partition(':')
+  try:
+    module_spec = importlib.util.spec_from_file_location('_launch_config', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()
+  except Exception:  # pylint: disable=broad-exception-caught
+    return None  # absl reports it in its own words
 
 
 def _expand_home_in_paths() -> None:

@@ -31,6 +31,175 @@ TINY = ['--config=configs/quickstart.py', '--config.model.latent_dim=2',
         '--config.evals.images.num_images=0', '--config.num_epochs=1']
 
 
+# Components written from docs/extending.md that each break their kind's contract, by one
+# method: {module name: (source, overrides that use it, what the one-line refusal says)}.
+_FLAT_PRIOR = '''
+import dataclasses
+import flax.linen as nn
+import jax.numpy as jnp
+from vae_jax import registries
+
+
+@dataclasses.dataclass
+class Flat:
+  dim: int
+{method}
+
+class FlatPrior(nn.Module):
+  latent_dim: int
+
+  def __call__(self, encoder=None):
+    return Flat(self.latent_dim)
+
+
+@registries.register('prior', 'flat')
+def build(config, latent_dim, data_shape):
+  return FlatPrior(latent_dim)
+'''
+BROKEN_COMPONENTS = {
+    'prior_without_sample': (
+        _FLAT_PRIOR.format(method='  def log_prob(self, z):\n'
+                                  '    return jnp.zeros(z.shape[:-1])\n'),
+        ['--config.model.prior.kind=flat'],
+        r"prior 'flat' \(module prior_without_sample\) returns a Flat without "
+        r"sample\(rng, sample_shape\): a prior's distribution provides log_prob, sample"),
+    'prior_without_log_prob': (
+        _FLAT_PRIOR.format(method='  def sample(self, rng, sample_shape=()):\n'
+                                  '    return jnp.zeros((*sample_shape, self.dim))\n'),
+        ['--config.model.prior.kind=flat'],
+        r"prior 'flat' \(module prior_without_log_prob\) returns a Flat without log_prob\(z\)"),
+    'evaluator_without_call': ('''
+import dataclasses
+from vae_jax.evaluators import registry
+
+
+@dataclasses.dataclass
+class Count:
+  def evaluate(self, params, split, rng):
+    return {'count': len(split.images)}
+
+
+@registry.register('count', during_training=True)
+def create(model, config, dataset):
+  return Count()
+''', [], r"evaluator 'count' \(module evaluator_without_call\) builds a Count without "
+        r'__call__\(params, split, rng\) -> dict'),
+    'transform_not_optax': ('''
+from vae_jax import registries
+
+
+@registries.register('gradient_transform', 'halve')
+def build(config):
+  return lambda updates: updates / 2
+''', ["--config.optimizer.transforms=('halve',)"],
+        r"gradient_transform 'halve' \(module transform_not_optax\) builds a function without "
+        r'init\(params\), update\(updates, state, params\)'),
+    'schedule_not_callable': ('''
+from vae_jax import registries
+
+
+@registries.register('schedule', 'halfway')
+def build(num_train_steps):
+  return num_train_steps // 2  # a step, not a function of the step
+''', ['--config.optimizer.schedule=halfway'],
+        r"schedule 'halfway' \(module schedule_not_callable\) builds an int without "
+        r'__call__\(step\) -> factor'),
+    'likelihood_without_sample': ('''
+import dataclasses
+import flax.linen as nn
+import jax.numpy as jnp
+from vae_jax import registries
+
+
+@dataclasses.dataclass
+class Laplace:
+  location: object
+
+  def log_prob(self, x):
+    return -jnp.abs(x - self.location).sum(axis=(-3, -2, -1))
+
+
+class LaplaceLikelihood(nn.Module):
+  def raw_channels(self, channels):
+    return channels
+
+  def __call__(self, raw):
+    return Laplace(raw)
+
+
+@registries.register('likelihood', 'laplace')
+def build(config, data_shape):
+  return LaplaceLikelihood()
+''', ['--config.model.likelihood.kind=laplace', '--config.data.binarization=none'],
+        r"likelihood 'laplace' \(module likelihood_without_sample\) returns a Laplace without "
+        r'sample\(rng, sample_shape\)'),
+    'family_without_interface': ('''
+import flax.linen as nn
+from vae_jax import models
+
+
+@models.register('dense')
+def build(model_config, data_shape):
+  return nn.Dense(model_config.latent_dim)  # not a latent-variable model
+''', ['--config.model.family=dense'],
+        r"family 'dense' \(module family_without_interface\) builds a Dense without "
+        r'sample_log_weight_terms\(x, key\)'),
+    'categorical_prior_without_sample': ('''
+import dataclasses
+import flax.linen as nn
+import jax.numpy as jnp
+from vae_jax import registries
+
+
+@dataclasses.dataclass
+class Even:
+  num_categories: int
+
+  def log_prob(self, z):
+    return -jnp.log(self.num_categories) * z.sum(axis=(-2, -1))
+
+
+class UniformPrior(nn.Module):
+  num_categories: int
+
+  def __call__(self, encoder=None):
+    return Even(self.num_categories)
+
+
+@registries.register('categorical_prior', 'flat_categorical')
+def build(config, num_variables, num_categories):
+  return UniformPrior(num_categories)
+''', ['--config.model.latent_kind=categorical', '--config.model.num_categories=2',
+      '--config.model.prior.kind=flat_categorical'],
+        r"categorical_prior 'flat_categorical' \(module categorical_prior_without_sample\) "
+        r'returns an Even without sample\(rng, sample_shape\)'),
+    'optimizer_not_optax': ('''
+from vae_jax import registries
+
+
+@registries.register('optimizer', 'sign_descent')
+def build(schedule, *, b1, b2, eps, weight_decay):
+  return lambda updates: -updates  # a function of the gradients, not an optax transform
+''', ['--config.optimizer.name=sign_descent'],
+        r"optimizer 'sign_descent' \(module optimizer_not_optax\) builds a function without "
+        r'init\(params\), update\(updates, state, params\)'),
+    'data_source_without_load': ('''
+from vae_jax import data
+
+
+@data.register_source('my_tables')
+class MyTables(data.Source):
+  def traits(self):
+    return data.Traits(kind=data.VECTORS, shape=(4,), bits=None)
+
+  def read(self, *, stream_train):  # the method is named load
+    raise NotImplementedError
+''', ['--config.data.name=my_tables'],
+        r"data_source 'my_tables' \(module data_source_without_load\) builds a MyTables "
+        r'without load'),
+}
+
+
 @dataclasses.dataclass
 class Case:
   name: str
@@ -41,6 +210,7 @@ class Case:
   prepare: str = ''  # how the workdir is readied first: see `prepare`
   cwd: str = REPO_ROOT
   table: str = ''  # written to {workdir}.csv first, when given
+  module: str = ''  # a BROKEN_COMPONENTS module written to {workdir}_lab/ (on PYTHONPATH) first
 
 
 _ROWS = ''.join(f'{i},{i % 7}\n' for i in range(60))  # 60 good rows of two columns
@@ -55,8 +225,23 @@ def cases() -> list[Case]:
       Case('bad_config_value', 'a value out of range', train('--config.batch_size=0'), 1,
            r'^error: Invalid config: batch_size=0 must be at least 1'),
       Case('typo_in_a_config_key', 'a misspelled config key',
-           train('--config.optimzer.learning_rate=0.1'), 2, r'^error: a config override .*'
-           r'Did you mean "optimizer"'),
+           train('--config.optimzer.learning_rate=0.1'), 2,
+           r"^error: --config.optimzer.learning_rate: the config has no key 'optimzer'; did you "
+           r'mean optimizer\?$'),
+      Case('typo_in_a_nested_key', 'a misspelled key of an evaluator',
+           train('--config.evals.ais.num_step=5'), 2,
+           r"^error: --config.evals.ais.num_step: evals.ais has no key 'num_step'; did you mean "
+           r'num_steps\?$'),
+      Case('option_of_an_unimported_component', "an option of a prior whose module is not in "
+           'config.imports', train('--config.model.prior.student_t.dof=3'), 2,
+           r"^error: --config.model.prior.student_t.dof: model.prior has no key 'student_t'; its "
+           r'keys are kind, .*config.imports names that module.$'),
+      Case('unknown_kind', 'a misspelled prior', train('--config.model.prior.kind=laplce'), 1,
+           r"^error: Invalid config: model.prior.kind='laplce' is not a registered prior: the "
+           r'priors are standard_normal, .* \(closest: .*config.imports names that module.$'),
+      *(Case(name, f"a user's component that breaks its kind's contract ({name})", train(
+          f"--config.imports=('{name}',)", *overrides), 1, f'^error: {message}', module=name)
+        for name, (_, overrides, message) in BROKEN_COMPONENTS.items()),
       Case('bad_value_type', 'a value of the wrong type', train('--config.batch_size=ten'), 2,
            r'^error: .*batch_size'),
       Case('unknown_dataset', 'a misspelled dataset name', train('--config.data.name=mnsit'), 1,
@@ -167,7 +352,7 @@ def cases() -> list[Case]:
 
 def run(command: list[str], workdir: str, cwd: str, timeout: float = 300):
   arguments = [sys.executable, '-m', *(part.replace('{workdir}', workdir) for part in command)]
-  environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
+  environment = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO_ROOT, f'{workdir}_lab']))
   return subprocess.run(arguments, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                         env=environment)
 
@@ -195,6 +380,10 @@ def prepare(case: Case, workdir: str):
     os.makedirs(os.path.dirname(workdir), exist_ok=True)
     with open(f'{workdir}.csv', 'w', encoding='utf-8') as f:
       f.write(case.table)
+  if case.module:
+    os.makedirs(f'{workdir}_lab', exist_ok=True)
+    with open(os.path.join(f'{workdir}_lab', f'{case.module}.py'), 'w', encoding='utf-8') as f:
+      f.write(BROKEN_COMPONENTS[case.module][0])
   if case.prepare == 'failed_launch':
     run(train('--config.data.name=mnsit'), workdir, REPO_ROOT)
   if case.prepare == 'truncated_npz':

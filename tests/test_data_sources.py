@@ -189,8 +189,9 @@ def test_a_source_that_breaks_the_contract_is_named_with_the_missing_method():
     config = quickstart.get_config()
     config.data.name = 'no_load_source'
     assert data.source_name('no_load_source') == 'no_load_source'
-    with pytest.raises(UserError, match=r"^data source 'no_load_source' "
-                       r"\(data.name='no_load_source'\) lacks the method\(s\) load: "):
+    with pytest.raises(UserError, match=r"^data_source 'no_load_source' \(module "
+                       r"tests.test_data_sources\) builds a NoLoad without load\(\*, "
+                       r"stream_train\): "):
       data.load_dataset(config.data)
   finally:
     del registries.COMPONENTS['data_source']['no_load_source']

@@ -90,6 +90,15 @@ def test_the_import_graph_of_vae_jax_has_no_cycle():
   assert cycle is None, f'import cycle: {" -> ".join(cycle)}'
 
 
+def test_options_imports_nothing_of_the_package_not_even_inside_a_function():
+  """registries imports options; the checks that need the registry live in registries."""
+  tree = ast.parse(MODULES['vae_jax.options'].read_text(encoding='utf-8'))
+  imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+  imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for alias in node.names]
+  assert not [name for name in imported if name and name.startswith('vae_jax')]
+
+
 def test_the_cycle_finder_finds_a_cycle():
   assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == ['a', 'b', 'c', 'a']
   assert _cycle({'a': {'b'}, 'b': set()}) is None

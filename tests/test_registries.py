@@ -2,13 +2,17 @@
 config and the checks derived from them."""
 
 import dataclasses
+import types
 
+import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 import pytest
 
 from configs import default, quickstart
-from vae_jax import options, registries
+from vae_jax import options, priors, registries
 from vae_jax.engine import checkpointing, config_checks
+from vae_jax.errors import UserError
 from vae_jax.options import OPERATIONAL, SHAPES_STATE, SWEEPABLE, Option
 
 
@@ -71,7 +75,8 @@ def test_a_component_registered_later_joins_defaults_checks_and_choices(scratch_
       yield 'model.prior.toy.width > 3 is too wide for a toy.'
 
   registries.register('prior', 'toy', checks=(problems,), options=options.at(
-      'model.prior.toy', width=Option(2, 'a width', options.at_least(1))))(lambda *args: None)
+      'model.prior.toy', width=Option(2, 'a width', options.at_least(1))))(
+          lambda config, latent_dim, data_shape: priors.StandardNormalPrior(latent_dim))
   config = default.get_config()
   assert config.model.prior.toy.width == 2
   config.model.prior.kind = 'toy'
@@ -154,7 +159,47 @@ def test_traits_decide_what_a_resume_may_change(tmp_path, monkeypatch):
   assert accepted('log_every_steps', 7)  # operational
   assert not accepted('num_epochs', 7) and accepted('num_epochs', 7, allow=True)
   assert not accepted('model.latent_dim', 3, allow=True)  # shapes the state
-  engine = registries.get('run', 'engine').options
-  monkeypatch.setitem(engine, 'num_epochs', dataclasses.replace(
-      engine['num_epochs'], traits=frozenset({OPERATIONAL})))
+  engine = registries.get('run', 'engine')  # declared again, as a component that registers
+  monkeypatch.setitem(registries.COMPONENTS['run'], 'engine', dataclasses.replace(
+      engine, options={**engine.options, 'num_epochs': dataclasses.replace(
+          engine.options['num_epochs'], traits=frozenset({OPERATIONAL}))}))
   assert accepted('num_epochs', 7)  # the declaration decides
+
+
+class _LogDensityOnly(nn.Module):
+  """A prior whose distribution has `log_prob` but not `sample`."""
+  latent_dim: int
+
+  def __call__(self, encoder=None):
+    del encoder
+    return types.SimpleNamespace(log_prob=lambda z: jnp.zeros(z.shape[:-1]))
+
+
+def test_a_component_that_breaks_its_kinds_contract_is_refused_in_one_line(scratch_registry):
+  registries.register('prior', 'no_sample')(
+      lambda config, latent_dim, data_shape: _LogDensityOnly(latent_dim))
+  registries.register('gradient_transform', 'plain')(lambda config: (lambda updates: updates))
+  config = default.get_config()
+  config.model.prior.kind = 'no_sample'
+  with pytest.raises(UserError, match=r"^prior 'no_sample' \(module tests.test_registries\) "
+                     r"returns a SimpleNamespace without sample\(rng, sample_shape\): a "
+                     r"prior's distribution provides log_prob, sample"):
+    config_checks.validate_config(config)
+  config.model.prior.kind = 'standard_normal'
+  config.optimizer.transforms = ('plain',)
+  with pytest.raises(UserError, match=r"^gradient_transform 'plain' .* builds a function without "
+                     r'init\(params\), update\(updates, state, params\)'):
+    config_checks.validate_config(config)
+  assert '\n' not in registries.contract_problem('evaluator', 'elbo', object())
+  assert set(registries.CONTRACTS) >= set(registries.KINDS) - {'run'}
+
+
+def test_the_schema_is_built_once_and_again_when_a_component_registers(scratch_registry):
+  first = registries.schema()
+  assert registries.schema() == first
+  built = registries._SCHEMA[1]
+  registries.schema()
+  assert registries._SCHEMA[1] is built  # not rebuilt
+  registries.register('gradient_transform', 'toy', options=options.at(
+      'optimizer.toy', rate=Option(0.5, 'a rate')))(lambda config: None)
+  assert 'optimizer.toy.rate' in registries.schema() and 'optimizer.toy.rate' not in first

@@ -40,21 +40,32 @@ def matmul_precision(name: str):
   if name not in MATMUL_PRECISIONS:
     raise ValueError(f'Unknown precision {name!r}; choose one of {MATMUL_PRECISIONS}.')
   return contextlib.nullcontext() if name == 'default' else jax.default_matmul_precision(name)
+# Each initialiser by name, as a function of `scale`, which multiplies the weights (scale 1:
+# the initialiser as named; a top-down block's last conv starts smaller, 1/sqrt(depth)).
 KERNEL_INITS = {
-    'lecun_normal': nn.initializers.lecun_normal(),  # Flax's default
-    'glorot_uniform': nn.initializers.glorot_uniform(),  # Burda et al. 2015
-    'he_normal': nn.initializers.he_normal(),  # truncated at ±2σ (rescaled to variance 2/fan_in)
+    'lecun_normal': lambda scale: nn.initializers.variance_scaling(  # Flax's default
+        scale**2, 'fan_in', 'truncated_normal'),
+    'glorot_uniform': lambda scale: nn.initializers.variance_scaling(  # Burda et al. 2015
+        scale**2, 'fan_avg', 'uniform'),
+    # Truncated at ±2σ (rescaled to variance 2/fan_in).
+    'he_normal': lambda scale: nn.initializers.variance_scaling(
+        2.0 * scale**2, 'fan_in', 'truncated_normal'),
     # Tomczak & Welling's he_init (utils/nn.py): weight.normal_(0, sqrt(2 / fan_in)), no truncation.
-    'he_normal_untruncated': nn.initializers.variance_scaling(2.0, 'fan_in', 'normal'),
-    'normal_0.01': nn.initializers.normal(stddev=0.01),  # Kingma & Welling 2013: "N(0, 0.01)"
+    'he_normal_untruncated': lambda scale: nn.initializers.variance_scaling(
+        2.0 * scale**2, 'fan_in', 'normal'),
+    # Kingma & Welling 2013: "N(0, 0.01)".
+    'normal_0.01': lambda scale: nn.initializers.normal(stddev=0.01 * scale),
+    # PyTorch's default for nn.Linear and nn.Conv2d (uniform, variance 1/(3·fan_in)), which
+    # VDVAE keeps.
+    'torch': lambda scale: nn.initializers.variance_scaling(scale**2 / 3, 'fan_in', 'uniform'),
 }
 
 
-def get_kernel_init(name: str):
-  try:
-    return KERNEL_INITS[name]
-  except KeyError:
-    raise ValueError(f'Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}.') from None
+def get_kernel_init(name: str, scale: float = 1.0):
+  """The initialiser `name` of `KERNEL_INITS`, its weights times `scale` (0: zeros)."""
+  if name not in KERNEL_INITS:
+    raise ValueError(f'Unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}.')
+  return nn.initializers.zeros if scale == 0 else KERNEL_INITS[name](scale)
 
 
 # Biases: 'zeros' (Flax's default), or 'torch_uniform', PyTorch's default for nn.Linear,

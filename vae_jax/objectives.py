@@ -3,7 +3,7 @@
 Each returns its terms per example, so every term can be logged and a ragged evaluation batch
 can be masked before reduction. The model is any of `vae_jax.models`. What is generic lives
 here (the ELBO and IWAE bounds with reparameterised gradients); estimators that only some
-families support are registered by those families (`models.families.ESTIMATORS`).
+families support are registered by those families (`estimators=` of `models.families.register`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ OBJECTIVES = ('elbo', 'iwae', 'marginal')  # 'marginal': the discrete family's e
 
 def gradient_estimators() -> tuple[str, ...]:
   """'auto', 'reparameterized' (every family), then those the families register."""
-  return ('auto', 'reparameterized', *models.families.ESTIMATORS)
+  return ('auto', 'reparameterized', *models.families.estimators())
 
 
 def elbo_terms(model, params, x: jax.Array, rng: jax.Array, *, num_samples: int = 1,
@@ -104,7 +104,7 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
     (held fixed), which fits q to p(z|x). On MNIST, training the ELBO instead leaves a
     categorical model stuck with a one-hot q(z|x) (docs/results/discrete.md).
   The reparameterised losses are here; the others are the discrete family's
-  (`vae_jax/models/discrete.py`), found by name in `models.families.ESTIMATORS`.
+  (`vae_jax/models/discrete.py`), found by name in `models.families.estimators()`.
   """
   if estimator == 'reparameterized':
     if objective == 'elbo':
@@ -114,7 +114,7 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
       terms = iwae_terms(model, params, x, rng, num_samples=num_samples, beta=beta)
       return -jnp.mean(terms['iwae']), terms
     raise ValueError(f'Unknown objective {objective!r}; choose one of {OBJECTIVES}.')
-  if estimator not in models.families.ESTIMATORS:
+  if estimator not in models.families.estimators():
     raise ValueError(f'Unknown gradient estimator {estimator!r}; choose one of '
                      f'{gradient_estimators()}.')
   if objective == 'marginal' and estimator != 'exact':
@@ -122,7 +122,7 @@ def training_loss(model, params, x: jax.Array, rng: jax.Array, *, objective: str
   if objective not in ('elbo', 'marginal'):
     raise ValueError(f'The {estimator} estimator trains the ELBO; objective={objective!r} needs '
                      "estimator 'reparameterized'.")
-  return models.families.ESTIMATORS[estimator](
+  return models.families.estimators()[estimator](
       model, params, x, rng, objective=objective, num_samples=num_samples, beta=beta,
       analytic_kl=analytic_kl, temperature=temperature)
 

@@ -33,7 +33,7 @@ OPTIONS = {
     **options.at(
         'optimizer', traits=(SHAPES_STATE,),
         name=Option('adam', 'a registered optimizer: adam, adamw, adamax, adagrad',
-                    options.registered('optimizer')),
+                    registries.registered('optimizer')),
         grad_clip_norm=Option(0.0, '0 disables clipping', options.non_negative),
         normalize_gradients=Option(False, "divide each gradient tensor by its L2 norm before the "
                                    "optimizer (VampPrior's AdamNormGrad)"),
@@ -42,7 +42,7 @@ OPTIONS = {
                          'parameters themselves'),
         transforms=Option((), 'registered gradient transformations applied, in order, before the '
                           "optimizer (their options under optimizer.<name>)",
-                          options.all_registered('gradient_transform'))),
+                          registries.all_registered('gradient_transform'))),
     # These live in the optimizer state as arrays: runs differing only in them share one
     # compiled update (a vectorised sweep).
     **options.at(
@@ -58,7 +58,7 @@ OPTIONS = {
         'optimizer',
         schedule=Option('constant', "a registered schedule: 'constant' | 'iwae' (3^i epochs at "
                         "lr * 10^(-i/7), i = 0..7) | 'cosine' (half a cosine to 0)",
-                        options.registered('schedule')),
+                        registries.registered('schedule')),
         warmup_steps=Option(0, 'the learning rate rises linearly from 0 over these steps (0: '
                             'none)', options.non_negative),
         skip_threshold=Option(0.0, 'skip (and count) every update whose gradient norm exceeds '
@@ -103,6 +103,8 @@ def create_optimizer(config: ml_collections.ConfigDict,
   N(0, I) prior on the weights (Kingma & Welling 2013).
   """
   base = registries.get('optimizer', config.name).build
+  registries.checked('optimizer', config.name, base(  # built once more, lazily, below
+      lambda count: 1.0, **{name: config[name] for name in ('b1', 'b2', 'eps', 'weight_decay')}))
   multiplier = with_warmup(learning_rate_multiplier(config.schedule, num_train_steps),
                            config.warmup_steps)
 

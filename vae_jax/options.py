@@ -86,29 +86,6 @@ def each_at_least(low) -> Check:
                          else f'must hold sizes of at least {low} each.')
 
 
-def registered(kind: str, *extra: str) -> Check:
-  """The value must name a registered component of `kind` (or be one of `extra`)."""
-
-  def check(value):
-    from vae_jax import registries  # pylint: disable=import-outside-toplevel
-    choices = [*extra, *registries.names(kind)]
-    return None if value in choices else f'is not one of {choices}.'
-
-  return check
-
-
-def all_registered(kind: str) -> Check:
-  """Every value of the tuple must name a registered component of `kind`."""
-
-  def check(values):
-    from vae_jax import registries  # pylint: disable=import-outside-toplevel
-    unknown = [value for value in values if value not in registries.names(kind)]
-    return (f'names unregistered {kind}s {unknown}; the registered ones are '
-            f'{list(registries.names(kind))}.' if unknown else None)
-
-  return check
-
-
 def flatten(tree: Mapping, prefix: str = '') -> dict[str, Any]:
   """{dotted key: leaf} of a nested mapping (a config's `to_dict()`)."""
   flat = {}

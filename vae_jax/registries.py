@@ -17,6 +17,7 @@ chooses its components (e.g. the likelihood by `model.likelihood.kind`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -102,21 +103,123 @@ def get(kind: str, name: str) -> Component:
   try:
     return COMPONENTS[kind][name]
   except KeyError:
-    raise ValueError(f'Unknown {kind} {name!r}; choose one of {list(names(kind))}.') from None
+    raise ValueError(f'{name!r} {unknown(kind, name)}') from None
+
+
+def unknown(kind: str, name: str) -> str:
+  """What to say of `name`, which names no registered component of `kind`: the known names,
+  the closest one, and that a component of one's own is registered by `config.imports`."""
+  known = names(kind)
+  closest = difflib.get_close_matches(str(name), known, n=1, cutoff=0.0)
+  said = kind.replace('_', ' ')
+  listed = f'the {said}s are {", ".join(known)}' if known else f'no {said} is registered'
+  return (f'is not a registered {said}: {listed}'
+          f'{f" (closest: {closest[0]!r})" if closest else ""}; {_a(said)} from your own module '
+          'is registered only when config.imports names that module.')
 
 
 def build(kind: str, name: str, *args, **kwargs):
-  """The registered builder of (kind, name), called with the arguments given."""
-  return get(kind, name).build(*args, **kwargs)
+  """The registered builder of (kind, name), called with the arguments given; what it builds
+  is checked against its kind's contract (`CONTRACTS`; an evaluator may build None)."""
+  built = get(kind, name).build(*args, **kwargs)
+  return built if built is None and kind == 'evaluator' else checked(kind, name, built)
+
+
+# What a built component provides, by kind: {name: how it is called}. A kind whose component
+# is a Flax module called for a distribution (`prior(encoder)`) says, under '<kind>()', what
+# that distribution provides. docs/extending.md describes each.
+CONTRACTS: dict[str, dict[str, str]] = {
+    'family': {'sample_log_weight_terms': '(x, key)', 'analytic_kl': '(x)',
+               'kl_per_dimension': '(x)', 'posterior_means': '(x)', 'reconstruct': '(x)',
+               'generate': '(key, num_samples)'},
+    'likelihood': {'raw_channels': '(channels)', '__call__': '(raw)'},
+    'likelihood()': {'log_prob': '(x)', 'sample': '(rng, sample_shape)'},
+    'prior': {'__call__': '(encoder)'},
+    'prior()': {'log_prob': '(z)', 'sample': '(rng, sample_shape)'},
+    'categorical_prior': {'__call__': '(encoder=None)'},
+    'categorical_prior()': {'log_prob': '(z)', 'sample': '(rng, sample_shape)'},
+    'evaluator': {'__call__': '(params, split, rng) -> dict'},
+    'optimizer': {'init': '(params)', 'update': '(updates, state, params)'},
+    'schedule': {'__call__': '(step) -> factor'},
+    'gradient_transform': {'init': '(params)', 'update': '(updates, state, params)'},
+    'data_source': {'traits': '()', 'load': '(*, stream_train)'},
+}
+
+
+def contract_problem(kind: str, name: str, built) -> str | None:
+  """One line naming what `built`, by component (kind, name), lacks of its kind's contract
+  (for a '<kind>()' contract, `built` is what the component returned when called), or None."""
+  required = CONTRACTS.get(kind, {})
+  missing = [method for method in required if not _provides(built, method)]
+  if not missing:
+    return None
+  base = kind.removesuffix('()')
+  component = COMPONENTS.get(base, {}).get(name)
+  module = getattr(component.build, '__module__', '?') if component else '?'
+  lacking = ', '.join(f'{method}{required[method]}' for method in missing)
+  verb, whose = ('returns', f"{_a(base)}'s distribution") if kind.endswith('()') else (
+      'builds', _a(base))
+  return (f'{base} {name!r} (module {module}) {verb} {_a(type(built).__name__)} without '
+          f'{lacking}: {whose} provides {", ".join(required)} (docs/extending.md).')
+
+
+def _provides(built, method: str) -> bool:
+  """Whether `built` has `method`, and not only a base class's abstract stub of it."""
+  found = getattr(built, method, None)
+  return callable(found) and not getattr(found, '__isabstractmethod__', False)
+
+
+def _a(word: str) -> str:
+  return f'an {word}' if word[0].lower() in 'aeiou' else f'a {word}'
+
+
+def checked(kind: str, name: str, built):
+  """`built`, when it meets its kind's contract; else a UserError naming what it lacks."""
+  problem = contract_problem(kind, name, built)
+  if problem:
+    raise UserError(problem)
+  return built
+
+
+# Checks of an option's value that need the registry (`options` never imports it).
+
+def registered(kind: str, *extra: str) -> options_lib.Check:
+  """The value must name a registered component of `kind` (or be one of `extra`)."""
+
+  def check(value):
+    return None if value in (*extra, *names(kind)) else unknown(kind, value)
+
+  return check
+
+
+def all_registered(kind: str) -> options_lib.Check:
+  """Every value of the tuple must name a registered component of `kind`."""
+
+  def check(values):
+    strays = [value for value in values if value not in names(kind)]
+    return f'names {strays[0]!r}, which {unknown(kind, strays[0])}' if strays else None
+
+  return check
+
+
+# [ids of the registered components it was built from, the schema, those components (held, so
+# that no id is reused while cached)]
+_SCHEMA: list = [None, {}, ()]
 
 
 def schema() -> dict[str, Option]:
-  """Every registered option, by dotted path (an option shared by components is one entry)."""
-  merged = {}
-  for table in COMPONENTS.values():
-    for component in table.values():
-      merged.update(component.options)
-  return dict(sorted(merged.items()))
+  """Every registered option, by dotted path (an option shared by components is one entry).
+  Built once, and again only after a component registers (or a table is replaced, as tests
+  do); the caller gets a copy."""
+  registered = tuple((kind, tuple(map(id, table.values()))) for kind, table in COMPONENTS.items())
+  if _SCHEMA[0] != registered:
+    merged = {}
+    for table in COMPONENTS.values():
+      for component in table.values():
+        merged.update(component.options)
+    _SCHEMA[:] = [registered, dict(sorted(merged.items())),
+                  [tuple(table.values()) for table in COMPONENTS.values()]]
+  return dict(_SCHEMA[1])
 
 
 def owners(path: str) -> list[Component]:

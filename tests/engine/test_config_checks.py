@@ -14,12 +14,15 @@ BAD_CONFIGS = [
     ('data.binarization', 'sometimes', "data.binarization='sometimes' is not one of"),
     ('model.encoder.kind', 'resnet', "model.encoder.kind='resnet' is not one of ['mlp', 'conv']"),
     ('model.decoder.activation', 'sigmoidal', "model.decoder.activation='sigmoidal'"),
-    ('model.prior.kind', 'flow', "model.prior.kind='flow' is not one of"),
+    ('model.prior.kind', 'laplce', "model.prior.kind='laplce' is not a registered prior: the "
+     "priors are standard_normal, learned_gaussian, mixture, vamp (closest: "),
     ('objective.kind', 'rws', "objective.kind='rws' is not one of ['elbo', 'iwae', 'marginal']"),
-    ('optimizer.schedule', 'linear', "optimizer.schedule='linear' is not one of"),
+    ('optimizer.schedule', 'linear', "optimizer.schedule='linear' is not a registered schedule"),
     ('model.upper_layers.latent_dims', (0,), 'model.upper_layers.latent_dims=(0,)'),
     ('model.likelihood.kind', 'poisson', "model.likelihood.kind='poisson'"),
-    ('optimizer.name', 'sgdd', "optimizer.name='sgdd' is not one of ['adam', 'adamw', 'adamax', 'adagrad']"),
+    ('optimizer.name', 'sgdd', "optimizer.name='sgdd' is not a registered optimizer: the "
+     "optimizers are adam, adamw, adamax, adagrad (closest: 'adagrad'); an optimizer from your "
+     'own module is registered only when config.imports names that module.'),
     ('batch_size', 0, 'batch_size=0 must be at least 1'),
     ('model.latent_dim', -3, 'model.latent_dim=-3 must be at least 1'),
     ('objective.num_samples', 0, 'objective.num_samples=0 must be at least 1'),

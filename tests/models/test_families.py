@@ -7,6 +7,7 @@ import pytest
 
 from tests.helpers import small_model_config as _model_config
 from vae_jax import models, objectives, registries
+from vae_jax.errors import UserError
 
 
 @pytest.mark.parametrize('latent_kind,upper,family,cls,enumerable,categorical', [
@@ -40,13 +41,15 @@ def test_the_registry_refuses_a_second_family_of_one_name_and_a_model_without_th
   with pytest.raises(ValueError, match="'vae' is registered twice"):
     models.register('vae')(lambda config, shape: None)
   with pytest.raises(ValueError, match="'exact' is registered twice"):
-    models.families.register_estimator('exact')(lambda *args, **kwargs: None)
-  assert models.families.ESTIMATORS['score_function'] is models.discrete.score_function_loss
+    models.register('exact_too', estimators={'exact': lambda *args, **kwargs: None})
+  assert 'exact_too' not in registries.names('family')
+  assert models.families.estimators()['score_function'] is models.discrete.score_function_loss
   assert objectives.gradient_estimators() == ('auto', 'reparameterized', 'exact',
                                               'gumbel_softmax', 'straight_through',
                                               'score_function')
   vae = registries.get('family', 'vae')
   monkeypatch.setitem(registries.COMPONENTS['family'], 'vae', dataclasses.replace(
       vae, build=lambda config, shape: nn.Dense(3)))
-  with pytest.raises(TypeError, match="'vae' built a Dense that lacks"):
+  with pytest.raises(UserError, match=r"^family 'vae' \(module tests.models.test_families\) "
+                     r'builds a Dense without sample_log_weight_terms\(x, key\)'):
     models.build_model(_model_config(), (4, 4, 1))

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from scripts import bad_inputs
 from tests.conftest import REPO_ROOT
 
 # The overrides that put each example to use: all six in one run (the Laplace prior and the
@@ -92,4 +93,19 @@ def test_a_module_that_cannot_be_imported_is_named_in_one_message(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: config.imports names 'no_such_lab_module', which cannot be imported")
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('module', sorted(bad_inputs.BROKEN_COMPONENTS))
+def test_a_component_that_breaks_its_contract_is_refused_in_one_line_before_any_write(
+    module, tmp_path):
+  source, overrides, message = bad_inputs.BROKEN_COMPONENTS[module]
+  (tmp_path / f'{module}.py').write_text(source, encoding='utf-8')
+  result = _launch('experiments.train', [*TINY_RUN, f"--config.imports=('{module}',)",
+                                         *overrides, f'--workdir={tmp_path / "run"}'], tmp_path)
+  assert result.returncode == 1, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and re.match(f'error: {message}', errors[0]), result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr
   assert not (tmp_path / 'run').exists()

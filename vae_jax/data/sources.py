@@ -22,15 +22,14 @@ never shadows a registered one.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable, Mapping
 
 from vae_jax import registries
 from vae_jax.data.dataset import Traits
-from vae_jax.errors import UserError
 from vae_jax.options import Option
 
 KIND = 'data_source'
-REQUIRED_METHODS = ('traits', 'load')  # what every source provides
 BY_NAME, BY_PATH, FALLBACK = 0, 1, 2  # the order in which sources claim a name
 
 
@@ -40,9 +39,11 @@ class Source:
   def __init__(self, config):
     self.config = config  # the `data` block
 
+  @abc.abstractmethod  # a marker only: the contract check refuses a source that keeps it
   def traits(self) -> Traits:
     raise NotImplementedError
 
+  @abc.abstractmethod
   def load(self, *, stream_train: bool):
     raise NotImplementedError
 
@@ -95,16 +96,9 @@ def named_sources() -> list[str]:
 
 
 def build(config) -> Source:
-  """The source that reads `config` (the `data` block), its contract checked: one line names
-  what a source from outside the package lacks."""
-  name = source_name(config.name)
-  source = registries.build(KIND, name, config)
-  missing = [method for method in REQUIRED_METHODS if not callable(getattr(source, method, None))]
-  if missing:
-    raise UserError(f'data source {name!r} (data.name={config.name!r}) lacks the method(s) '
-                    f'{", ".join(missing)}: a data source provides traits() and '
-                    'load(*, stream_train) (docs/extending.md, "A data source").')
-  return source
+  """The source that reads `config` (the `data` block), its contract checked
+  (`registries.CONTRACTS`): one line names what a source from outside the package lacks."""
+  return registries.build(KIND, source_name(config.name), config)
 
 
 def optional(source, method: str):

@@ -11,8 +11,9 @@ import json
 import ml_collections
 import numpy as np
 
-from vae_jax import data, models, options, registries
+from vae_jax import data, models, optimizers, options, registries
 from vae_jax.engine import checkpointing
+from vae_jax.models import components
 from vae_jax.errors import UserError
 
 
@@ -59,14 +60,29 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
               *registries.component_problems(config)]
   if problems:
     raise ConfigError(listing('Invalid config', problems))
+  check_contracts(config)
+
+
+def check_contracts(config: ml_collections.ConfigDict) -> None:
+  """Builds the chosen optimizer, schedule, gradient transforms, likelihood and prior once,
+  before any data is read, so that one from outside the package that breaks its kind's
+  contract (`registries.CONTRACTS`) is refused in one line (a UserError) naming what it lacks.
+  The data source, the family and the evaluators are checked when built, once the data's
+  shape is known, before anything is written."""
+  optimizers.create_optimizer(config.optimizer, num_train_steps=1)
+  data_shape = (1, 1, 1)  # a stand-in: the data's shape is not known before it is read
+  model = config.model
+  if model.latent_kind == 'categorical':
+    components.build_categorical_prior(model.prior, model.latent_dim, model.num_categories)
+  else:
+    components.build_prior(model.prior, model.latent_dim, data_shape)
+  components.build_likelihood(model.likelihood, data_shape)
 
 
 def _unknown_evaluators(config) -> list[str]:
   unknown = [name for name in config.evals if name not in registries.names('evaluator')]
-  if not unknown:
-    return []
-  return [f'config.evals names no evaluator {unknown}; the evaluators are '
-          f'{sorted(registries.names("evaluator"))}.']
+  return [f'config.evals names {name!r}, which {registries.unknown("evaluator", name)}'
+          for name in unknown]
 
 
 def validate_config_for_data(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:

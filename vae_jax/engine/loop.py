@@ -34,7 +34,8 @@ class StalledTrainingError(UserError, RuntimeError):
 class Loop:
   """Steps, logs, evaluates and checkpoints a group of runs (vmapped when there are several)."""
 
-  def __init__(self, config, runs, dataset, model, optimizer, settings, schedule, mesh):
+  def __init__(self, config, runs, dataset, model, optimizer, settings, schedule, mesh,
+               during_training=None):
     self.config, self.runs, self.dataset, self.model = config, runs, dataset, model
     self.schedule, self.mesh = schedule, mesh
     self.vectorised = len(runs) > 1
@@ -44,7 +45,8 @@ class Loop:
                                  [run.keys for run in runs], [run.hyperparams for run in runs],
                                  self._group_execution())
     # Built once for the group: each is compiled once, whatever the number of runs.
-    self.evaluators = evaluators.create(model, config, dataset, during_training=True)
+    self.evaluators = (during_training if during_training is not None else
+                       evaluators.create(model, config, dataset, during_training=True))
     # Streamed runs save and restore the grain iterator with their state.
     self.data_iterators = getattr(self.runner, 'data_iterators', [None] * len(runs))
     for run, data_iterator in zip(runs, self.data_iterators):

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae_jax import data, models, networks, optimizers
+from vae_jax import data, evaluators, models, networks, optimizers
 from vae_jax.engine import (checkpointing, config_checks, metric_writers, run_options, steps,  # pylint: disable=unused-import
                             workdir_lock)
 from vae_jax.engine.loop import (DivergenceError, Loop, NonFiniteTrainingError,  # pylint: disable=unused-import
@@ -72,6 +72,9 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
   model = models.build_model(config.model, dataset.data_shape)
   settings = steps.StepSettings.from_config(config, model)
   jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *dataset.data_shape)))  # shapes
+  # Built once for the group (each compiled once, whatever the number of runs), and before
+  # anything is written: one that breaks its contract is refused first.
+  during_training = evaluators.create(model, config, dataset, during_training=True)
   with workdir_lock.hold(workdirs if main_process else []):
     if main_process:  # checked again: the workdir may have changed before it was locked
       _check_workdir_configs(configs, workdirs, allow_config_change, defaults, announce=True)
@@ -82,7 +85,8 @@ def train_and_evaluate_group(configs: list[ml_collections.ConfigDict], workdirs:
         checkpointing.save_config(run_config, workdir)
         if dataset.standardization is not None:  # evaluation maps numbers back with it
           dataset.standardization.save(workdir)
-    return _train_group(configs, workdirs, dataset, model, settings, schedule)
+    return _train_group(configs, workdirs, dataset, model, settings, schedule,
+                        during_training)
 
 
 def _with_resolved_data_location(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -143,7 +147,8 @@ def _check_no_earlier_record(workdir: str, schedule: Schedule) -> None:
         'train in a new --workdir.')
 
 
-def _train_group(configs, workdirs, dataset, model, settings, schedule) -> list[steps.TrainState]:
+def _train_group(configs, workdirs, dataset, model, settings, schedule,
+                 during_training) -> list[steps.TrainState]:
   config = configs[0]
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('batch',))
   log_names = ([os.path.basename(os.path.normpath(w)) for w in workdirs] if len(workdirs) > 1
@@ -165,7 +170,8 @@ def _train_group(configs, workdirs, dataset, model, settings, schedule) -> list[
   if len(initial_steps) > 1:
     raise ValueError(f'The runs were checkpointed at different steps {sorted(initial_steps)}; '
                      'resume them one by one with experiments.train.')
-  loop = Loop(config, runs, dataset, model, optimizer, settings, schedule, mesh)
+  loop = Loop(config, runs, dataset, model, optimizer, settings, schedule, mesh,
+              during_training)
   try:
     with StopRequests() as stop_requests, networks.matmul_precision(
         config.model.matmul_precision):

@@ -49,7 +49,7 @@ def grid_cells(box: np.ndarray, points_per_dim: int) -> tuple[np.ndarray, float,
 def pairwise_log_likelihood(likelihood, x: jax.Array) -> jax.Array:
   """`log p(x_b | z_p)` `[B, P]` for a likelihood with batch `[P]`: one matrix product where the
   distribution offers it, else a vmap over examples."""
-  if hasattr(likelihood, 'pairwise_log_prob'):
+  if isinstance(likelihood, models.PairwiseLogProb):
     return likelihood.pairwise_log_prob(x)
   return jax.vmap(lambda image: likelihood.log_prob(image[None]))(x)
 

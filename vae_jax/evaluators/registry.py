@@ -18,7 +18,7 @@ An evaluator may also declare, as attributes:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import jax
 import numpy as np
@@ -31,6 +31,13 @@ from vae_jax.options import OPERATIONAL, Option
 class Evaluator(Protocol):
 
   def __call__(self, params, split, rng: jax.Array) -> dict: ...
+
+
+@runtime_checkable
+class Costed(Protocol):
+  """An evaluator that says about how many passes through the model it makes."""
+
+  def work(self, num_examples: int) -> float: ...
 
 
 registries.register_kind('evaluator', 'what is measured on a split (config.evals names them)',
@@ -108,7 +115,7 @@ def redundant_estimates(chosen: dict[str, Evaluator]) -> list[str]:
 
 def work(evaluator: Evaluator, num_examples: int) -> float:
   """About how many passes through the model `evaluator` makes on `num_examples` examples."""
-  return float(evaluator.work(num_examples)) if hasattr(evaluator, 'work') else num_examples
+  return float(evaluator.work(num_examples)) if isinstance(evaluator, Costed) else num_examples
 
 
 def scalars(result: dict, prefix: str = '') -> dict[str, float]:

@@ -15,8 +15,8 @@ from vae_jax.models.components import (DECODER_KINDS, ENCODER_KINDS, LATENT_KIND
 from vae_jax.models.discrete import DiscreteVAE
 from vae_jax.models.hierarchical import HierarchicalVAE
 from vae_jax.models.interface import (CategoricalLatents, Enumerable, Hierarchy, Integrable,
-                                      LatentDensities, LatentVariableModel, can_enumerate,
-                                      can_integrate)
+                                      LatentDensities, LatentVariableModel, PairwiseLogProb,
+                                      can_enumerate, can_integrate)
 from vae_jax.models.top_down import TopDownVAE
 from vae_jax.models.families import build_model, family_name, register
 from vae_jax.models.vae import VAE
@@ -24,7 +24,7 @@ from vae_jax.models.vae import VAE
 __all__ = [
     'DECODER_KINDS', 'ENCODER_KINDS', 'LATENT_KINDS', 'OUTPUT_BIAS_INITS', 'CategoricalLatents', 'Decoder', 'DiscreteVAE',
     'Enumerable', 'Hierarchy', 'HierarchicalVAE', 'LatentDensities', 'LatentVariableModel', 'TopDownVAE', 'VAE',
-    'Integrable', 'build_model', 'can_enumerate', 'can_integrate', 'discrete', 'family_name',
+    'Integrable', 'PairwiseLogProb', 'build_model', 'can_enumerate', 'can_integrate', 'discrete', 'family_name',
     'hierarchical', 'register',
     'top_down', 'vae', 'with_data_mean_output_bias',
 ]

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import (discretized_logistic, encoders, flows, likelihoods, networks, options,  # pylint: disable=unused-import
-                     priors, registries)
+from vae_jax import (discretized_logistic, distributions, encoders, flows,  # pylint: disable=unused-import
+                     likelihoods, networks, options, priors, registries)
+from vae_jax.errors import UserError
 from vae_jax.options import SHAPES_STATE, Option
 
 ENCODER_KINDS = ('mlp', 'conv')
@@ -91,8 +92,12 @@ def build_decoder_net(config, data_shape, output_channels: int,
 
 
 def build_likelihood(config, data_shape) -> nn.Module:
-  """The registered likelihood `config.kind` (`config`: the `model.likelihood` block)."""
-  return registries.build('likelihood', config.kind, config, data_shape)
+  """The registered likelihood `config.kind` (`config`: the `model.likelihood` block), its
+  distribution's contract checked."""
+  likelihood = registries.build('likelihood', config.kind, config, data_shape)
+  raw = jnp.zeros((1, *data_shape[:-1], raw_channels(likelihood, data_shape)))
+  check_distribution('likelihood', config.kind, likelihood, raw)
+  return likelihood
 
 
 OUTPUT_BIAS_INITS = likelihoods.OUTPUT_BIAS_INITS
@@ -117,22 +122,49 @@ def with_data_mean_output_bias(params, mean_image: np.ndarray):
 
 
 def build_prior(config, latent_dim: int, data_shape) -> nn.Module:
-  """The registered prior over Gaussian latents `config.kind` (`config`: `model.prior`)."""
-  return registries.build('prior', config.kind, config, latent_dim, data_shape)
+  """The registered prior over Gaussian latents `config.kind` (`config`: `model.prior`), its
+  distribution's contract checked (`check_distribution`)."""
+  prior = registries.build('prior', config.kind, config, latent_dim, data_shape)
+  posterior_at = lambda x: distributions.DiagonalGaussian(  # what `prior(encoder)` may call
+      jnp.zeros((x.shape[0], latent_dim)), jnp.ones((x.shape[0], latent_dim)))
+  check_distribution('prior', config.kind, prior, posterior_at)
+  return prior
 
 
 def build_categorical_prior(config, num_variables: int, num_categories: int) -> nn.Module:
-  """The registered prior over categorical latents `config.kind` (`config`: `model.prior`)."""
-  return registries.build('categorical_prior', config.kind, config, num_variables,
-                          num_categories)
+  """The registered prior over categorical latents `config.kind` (`config`: `model.prior`),
+  its distribution's contract checked."""
+  prior = registries.build('categorical_prior', config.kind, config, num_variables,
+                           num_categories)
+  check_distribution('categorical_prior', config.kind, prior)
+  return prior
+
+
+def check_distribution(kind: str, name: str, module: nn.Module, *args) -> None:
+  """Refuses, in one line, a module whose call returns a distribution without what its kind
+  needs (`registries.CONTRACTS['<kind>()']`: a prior's `log_prob` and `sample`), before any
+  data is read: the module is traced once, abstractly (nothing is computed)."""
+  problems = []
+
+  def probe(key):
+    distribution, _ = module.init_with_output(key, *args)
+    problems.append(registries.contract_problem(f'{kind}()', name, distribution))
+    return 0
+
+  try:
+    jax.eval_shape(probe, jax.random.key(0))
+  except Exception:  # pylint: disable=broad-exception-caught
+    return  # it needs what the probe lacks (the model's real encoder, ...): checked when used
+  if problems and problems[0]:
+    raise UserError(problems[0])
 
 
 def _model_problems(config):
   model = config.model
   prior_kind = 'categorical_prior' if model.latent_kind == 'categorical' else 'prior'
   if model.latent_kind in LATENT_KINDS and model.prior.kind not in registries.names(prior_kind):
-    yield (f'model.prior.kind={model.prior.kind!r} is not one of '
-           f'{list(registries.names(prior_kind))} (priors over {model.latent_kind} latents).')
+    yield (f'model.prior.kind={model.prior.kind!r} '
+           f'{registries.unknown(prior_kind, model.prior.kind)}')
   for part in ('encoder', 'decoder'):
     if model[part].kind == 'conv' and not model[part].conv_channels:
       yield f'model.{part}.kind=conv needs at least one entry in model.{part}.conv_channels.'
@@ -193,7 +225,7 @@ registries.add(registries.Component('run', 'model', None, {
         'model', traits=(SHAPES_STATE,),
         family=Option('auto', "a registered family, or 'auto': 'discrete' for categorical "
                       "latents, 'hierarchical' with upper layers, else 'vae'",
-                      options.registered('family', 'auto')),
+                      registries.registered('family', 'auto')),
         latent_kind=Option('gaussian', "'gaussian' | 'categorical'",
                            options.one_of(*LATENT_KINDS)),
         latent_dim=Option(50, 'Gaussian units, or categorical variables D', options.at_least(1)),
@@ -226,5 +258,5 @@ registries.add(registries.Component('run', 'model', None, {
     **options.at('model.likelihood', traits=(SHAPES_STATE,), kind=Option(
         'bernoulli', "'bernoulli' (binary pixels) | 'gaussian' | 8-bit pixels: "
         "'discretized_logistic' | 'discretized_logistic_mixture' (PixelCNN++ / VDVAE)",
-        options.registered('likelihood'))),
+        registries.registered('likelihood'))),
 }, (_model_problems,)))

@@ -174,7 +174,6 @@ OPTIONS = {
 }
 
 
-@families.register('discrete', options=OPTIONS, checks=(_discrete_problems,))
 def build(model_config, data_shape) -> DiscreteVAE:
   """`latent_dim` categorical variables of `num_categories` values each."""
   torso = components.build_encoder_torso(model_config.encoder, data_shape, model_config.kernel_init,
@@ -189,10 +188,10 @@ def build(model_config, data_shape) -> DiscreteVAE:
       max_enumeration=model_config.max_enumeration)
 
 
-# The gradient estimators this family owns (`objective.gradient_estimator`); each returns the
-# minimised loss and the per-example terms, like `objectives.training_loss`.
+# The gradient estimators this family owns (`objective.gradient_estimator`, registered with
+# the family below); each returns the minimised loss and the per-example terms, like
+# `objectives.training_loss`.
 
-@families.register_estimator('exact')
 def exact_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
                analytic_kl: bool, temperature):
   """A sum over every value of z: no sampling variance. objective 'elbo': `−mean(E_q log p(x|z)
@@ -220,11 +219,6 @@ def _relaxed_loss(model, params, x, rng, *, objective: str, num_samples: int, be
   return -jnp.mean(terms['reconstruction'] - beta * terms['kl']), terms
 
 
-families.register_estimator('gumbel_softmax')(functools.partial(_relaxed_loss, hard=False))
-families.register_estimator('straight_through')(functools.partial(_relaxed_loss, hard=True))
-
-
-@families.register_estimator('score_function')
 def score_function_loss(model, params, x, rng, *, objective: str, num_samples: int, beta,
                         analytic_kl: bool, temperature):
   """REINFORCE for the ELBO: `∇ E_q[f] = E_q[(f − b) ∇ log q] + E_q[∇ f]` over k draws, with
@@ -252,3 +246,9 @@ def score_function_loss(model, params, x, rng, *, objective: str, num_samples: i
     kl = (terms['log_posterior'] - terms['log_prior']).mean(axis=0)
   return loss, {'reconstruction': reconstruction, 'kl': kl, 'elbo': reconstruction - kl}
 
+
+families.register('discrete', options=OPTIONS, checks=(_discrete_problems,), estimators={
+    'exact': exact_loss,
+    'gumbel_softmax': functools.partial(_relaxed_loss, hard=False),
+    'straight_through': functools.partial(_relaxed_loss, hard=True),
+    'score_function': score_function_loss})(build)

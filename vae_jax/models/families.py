@@ -16,23 +16,23 @@ import flax.linen as nn
 import ml_collections
 
 from vae_jax import registries
-from vae_jax.models import interface
 from vae_jax.options import Option
-
-# name -> problems(model_config, data_shape) -> list of one-line messages: what a family checks
-# in its own config keys before anything is built.
-CHECKS: dict[str, Callable] = {}
-# name -> loss(model, params, x, rng, *, objective, num_samples, beta, analytic_kl, temperature)
-#   -> (loss, per-example terms), as `objectives.training_loss` returns them.
-ESTIMATORS: dict[str, Callable] = {}
-
 
 def register(name: str, *, options: Mapping[str, Option] | None = None,
              checks: Iterable[Callable] = (), **extras):
   """Decorator: `@register('vae')` over `build(model_config, data_shape) -> module`, with the
-  family's own options (by convention under `model.<name>.`), config checks and extras
-  (`data_mean_output_bias=True`: its decoder ends in the dense layer `decoder/net/output` that
-  `with_data_mean_output_bias` sets)."""
+  family's own options (by convention under `model.<name>.`), config checks and extras:
+  `data_mean_output_bias=True` (its decoder ends in the dense layer `decoder/net/output` that
+  `with_data_mean_output_bias` sets); `images_only=True`; `shape_checks=(problems,)`, each
+  `problems(model_config, data_shape) -> one-line messages`, run once the data's shape is
+  known, before anything is built; `estimators={name: loss}`, the gradient estimators it owns
+  for `objective.gradient_estimator=name` (beyond the reparameterised gradient every family
+  has), each `loss(model, params, x, rng, *, objective, num_samples, beta, analytic_kl,
+  temperature) -> (loss, per-example terms)`, as `objectives.training_loss` returns them."""
+  owned = estimators()
+  for estimator in extras.get('estimators', {}):
+    if estimator in owned:
+      raise ValueError(f'Gradient estimator {estimator!r} is registered twice.')
 
   def decorate(build):
     registries.add(registries.Component('family', name, build, dict(options or {}),
@@ -46,22 +46,18 @@ registries.register_kind('family', 'the model: its latents and how they are infe
                          lambda config: (family_name(config.model),))
 
 
-def register_check(name: str):
-  """Decorator: `@register_check('top_down')` over `problems(model_config, data_shape)`, the
-  family's own config checks (run with the others, before any compute)."""
-  return registries.registrar(CHECKS, 'Config check', name)
-
-
 def config_problems(model_config: ml_collections.ConfigDict, data_shape) -> list[str]:
-  """What the chosen family's check finds wrong with its config (nothing without a check)."""
-  check = CHECKS.get(family_name(model_config))
-  return list(check(model_config, tuple(data_shape))) if check else []
+  """What the chosen family's shape checks find wrong with its config for data of
+  `data_shape` (nothing for a family without them, or a name no family registers)."""
+  family = registries.COMPONENTS.get('family', {}).get(family_name(model_config))
+  checks = family.extras.get('shape_checks', ()) if family else ()
+  return [problem for check in checks for problem in check(model_config, tuple(data_shape))]
 
 
-def register_estimator(name: str):
-  """Decorator: `@register_estimator('score_function')` over a family's training loss for
-  `objective.gradient_estimator=name` (see `ESTIMATORS`)."""
-  return registries.registrar(ESTIMATORS, 'Gradient estimator', name)
+def estimators() -> dict[str, Callable]:
+  """{name: loss} of the gradient estimators the registered families own."""
+  return {name: loss for family in registries.COMPONENTS.get('family', {}).values()
+          for name, loss in family.extras.get('estimators', {}).items()}
 
 
 def family_name(model_config: ml_collections.ConfigDict) -> str:
@@ -78,8 +74,4 @@ def family_name(model_config: ml_collections.ConfigDict) -> str:
 def build_model(model_config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> nn.Module:
   """The model `model_config` describes, for data of shape `data_shape` (e.g. (28, 28, 1))."""
   name = family_name(model_config)
-  model = registries.build('family', name, model_config, tuple(data_shape))
-  if not isinstance(model, interface.LatentVariableModel):
-    raise TypeError(f'Model family {name!r} built a {type(model).__name__} that lacks the '
-                    'methods of models.interface.LatentVariableModel.')
-  return model
+  return registries.build('family', name, model_config, tuple(data_shape))

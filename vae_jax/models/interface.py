@@ -116,6 +116,14 @@ class Integrable(Protocol):
   def decode(self, z: jax.Array): ...
 
 
+@runtime_checkable
+class PairwiseLogProb(Protocol):
+  """A distribution of batch `[P]` that scores every example against every member at once
+  (one matrix product): what `decode(z)` may return, and quadrature uses where it does."""
+
+  def pairwise_log_prob(self, x: jax.Array) -> jax.Array: ...
+
+
 def can_integrate(model) -> bool:
   """Whether log p(x) is an integral over one latent array whose densities can be evaluated
   (quadrature, where that array has 1 or 2 units)."""

@@ -236,7 +236,6 @@ def _grid_size(config, data_shape) -> int:
   return config.padded_size or data_shape[0]
 
 
-@families.register_check('top_down')
 def config_problems(model_config, data_shape) -> list[str]:
   """The layout must fit the images: one count per resolution, each resolution dividing the
   one before, the first the (padded) image size over the patch size."""
@@ -325,7 +324,8 @@ OPTIONS = options.at(
                  'memory)'))
 
 
-@families.register('top_down', options=OPTIONS, images_only=True)
+@families.register('top_down', options=OPTIONS, images_only=True,
+                   shape_checks=(config_problems,))
 def build(model_config, data_shape) -> TopDownVAE:
   """The layout of `model.top_down` (see OPTIONS): `resolutions` (finest first),
   `encoder_blocks` and `decoder_groups` per resolution, `width(s)` channels, residual blocks of

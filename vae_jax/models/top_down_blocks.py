@@ -23,12 +23,9 @@ ENCODER_OUTPUTS = ('last_block', 'before_down_block')
 
 def kernel_init(init: str, scale: float = 1.0):
   """A convolution's initial weights: 'lecun_normal' (Flax's default) or 'torch' (PyTorch's
-  default, uniform with variance 1/(3·fan_in), which VDVAE keeps), times `scale` (0: zeros)."""
-  if scale == 0:
-    return nn.initializers.zeros
-  if init == 'torch':
-    return nn.initializers.variance_scaling(scale**2 / 3, 'fan_in', 'uniform')
-  return nn.initializers.variance_scaling(scale**2, 'fan_in', 'truncated_normal')
+  default, uniform with variance 1/(3·fan_in), which VDVAE keeps), times `scale` (0: zeros);
+  from the one table of initialisers, `networks.KERNEL_INITS`."""
+  return networks.get_kernel_init(init, scale)
 
 
 class ResBlock(nn.Module):
