@@ -209,9 +209,11 @@ _SCHEMA: list = [None, {}, ()]
 
 def schema() -> dict[str, Option]:
   """Every registered option, by dotted path (an option shared by components is one entry).
-  Built once, and again only after a component registers (or a table is replaced, as tests
+  Built once, and again only after a component registers or an option is replaced (as tests
   do); the caller gets a copy."""
-  registered = tuple((kind, tuple(map(id, table.values()))) for kind, table in COMPONENTS.items())
+  registered = tuple((kind, tuple((id(component), tuple(map(id, component.options.values())))
+                                  for component in table.values()))
+                     for kind, table in COMPONENTS.items())  # an option replaced in place too
   if _SCHEMA[0] != registered:
     merged = {}
     for table in COMPONENTS.values():
