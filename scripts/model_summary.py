@@ -1,12 +1,15 @@
 r"""Prints a config's parameters per module, and their total on the last line.
 
-  python -m scripts.model_summary --config=configs/top_down.py:cifar10 --data_shape=32,32,3
+  python -m scripts.model_summary --config=configs/top_down.py:cifar10
+  python -m scripts.model_summary --config=configs/top_down.py:ffhq1024 --data_shape=1024,1024,3
   python -m scripts.model_summary --config=configs/mnist.py --depth=3
 
 The model is built from the config as training builds it; its parameters are only shaped
 (`jax.eval_shape`), never allocated, so the largest layouts print in seconds. Without
-`--data_shape` the dataset is opened to read its shape (as training would: `--data_dir`,
-`--data_path`).
+`--data_shape` the shape is the one the data source declares, which needs no data on disk for
+TFDS datasets (their builders declare it); other sources are opened to read it (as training
+would: `--data_dir`, `--data_path`), so a folder of images that is not there needs
+`--data_shape`.
 """
 
 import collections
@@ -60,7 +63,8 @@ def main(argv):
     data_shape = tuple(int(size) for size in _DATA_SHAPE.value)
   else:
     launch.set_data_location(config.data, launch.DATA_DIR.value, launch.DATA_PATH.value)
-    data_shape = data.load_dataset(config.data).data_shape
+    # The source's declared shape needs no data on disk (TFDS's builders know theirs).
+    data_shape = data.declared_shape(config.data) or data.load_dataset(config.data).data_shape
   model = models.build_model(config.model, data_shape)
   print('\n'.join(summary_lines(counts_by_module(parameter_shapes(model, data_shape),
                                                  _DEPTH.value))))

@@ -177,3 +177,13 @@ def test_the_model_summary_counts_every_parameter_of_the_quickstart_mlp_by_hand(
   assert lines[-1] == f'total parameters: {torso + heads + decoder}'
   assert any(line.split()[0] == 'encoder/torso' and line.split()[-1] == f'{torso:,}'
              for line in lines)
+
+
+@pytest.mark.slow
+def test_the_model_summary_needs_no_dataset_on_disk_for_a_tfds_layout(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'scripts.model_summary',
+                           '--config=configs/top_down.py:cifar10', f'--data_dir={tmp_path}'],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1] == 'total parameters: 39145700'  # VDVAE's
+  assert not os.listdir(tmp_path)  # nothing was prepared or downloaded

@@ -22,7 +22,8 @@ from vae_jax.data.sources import Source, register_source, source_name  # noqa: F
 from vae_jax.data.splits import (BINARIZATIONS, STREAMED_RECORDS_CHECKED, binarize,  # noqa: F401
                                  checked_values, random_flip)
 from vae_jax.data.standardization import Standardization  # noqa: F401
-from vae_jax.data.loading import load_dataset, location_flags, with_resolved_location  # noqa: F401
+from vae_jax.data.loading import (declared_shape, load_dataset, location_flags,  # noqa: F401
+                                  with_resolved_location)
 # Each import registers its source; the path-shaped and catch-all ones claim names last.
 from vae_jax.data import digits, frey_face, array_file, table, image_folder  # noqa: F401,E402
 from vae_jax.data import tfds_source  # noqa: F401,E402

@@ -72,6 +72,15 @@ def _check_declared(name: str, traits: Traits, test: Split) -> None:
                     f'{traits.shape}, but its examples have shape {shape}.')
 
 
+def declared_shape(config: ml_collections.ConfigDict) -> tuple[int, ...] | None:
+  """One example's shape as the source declares it without reading the data (None when it
+  cannot tell: then only `load_dataset` knows)."""
+  source = sources.build(config)
+  shape = source.traits().shape
+  declare = getattr(source, 'declared_shape', None)  # optional: TFDS's builders know it
+  return tuple(shape) if shape is not None else declare() if declare is not None else None
+
+
 def with_resolved_location(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A copy of the `data` block whose data location is absolute (the TFDS data dir chosen now,
   the data file or folder), as its source resolves it. Saved with a run, it lets evaluation find

@@ -75,6 +75,17 @@ class TfdsSource(sources.Source):
       _write_atomically(path, images, labels)
     return _as_split(images, labels)
 
+  def declared_shape(self) -> tuple[int, ...] | None:
+    """The image shape TFDS's builder declares, known without the data on disk (None where
+    it varies or the builder is unknown)."""
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    try:
+      shape = tfds.builder(self.config.name, data_dir=tfds_data_dir(self.config)
+                           ).info.features['image'].shape
+    except Exception:  # pylint: disable=broad-except  # an unknown name: loading will say so
+      return None
+    return None if any(size is None for size in shape) else tuple(shape)
+
   def resolve_location(self, config):
     config.tfds_data_dir = os.path.abspath(tfds_data_dir(config))
     return config
