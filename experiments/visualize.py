@@ -58,9 +58,9 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
   test = dataset.test
   key = jax.random.key(seed)
   paths = {}
-  if dataset.kind == data.VECTORS:  # tables, not image grids, in the data's own units
+  if dataset.kind == data.VECTORS:  # tables and feature plots, in the data's own units
     paths.update(write_vector_tables(workdir, model, params, key, dataset))
-    arrays = {}
+    arrays = vector_figures(model, params, key, dataset)
   else:
     arrays = figures.model_image_grids(model, params, key, test.images, count=64)
   hierarchy = isinstance(model, models.Hierarchy)
@@ -95,15 +95,33 @@ def write_figures(workdir: str, *, step: int | None = None, projection: str = 'p
   return paths
 
 
+def vector_figures(model, params, key, dataset, count: int = 1000) -> dict[str, np.ndarray]:
+  """Reconstructions against the data per feature, and pairwise marginals of samples against
+  the data, for up to `count` test vectors, in the data's units."""
+  to_data, names = _units_and_names(dataset)
+  inputs = dataset.test.images[:count]
+  samples = to_data(np.asarray(figures.prior_samples(model, params, key, num_samples=len(inputs))))
+  recons = to_data(np.asarray(figures.reconstructions(model, params, inputs)))
+  return {'feature_reconstructions': figures.feature_reconstructions(to_data(inputs), recons,
+                                                                     names),
+          'pairwise_marginals': figures.pairwise_marginals(to_data(inputs), samples, names)}
+
+
+def _units_and_names(dataset):
+  """The map back to the data's units (the run's standardisation inverted) and the features'
+  names."""
+  standardization = dataset.standardization
+  to_data = standardization.invert if standardization is not None else np.asarray
+  names = list(standardization.feature_names if standardization is not None else ())
+  return to_data, names or [f'feature_{d}' for d in range(dataset.data_shape[0])]
+
+
 def write_vector_tables(workdir: str, model, params, key, dataset, count: int = 64
                         ) -> dict[str, str]:
   """`samples.csv` (decoder means at `count` draws from the prior) and `reconstructions.csv`
   (the first `count` test vectors, each followed by its reconstruction), in the data's units
   (the run's standardisation inverted)."""
-  standardization = dataset.standardization
-  to_data = standardization.invert if standardization is not None else np.asarray
-  names = list(standardization.feature_names if standardization is not None else ())
-  names = names or [f'feature_{d}' for d in range(dataset.data_shape[0])]
+  to_data, names = _units_and_names(dataset)
   inputs = dataset.test.images[:count]
   samples = to_data(np.asarray(figures.prior_samples(model, params, key, num_samples=count)))
   recons = to_data(np.asarray(figures.reconstructions(model, params, inputs)))

@@ -136,6 +136,56 @@ def latent_scatter(means: np.ndarray, labels: np.ndarray | None, method: str = '
   return figure_to_array(figure)
 
 
+def feature_reconstructions(data: np.ndarray, recons: np.ndarray, names: list[str],
+                            count: int = 8) -> np.ndarray:
+  """For the first `count` features, each test vector's value against its reconstruction
+  (the diagonal is a perfect one), in the data's units."""
+  count = min(count, data.shape[1])
+  columns = min(count, 4)
+  rows = -(-count // columns)
+  figure, axes = subplots(rows, columns, figsize=(3 * columns, 3 * rows), dpi=80)
+  for index, axis in enumerate(np.asarray(axes).reshape(-1)):
+    if index >= count:
+      axis.set_axis_off()
+      continue
+    axis.scatter(data[:, index], recons[:, index], s=4, alpha=0.6)
+    low, high = np.min(data[:, index]), np.max(data[:, index])
+    axis.plot([low, high], [low, high], color='grey', linewidth=0.8)
+    axis.set_title(names[index], fontsize=9)
+    axis.set_xlabel('data', fontsize=8)
+    axis.set_ylabel('reconstruction', fontsize=8)
+  figure.tight_layout()
+  return figure_to_array(figure)
+
+
+def pairwise_marginals(data: np.ndarray, samples: np.ndarray, names: list[str],
+                       count: int = 4) -> np.ndarray:
+  """Pairs of the first `count` features: the test data (blue) against `samples` (orange;
+  visualize passes decoder means at z ~ p(z), which leave out p(x|z)'s own spread);
+  histograms of both on the diagonal."""
+  count = min(count, data.shape[1])
+  figure, axes = subplots(count, count, figsize=(2.5 * count, 2.5 * count), dpi=80)
+  axes = np.asarray(axes).reshape(count, count)
+  for row in range(count):
+    for column in range(count):
+      axis = axes[row, column]
+      if row == column:
+        bins = np.histogram_bin_edges(np.concatenate([data[:, row], samples[:, row]]), 20)
+        axis.hist(data[:, row], bins=bins, alpha=0.5, density=True, label='data')
+        axis.hist(samples[:, row], bins=bins, alpha=0.5, density=True,
+                  label='decoder means, z ~ p(z)')
+      else:
+        axis.scatter(data[:, column], data[:, row], s=3, alpha=0.5)
+        axis.scatter(samples[:, column], samples[:, row], s=3, alpha=0.5)
+      if row == count - 1:
+        axis.set_xlabel(names[column], fontsize=8)
+      if column == 0:
+        axis.set_ylabel(names[row], fontsize=8)
+  axes[0, 0].legend(fontsize=7)
+  figure.tight_layout()
+  return figure_to_array(figure)
+
+
 def training_curves(metrics: list[dict]) -> np.ndarray:
   """ELBO, its reconstruction term E_q log p(x|z) and KL, and active units against epochs, for the training
   batches (logged means) and the evaluated splits."""

@@ -98,6 +98,8 @@ def test_an_npz_of_vectors_trains_and_evaluates_with_its_saved_standardisation(t
   with open(workdir / 'figures' / 'reconstructions.csv', encoding='utf-8') as f:
     header, first, _ = f.readline(), f.readline(), f.readline()
   assert samples.shape == (64, wine.data.shape[1]) and header.startswith('which,feature_0,')
+  for name in ('feature_reconstructions', 'pairwise_marginals', 'latent_space'):
+    assert (workdir / 'figures' / f'{name}.png').stat().st_size > 10_000, name
   # In the data's units: each feature's samples sit within a few of its sd of its mean (the
   # proline feature is in the hundreds, the hue about 1), and the first row is a data row.
   assert np.all(np.abs(samples.mean(0) - wine.data.mean(0)) < 3 * wine.data.std(0))
