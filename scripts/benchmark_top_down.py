@@ -33,13 +33,10 @@ FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must prece
 pinning.pin_threads(FLAGS.threads)  # must precede importing jax
 
 # pylint: disable=wrong-import-position
-import functools
-
 import jax
 import numpy as np
 
 from configs import top_down
-from vae_jax import models, optimizers
 from vae_jax.engine import steps
 
 MB = 2**20
@@ -49,14 +46,8 @@ def measure(variant: str, remat: bool) -> dict:
   config = top_down.get_config(variant)
   config.model.top_down.remat = remat
   shape = (28, 28, 1) if variant.startswith('mnist') else (32, 32, 3)
-  model = models.build_model(config.model, shape)
-  optimizer = optimizers.create_optimizer(config.optimizer, 1000)
-  state = steps.create_train_state(model, optimizer, shape, jax.random.key(0))
-  step = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
-                                   settings=steps.StepSettings.from_config(config, model)),
-                 donate_argnums=0)
+  state, step, hyperparams = steps.standalone_step(config, shape)
   images = np.round(np.random.default_rng(0).uniform(size=(config.batch_size, *shape)) * 255) / 255
-  hyperparams = steps.LossHyperparams.from_config(config, 100)
   start = time.perf_counter()
   compiled = step.lower(state, images, jax.random.key(1), hyperparams).compile()
   result = {'benchmark': 'top_down_step', 'variant': variant, 'remat': remat,

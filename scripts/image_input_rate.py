@@ -71,20 +71,12 @@ def input_rate(config, workers: int) -> dict:
 
 
 def step_rate(config) -> dict:
-  import functools  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
-  from vae_jax import models, optimizers  # pylint: disable=import-outside-toplevel
   from vae_jax.engine import steps  # pylint: disable=import-outside-toplevel
   shape = (FLAGS.image_size, FLAGS.image_size, 3)
-  model = models.build_model(config.model, shape)
-  optimizer = optimizers.create_optimizer(config.optimizer, 1000)
-  state = steps.create_train_state(model, optimizer, shape, jax.random.key(0))
-  step = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
-                                   settings=steps.StepSettings.from_config(config, model)),
-                 donate_argnums=0)
+  state, step, hyperparams = steps.standalone_step(config, shape)
   images = np.round(np.random.default_rng(0).uniform(
       size=(config.batch_size, *shape)) * 255).astype(np.float32) / 255
-  hyperparams = steps.LossHyperparams.from_config(config, 100)
   start = time.perf_counter()
   state, metrics = step(state, images, jax.random.key(1), hyperparams)
   jax.block_until_ready(metrics)

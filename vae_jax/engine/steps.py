@@ -14,6 +14,7 @@ step; everything that shapes the computation is a static `StepSettings`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -23,7 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from vae_jax import data, objectives
+from vae_jax import data, models, objectives, optimizers
 
 FLIP_STREAM = 1  # data.random_flip's key: fold_in(step key, FLIP_STREAM)
 
@@ -229,3 +230,16 @@ class HostBatches:
       self._order = np.asarray(epoch_order(self._key, epoch, len(self._images)))
     start = batch_index * self._batch_size
     return self._images[self._order[start:start + self._batch_size]]
+
+
+def standalone_step(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]):
+  """A fresh state of the config's model and its training step, jitted with the state donated,
+  outside any run (for benchmarks): `(state, step, hyperparams)`, called as
+  `step(state, images, key, hyperparams)`."""
+  model = models.build_model(config.model, data_shape)
+  optimizer = optimizers.create_optimizer(config.optimizer, 1000)
+  state = create_train_state(model, optimizer, data_shape, jax.random.key(0))
+  step = jax.jit(functools.partial(train_step, model=model, optimizer=optimizer,
+                                   settings=StepSettings.from_config(config, model)),
+                 donate_argnums=0)
+  return state, step, LossHyperparams.from_config(config, 100)
