@@ -108,16 +108,20 @@ def run_with_kills(workdir: str, epochs: int, kills: int, max_delay: float,
   while True:
     signal_number = signals[done % len(signals)]
     launches += 1
-    process = subprocess.Popen(train_command(workdir, epochs, pipeline), cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = f'{os.path.normpath(workdir)}_launch{launches}.log'  # beside it: kept for a post-mortem
+    with open(log_path, 'w', encoding='utf-8') as log:
+      process = subprocess.Popen(train_command(workdir, epochs, pipeline), cwd=REPO_ROOT,
+                                 stdout=log, stderr=subprocess.STDOUT)
     if done >= kills:
       if process.wait() != 0:
-        raise RuntimeError(f'The final, uninterrupted launch failed (exit {process.returncode}).')
+        raise RuntimeError(f'The final, uninterrupted launch failed (exit {process.returncode}); '
+                           f'its log ends:\n{_tail(log_path)}')
       return done, launches
     wait_for_moment(process, workdir, moment, max_delay, rng)
     if process.poll() is not None:  # finished before the kill: nothing left to interrupt
       if process.returncode != 0:
-        raise RuntimeError(f'Launch {launches} failed on its own (exit {process.returncode}).')
+        raise RuntimeError(f'Launch {launches} failed on its own (exit {process.returncode}); '
+                           f'its log ends:\n{_tail(log_path)}')
       return done, launches
     process.send_signal(signal_number)
     exit_code = process.wait()
@@ -126,8 +130,14 @@ def run_with_kills(workdir: str, epochs: int, kills: int, max_delay: float,
     # SIGTERM and SIGINT are caught: the job checkpoints and exits with 128 + the signal.
     if signal_number != signal.SIGKILL and exit_code != 128 + signal_number:
       raise RuntimeError(f'Launch {launches} exited {exit_code} on {signal_number.name}, not '
-                         f'{128 + signal_number} (a clean stop after checkpointing).')
+                         f'{128 + signal_number} (a clean stop after checkpointing); its log ends:\n'
+                         f'{_tail(log_path)}')
     done += 1
+
+
+def _tail(path: str, lines: int = 15) -> str:
+  with open(path, encoding='utf-8', errors='replace') as f:
+    return ''.join(f.readlines()[-lines:])
 
 
 def final_state(workdir: str) -> dict:

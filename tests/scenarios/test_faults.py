@@ -3,6 +3,7 @@ step, divergence between logs, relaunches over an earlier record, half-written o
 evaluation reports."""
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -174,6 +175,23 @@ def test_a_relaunch_over_a_record_without_checkpoints_is_refused(finished_run, t
                      match=r'metrics.jsonl holds metrics up to step 30 of an earlier run'):
     training.train_and_evaluate(_config(), workdir)
   assert _snapshot(workdir) == before
+
+
+def test_a_launch_killed_before_its_first_async_save_finished_is_rerun(finished_run, tmp_path):
+  # A SIGKILL while the first checkpoint (step 10) was still being written in the background:
+  # the lines up to the second checkpoint's step (15, the first epoch's evaluation) were
+  # logged, and no checkpoint is finished.
+  workdir = _copy(finished_run, tmp_path)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints'))
+  path = os.path.join(workdir, 'metrics.jsonl')
+  with open(path, encoding='utf-8') as f:
+    lines = [line for line in f if json.loads(line)['step'] <= 15]
+  with open(path, 'w', encoding='utf-8') as f:
+    f.writelines(lines)
+  training.train_and_evaluate(_config(), workdir)
+  assert checkpointing.step_folders(workdir)[-1] == 30
+  assert [m['step'] for m in metric_writers.read_metrics(workdir)] == [
+      m['step'] for m in metric_writers.read_metrics(finished_run)]
 
 
 def test_checkpoints_without_their_config_are_refused_not_set_aside(finished_run, tmp_path):

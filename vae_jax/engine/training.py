@@ -130,14 +130,16 @@ def _check_something_to_train(workdir: str, schedule: Schedule) -> None:
 def _check_no_earlier_record(workdir: str, schedule: Schedule) -> None:
   """Refuses to start a new run over the metrics of an earlier one (its checkpoints were
   removed, or it is another folder's record): a new run would truncate metrics.jsonl. Metrics
-  up to the first checkpoint are a killed launch's own, redone bitwise, and are replaced."""
+  up to the second checkpoint's step are a killed launch's own, redone bitwise, and are
+  replaced: saves are asynchronous, so the first checkpoint may still be unfinished when the
+  lines up to the second are written (the second save waits for the first to finish)."""
   if (checkpointing.holds_trained_state(workdir)
       or not os.path.exists(os.path.join(workdir, metric_writers.METRICS_FILENAME))):
     return
-  first_checkpoint = next(step for step in range(1, schedule.num_train_steps + 1)
-                          if schedule.is_checkpoint(step))
+  checkpoint_steps = [step for step in range(1, schedule.num_train_steps + 1)
+                      if schedule.is_checkpoint(step)][:2]
   later = [m['step'] for m in metric_writers.read_metrics(workdir)
-           if m.get('step', 0) > first_checkpoint]
+           if m.get('step', 0) > checkpoint_steps[-1]]
   if later:
     path = os.path.join(workdir, metric_writers.METRICS_FILENAME)
     raise checkpointing.WorkdirConfigMismatchError(
