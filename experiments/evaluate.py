@@ -25,7 +25,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import launch
-from vae_jax import data, errors, evaluators, images, models, networks, progress
+from vae_jax import data, errors, evaluators, files, images, models, networks, progress
 from vae_jax.engine import config_checks
 from vae_jax.errors import UserError
 from vae_jax.evaluators import batched, elbo
@@ -154,7 +154,7 @@ class ReportNotWrittenError(UserError):
 
   def __init__(self, report: dict, error: OSError):
     super().__init__(f'the report could not be written: '
-                     f'{errors.os_error_message(error) or error}. Its numbers are printed above; '
+                     f'{(errors.os_error_message(error) or str(error)).rstrip(".")}. Its numbers are printed above; '
                      'rerun with --report_dir=DIR to save them elsewhere.')
     self.report = report
 
@@ -173,19 +173,8 @@ def check_writable(folder: str) -> None:
 
 
 def write_json_atomically(path: str, value) -> None:
-  """Writes `value` as JSON to a temporary file beside `path`, then renames it: a reader
-  sees the whole file or none (a full disk leaves no half-written report)."""
-  with tempfile.NamedTemporaryFile('w', encoding='utf-8', dir=os.path.dirname(path),
-                                   prefix=f'.{os.path.basename(path)}.', delete=False) as f:
-    try:
-      json.dump(value, f, indent=2)
-      f.flush()
-      os.fsync(f.fileno())
-    except BaseException:
-      f.close()
-      os.unlink(f.name)
-      raise
-  os.replace(f.name, path)
+  """A reader sees the whole report or none (a full disk leaves no half-written file)."""
+  files.write_text_atomically(path, json.dumps(value, indent=2))
 
 
 def measure_seconds_per_pass(model, config, chosen_evaluators, params, images,

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from absl import app, flags
+from absl import app, flags, logging
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +43,11 @@ _BATTERY = flags.DEFINE_bool(
     'battery', False, 'Run every signal at every moment (--kills each), for each --pipelines, '
     'and print a table: one case per (pipeline, signal, moment).')
 _PIPELINES = flags.DEFINE_list('pipelines', ['device', 'grain'], 'With --battery.')
+_CLASSES = flags.DEFINE_list(
+    'classes', ['signals', 'files'], "With --battery: 'signals' (every signal at every moment "
+    "for each --pipelines) and 'files' (full and read-only disks, damaged files, divergence: "
+    'scripts/fault_cases.py).')
+_ONLY = flags.DEFINE_list('only', [], "With --battery: run only these 'files' cases.")
 _PIPELINE = flags.DEFINE_enum('pipeline', 'device', ['device', 'host', 'grain'],
                               'config.input_pipeline of the job (grain: its iterator is '
                               'checkpointed too, mid-epoch at most checkpoints).')
@@ -186,7 +191,46 @@ def compare(straight: str, interrupted: str) -> dict:
           'no_line_skipped': logged_steps(straight) == logged_steps(interrupted)}
 
 
+def interrupt_once(workdir: str, signal_number: signal.Signals, moment: str) -> None:
+  """Launches the job and stops it once with `signal_number` at `moment`."""
+  process = subprocess.Popen(train_command(workdir, _EPOCHS.value, 'device'), cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  wait_for_moment(process, workdir, moment, _MAX_DELAY.value, random.Random(_SEED.value))
+  process.send_signal(signal_number)
+  process.wait()
+
+
+def file_battery(root: str) -> int:
+  """The disk, damaged-file and divergence cases (scripts/fault_cases.py); prints a markdown
+  table and returns the number of failed cases."""
+  from scripts import fault_cases  # pylint: disable=import-outside-toplevel
+  lab = fault_cases.Lab(root, _EPOCHS.value, train_command, compare, interrupt_once)
+  print('| case | fault | passed | what was seen | seconds |')
+  print('|---|---|---|---|---|')
+  failures = 0
+  for case in fault_cases.CASES:
+    if _ONLY.value and case.name not in _ONLY.value:
+      continue
+    start = time.perf_counter()
+    outcome = fault_cases.run_case(case, lab)
+    failures += not outcome.passed
+    seen = outcome.what.replace(root, 'ROOT').replace('|', '\\|')
+    print(f'| {case.name} | {case.what} | {"yes" if outcome.passed else "NO"} | {seen} | '
+          f'{time.perf_counter() - start:.0f} |', flush=True)
+  return failures
+
+
 def battery(root: str) -> int:
+  """The signal cases and the file cases; returns the number that failed."""
+  failures = 0
+  if 'signals' in _CLASSES.value and not _ONLY.value:
+    failures += signal_battery(root)
+  if 'files' in _CLASSES.value:
+    failures += file_battery(root)
+  return failures
+
+
+def signal_battery(root: str) -> int:
   """Every (pipeline, signal, moment) case against one uninterrupted run per pipeline;
   prints a markdown table and returns the number of failed cases."""
   print('| case | launches | bitwise equal | evaluations equal | no line skipped | seconds |')
@@ -219,6 +263,7 @@ def battery(root: str) -> int:
 
 def main(argv) -> None:
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax's INFO lines when comparing checkpoints
   if _BATTERY.value:
     if os.path.exists(_ROOT.value) and os.listdir(_ROOT.value):
       raise SystemExit(f'{_ROOT.value} is not empty; give a new --root (nothing is overwritten).')

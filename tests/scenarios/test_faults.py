@@ -2,6 +2,7 @@
 step, divergence between logs, relaunches over an earlier record, half-written or unwritable
 evaluation reports."""
 
+import contextlib
 import errno
 import json
 import os
@@ -14,8 +15,8 @@ import pytest
 
 from experiments import evaluate
 from tests.conftest import REPO_ROOT, make_tiny_config
-from vae_jax import errors
-from vae_jax.engine import checkpointing, loop, metric_writers, runners, training
+from vae_jax import errors, files
+from vae_jax.engine import checkpointing, loop, metric_writers, runners, training, workdir_lock
 from vae_jax.errors import TrainingInterrupted, UserError
 
 
@@ -247,3 +248,49 @@ def test_a_checkpoint_that_cannot_fit_is_refused_before_orbax_starts_writing(
                      match=r'No space left for the checkpoint at step 10 in .*needs about'):
     training.train_and_evaluate(_config(), workdir)
   assert not os.path.exists(os.path.join(workdir, 'checkpoints', '10'))
+
+
+def test_a_write_that_fails_leaves_no_file_and_names_the_one_meant(tmp_path, monkeypatch):
+  path = tmp_path / 'report.json'
+  path.write_text('the old report')
+
+  def no_space(descriptor):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(files.os, 'fsync', no_space)
+  with pytest.raises(OSError) as raised:
+    files.write_text_atomically(str(path), 'the new report')
+  assert raised.value.filename == str(path)
+  assert errors.os_error_message(raised.value) == (
+      f'No space left on device: {path} (free some space there or choose another folder).')
+  assert os.listdir(tmp_path) == ['report.json'] and path.read_text() == 'the old report'
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+  """A 1 MB tmpfs filled to the last byte (mounting needs root, as in CI)."""
+  folder = tmp_path / 'disk'
+  folder.mkdir()
+  if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs',
+                                          str(folder)], capture_output=True).returncode:
+    pytest.skip('a full disk is a tmpfs here, and mounting one needs root')
+  (folder / 'run').mkdir()
+  with open(folder / 'filler', 'wb', buffering=0) as f, contextlib.suppress(OSError):
+    while True:
+      f.write(b'\0' * 4096)
+  yield folder
+  subprocess.run(['umount', str(folder)], check=False)
+
+
+def test_a_workdir_on_a_full_disk_is_locked_and_its_config_write_named(full_disk):
+  workdir = full_disk / 'run'
+  with workdir_lock.hold([str(workdir)]):  # the holder's note does not fit: the lock holds
+    with pytest.raises(workdir_lock.WorkdirInUseError, match='another process is training'):
+      with workdir_lock.hold([str(workdir)]):
+        pass
+    with pytest.raises(OSError) as raised:
+      checkpointing.save_config(_config(), str(workdir))
+  assert errors.os_error_message(raised.value) == (
+      f'No space left on device: {workdir}/config.json (free some space there or choose another '
+      'folder).')
+  assert sorted(os.listdir(workdir)) == ['.lock']

@@ -44,6 +44,22 @@ def test_a_streamed_run_killed_mid_epoch_resumes_on_the_next_batch_bitwise(tmp_p
   assert result['bitwise_equal'] and result['evaluation_metrics_equal'], result
 
 
+@pytest.mark.slow
+def test_file_faults_are_one_line_each_and_a_repaired_run_ends_equal(tmp_path):
+  # Three of the battery's file cases (the rest: docs/results/reliability.md): a config.json
+  # cut in half (refused, then put back: the rerun ends bitwise equal to an uninterrupted
+  # run), a binary .csv, and a PNG cut short that grain meets while streaming.
+  cases = ['config_json_cut_short', 'table_not_text', 'png_cut_short_while_streaming']
+  result = subprocess.run([sys.executable, '-m', 'scripts.fault_injection', '--battery',
+                           '--classes=files', f'--only={",".join(cases)}', '--epochs=8',
+                           f'--root={tmp_path / "battery"}'], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+  rows = [line for line in result.stdout.splitlines() if line.startswith('| ')][1:]
+  assert sorted(row.split(' | ')[0][2:] for row in rows) == sorted(cases)
+  assert all(row.split(' | ')[2] == 'yes' for row in rows), rows
+
+
 def _config(**overrides):
   config = make_tiny_config()
   config.evals.images.num_images = 0
@@ -166,5 +182,9 @@ def test_data_outside_the_likelihoods_support_is_refused(mock_tfds):
 
 def test_an_unreadable_workdir_config_is_named(tmp_path):
   (tmp_path / 'config.json').write_text('{not json')
-  with pytest.raises(checkpointing.NotAWorkdirError, match='config.json cannot be read as a vae_jax config'):
+  with pytest.raises(checkpointing.DamagedConfigError, match=r'config.json is damaged \(Expecting '
+                     r'property name.*Put back a good copy'):
+    checkpointing.load_config(str(tmp_path))
+  (tmp_path / 'config.json').write_text('[1, 2]')
+  with pytest.raises(checkpointing.DamagedConfigError, match=r'holds no config \(a JSON list\)'):
     checkpointing.load_config(str(tmp_path))

@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from vae_jax import files
+
 FILENAME = 'standardization.json'
 
 
@@ -45,9 +47,9 @@ class Standardization:
     return float(-np.sum(np.log(self.scale)))
 
   def save(self, folder: str) -> None:
-    with open(os.path.join(folder, FILENAME), 'w', encoding='utf-8') as f:
-      json.dump({'mean': self.mean.tolist(), 'scale': self.scale.tolist(),
-                 'feature_names': list(self.feature_names)}, f, indent=1)
+    files.write_text_atomically(os.path.join(folder, FILENAME), json.dumps(
+        {'mean': self.mean.tolist(), 'scale': self.scale.tolist(),
+         'feature_names': list(self.feature_names)}, indent=1))
 
   @classmethod
   def load(cls, folder: str) -> Standardization | None:

@@ -40,8 +40,13 @@ def read_table(path: str, label_column: str = '') -> tuple[list[str], np.ndarray
   """(feature names, vectors `[N, D]` float32, labels `[N]` int32 or None) of a table file."""
   if not os.path.isfile(path):
     raise DataError(f'data.name={path!r} is not a file.')
-  with open(path, newline='', encoding='utf-8') as f:
-    rows = list(csv.reader(f, delimiter='\t' if path.lower().endswith('.tsv') else ','))
+  try:
+    with open(path, newline='', encoding='utf-8') as f:
+      rows = list(csv.reader(f, delimiter='\t' if path.lower().endswith('.tsv') else ','))
+  except (UnicodeDecodeError, csv.Error) as error:
+    raise DataError(f'{path} cannot be read as a UTF-8 text table ({error}): it is damaged or '
+                    'of another format. Write it again as comma- or tab-separated text with a '
+                    'header row.') from None
   rows = [row for row in rows if row]
   if len(rows) < 2:
     raise DataError(f'{path} holds no rows below its header row.')

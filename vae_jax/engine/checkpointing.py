@@ -13,14 +13,13 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-from vae_jax import options, registries
+from vae_jax import files, options, registries
 from vae_jax.errors import UserError
 
 CONFIG_FILENAME = 'config.json'
@@ -45,6 +44,10 @@ class WorkdirConfigMismatchError(UserError, ValueError):
 
 class CheckpointError(UserError, RuntimeError):
   """No checkpoint of the workdir can be read."""
+
+
+class DamagedConfigError(UserError, ValueError):
+  """A workdir's config.json cannot be parsed."""
 
 
 class NotAWorkdirError(UserError, FileNotFoundError):
@@ -91,8 +94,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
           f'with cannot be checked. Put the run\'s {CONFIG_FILENAME} back to resume it, or '
           'train in a new --workdir.')
     return
-  with open(path, encoding='utf-8') as f:
-    saved = json.load(f)
+  saved = _read_saved_config(path, workdir)
   saved = upgrade_saved_config(saved, {} if defaults is None else json.loads(defaults.to_json()),
                                path)
   differences = config_differences(_stored(ml_collections.ConfigDict(saved)), _stored(config))
@@ -114,6 +116,23 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
                     ', '.join(f'{k}: {o!r} -> {v!r}' for k, o, v in differences))
 
 
+def _read_saved_config(path: str, workdir: str) -> dict:
+  """The saved config.json; one line naming it if it is damaged (every launch writes it whole,
+  through a temporary file, so damage came from outside: a copy cut short, an editor)."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (UnicodeDecodeError, ValueError) as error:
+    raise DamagedConfigError(
+        f'{path} is damaged ({error}), so what {workdir} was trained with cannot be read. Put '
+        f"back a good copy of the run's {CONFIG_FILENAME}, or train in a new --workdir.") from None
+  if not isinstance(saved, dict):
+    raise DamagedConfigError(f'{path} holds no config (a JSON {type(saved).__name__}): put back '
+                             f"a good copy of the run's {CONFIG_FILENAME}, or train in a new "
+                             '--workdir.')
+  return saved
+
+
 def _is_operational(key: str, old, new, schema) -> bool:
   option = schema.get(key)
   if option is None:
@@ -133,7 +152,7 @@ def _stored(config: ml_collections.ConfigDict) -> dict:
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the options of the components the run uses (`_stored`); a run reads the others
   back at their defaults (`load_config`)."""
-  _write_atomically(os.path.join(workdir, CONFIG_FILENAME),
+  files.write_text_atomically(os.path.join(workdir, CONFIG_FILENAME),
                     json.dumps(_stored(config), indent=2, sort_keys=True) + '\n')
 
 
@@ -166,11 +185,7 @@ def load_config(workdir: str,
   if not os.path.isfile(path):
     raise NotAWorkdirError(f'{path} not found: {workdir} is not a vae_jax workdir (train one with '
                            '`python -m experiments.train --workdir=...`).')
-  try:
-    with open(path, encoding='utf-8') as f:
-      saved = _lists_to_tuples(json.load(f))
-  except (OSError, ValueError) as error:
-    raise NotAWorkdirError(f'{path} cannot be read as a vae_jax config ({error}).') from error
+  saved = _lists_to_tuples(_read_saved_config(path, workdir))
   if defaults is not None:
     saved = upgrade_saved_config(saved, _lists_to_tuples(json.loads(defaults.to_json())), path)
   return ml_collections.ConfigDict(saved)
@@ -353,10 +368,3 @@ def _first_line(error: Exception) -> str:
   return (str(error).strip().splitlines() or [''])[0][:200]
 
 
-def _write_atomically(path: str, text: str) -> None:
-  """Writes via a temporary file and a rename, so a crash never leaves half a file."""
-  folder = os.path.dirname(path) or '.'
-  os.makedirs(folder, exist_ok=True)
-  with tempfile.NamedTemporaryFile('w', dir=folder, delete=False, encoding='utf-8') as f:
-    f.write(text)
-  os.replace(f.name, path)

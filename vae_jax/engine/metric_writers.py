@@ -13,6 +13,8 @@ import numpy as np
 import tensorboardX
 from absl import logging
 
+from vae_jax import files
+
 METRICS_FILENAME = 'metrics.jsonl'
 
 
@@ -90,10 +92,7 @@ def _drop_lines_after(path: str, step: int) -> None:
     return
   logging.info('%s: dropping %d line(s) written after step %d by an interrupted run.', path,
                len(lines) - len(kept), step)
-  temporary = path + '.tmp'
-  with open(temporary, 'w', encoding='utf-8') as f:
-    f.writelines(kept)
-  os.replace(temporary, path)
+  files.write_text_atomically(path, ''.join(kept))
 
 
 def _complete_line_at_or_before(line: str, step: int) -> bool:

@@ -51,11 +51,13 @@ def _hold_one(workdir: str):
       raise WorkdirInUseError(
           f'{workdir} is in use: {holder} is training in it. Wait for that run to finish or stop '
           'it (it checkpoints on SIGTERM), or pass another --workdir.') from None
-    lock_file.seek(0)
-    lock_file.truncate()
     started = datetime.datetime.now().isoformat(timespec='seconds')
-    lock_file.write(f'process {os.getpid()} on {socket.gethostname()} (since {started})\n')
-    lock_file.flush()
+    try:  # who holds it, for another launch's refusal; unbuffered: a full disk fails here only
+      os.truncate(lock_file.fileno(), 0)
+      os.pwrite(lock_file.fileno(), f'process {os.getpid()} on {socket.gethostname()} '
+                f'(since {started})\n'.encode(), 0)
+    except OSError:
+      pass  # the lock holds without the note; the run's first write will name the problem
     try:
       yield
     finally:
