@@ -17,7 +17,8 @@ from typing import Any
 SWEEPABLE = 'sweepable'  # reaches the compiled step as an array: runs differing in it train as one program
 SHAPES_STATE = 'shapes_state'  # changes the checkpointed state's shapes or structure: a resume never changes it
 OPERATIONAL = 'operational'  # changes neither what is trained nor its result: a resume may change it
-TRAITS = (SWEEPABLE, SHAPES_STATE, OPERATIONAL)
+SPLITS = 'splits'  # decides which examples are trained on: a resume never changes it
+TRAITS = (SWEEPABLE, SHAPES_STATE, OPERATIONAL, SPLITS)
 
 Check = Callable[[Any], 'str | None']  # value -> what is wrong with it ('must be ...'), or None
 

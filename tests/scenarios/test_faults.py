@@ -195,6 +195,20 @@ def test_a_launch_killed_before_its_first_async_save_finished_is_rerun(finished_
       m['step'] for m in metric_writers.read_metrics(finished_run)]
 
 
+def test_a_new_validation_split_on_resume_is_refused_even_when_changes_are_allowed(
+    finished_run, tmp_path):
+  # Carved from the end of the training split: its images were trained on.
+  workdir = _copy(finished_run, tmp_path)
+  before = _snapshot(workdir)
+  larger = _config(num_epochs=3)
+  larger.data.validation_size = 100
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError,
+                     match=r'data.validation_size: 0 \(saved\) -> 100 \(now\)\nThese decide which '
+                     r'examples are trained on.*use a new --workdir'):
+    training.train_and_evaluate(larger, workdir, allow_config_change=True)
+  assert _snapshot(workdir) == before
+
+
 def test_checkpoints_without_their_config_are_refused_not_set_aside(finished_run, tmp_path):
   workdir = _copy(finished_run, tmp_path)
   os.remove(os.path.join(workdir, 'config.json'))

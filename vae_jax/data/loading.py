@@ -13,7 +13,7 @@ from vae_jax.data import sources, splits
 from vae_jax.data.dataset import (VECTORS, ArraySource, DataError, Dataset, RecordSplit, Split,
                                   Traits)
 from vae_jax.data.standardization import Standardization
-from vae_jax.options import SHAPES_STATE, Option
+from vae_jax.options import SHAPES_STATE, SPLITS, Option
 
 
 def load_dataset(config: ml_collections.ConfigDict, *, stream_train: bool = False,
@@ -107,10 +107,11 @@ registries.add(registries.Component('run', 'data', None, {
                             options.one_of(*splits.BINARIZATIONS)),
         binarization_seed=Option(0, "static binarisation, and eval splits under 'dynamic'"),
         validation_size=Option(0, 'examples carved from the end of train for validation',
-                               options.non_negative),
+                               options.non_negative, traits=frozenset({SPLITS})),
         test_size=Option(0, 'test examples, for datasets without a test split (digits, '
-                         'frey_face, files)'),
-        split_seed=Option(0, 'the train/test split of those datasets'),
+                         'frey_face, files)', traits=frozenset({SPLITS})),
+        split_seed=Option(0, 'the train/test split of those datasets',
+                          traits=frozenset({SPLITS})),
         random_flip=Option(False, 'images: mirror each training image left-right with '
                            'probability 1/2, drawn in the training step from (seed, step)')),
 }, ()))

@@ -81,7 +81,8 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
   * differences in operational keys (`options.OPERATIONAL`: how often to log, where the data
     is) are accepted with a warning;
   * differences in keys that shape the checkpointed state (`options.SHAPES_STATE`: the model,
-    the dataset, the optimizer's kind) are refused, always;
+    the dataset, the optimizer's kind) or decide which examples are trained on
+    (`options.SPLITS`: the validation and test sizes, the split seed) are refused, always;
   * other differences (the number of epochs, a learning rate, a seed) are refused unless
     `allow_changes` (`--allow_config_change`), then accepted with a warning (if `warn`).
   A refusal (`WorkdirConfigMismatchError`) lists every difference.
@@ -100,14 +101,23 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, *,
   differences = config_differences(_stored(ml_collections.ConfigDict(saved)), _stored(config))
   schema = registries.schema()
   shape = [d for d in differences if d[0] in schema and schema[d[0]].has(options.SHAPES_STATE)]
-  other = [d for d in differences if d not in shape and not _is_operational(*d, schema)]
-  refused = shape + ([] if allow_changes else other)
+  splits = [d for d in differences if d not in shape and d[0] in schema
+            and schema[d[0]].has(options.SPLITS)]
+  other = [d for d in differences
+           if d not in shape + splits and not _is_operational(*d, schema)]
+  refused = shape + splits + ([] if allow_changes else other)
   if refused:
     listing = [f'{key}: {old!r} (saved) -> {value!r} (now)' for key, old, value in refused]
     listing = listing[0] if len(listing) == 1 else '\n  ' + '\n  '.join(listing)
-    advice = ('These change the shapes of the saved state: use a new --workdir.' if shape else
-              'To resume with these values anyway, pass --allow_config_change '
-              '(allow_changes=True).')
+    if shape:
+      advice = 'These change the shapes of the saved state: use a new --workdir.'
+    elif splits:
+      advice = ('These decide which examples are trained on, and the model has trained on '
+                'the saved split (a new validation or test split would hold images it has '
+                'seen): use a new --workdir.')
+    else:
+      advice = ('To resume with these values anyway, pass --allow_config_change '
+                '(allow_changes=True).')
     raise WorkdirConfigMismatchError(
         f'{workdir} holds a run with a different config: {listing}\n{advice} Or restore '
         'the saved values to resume as it was.')
