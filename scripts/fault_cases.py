@@ -134,7 +134,10 @@ class Tmpfs:
   def read_only(self, on: bool) -> None:
     subprocess.run(['mount', '-o', f'remount,{"ro" if on else "rw"}', self.path], check=True)
 
-  def unmount(self) -> None:
+  def __enter__(self) -> 'Tmpfs':
+    return self
+
+  def __exit__(self, *exception) -> None:
     subprocess.run(['umount', self.path], check=False)
 
 
@@ -158,49 +161,37 @@ def _refused_then_repaired(lab: Lab, workdir: str, command: list[str], repair: C
 
 
 def disk_full_at_start(lab: Lab, folder: str) -> Outcome:
-  disk = Tmpfs(folder)
-  try:
+  with Tmpfs(folder) as disk:
     disk.fill(leave_bytes=0)
     workdir = os.path.join(folder, 'run')
     return _refused_then_repaired(lab, workdir, lab.train(workdir), disk.free_space,
                                   'No space left', folder)
-  finally:
-    disk.unmount()
 
 
 def disk_full_mid_run(lab: Lab, folder: str) -> Outcome:
-  disk = Tmpfs(folder)
-  try:
+  with Tmpfs(folder) as disk:
     workdir = os.path.join(folder, 'run')
     lab.partial(workdir)
     disk.fill(leave_bytes=200_000)  # room for log lines, not for a checkpoint
     return _refused_then_repaired(lab, workdir, lab.train(workdir), disk.free_space,
                                   'No space left', workdir)
-  finally:
-    disk.unmount()
 
 
 def read_only_workdir(lab: Lab, folder: str) -> Outcome:
-  disk = Tmpfs(folder)
-  try:
+  with Tmpfs(folder) as disk:
     workdir = os.path.join(folder, 'run')
     lab.partial(workdir)
     disk.read_only(True)
     return _refused_then_repaired(lab, workdir, lab.train(workdir),
                                   lambda: disk.read_only(False), 'read-only', folder)
-  finally:
-    disk.unmount()
 
 
 def read_only_new_workdir(lab: Lab, folder: str) -> Outcome:
-  disk = Tmpfs(folder)
-  try:
+  with Tmpfs(folder) as disk:
     disk.read_only(True)
     workdir = os.path.join(folder, 'run')
     return _refused_then_repaired(lab, workdir, lab.train(workdir),
                                   lambda: disk.read_only(False), 'read-only', folder)
-  finally:
-    disk.unmount()
 
 
 def _evaluation_refused_then_written(lab: Lab, workdir: str, repair: Callable[[], None],
@@ -225,28 +216,22 @@ def _evaluation_refused_then_written(lab: Lab, workdir: str, repair: Callable[[]
 
 
 def disk_full_at_evaluation(lab: Lab, folder: str) -> Outcome:
-  disk = Tmpfs(folder)
-  try:
+  with Tmpfs(folder) as disk:
     workdir = os.path.join(folder, 'run')
     lab.finished(workdir)
     os.makedirs(os.path.join(workdir, 'evaluation'))
     disk.fill(leave_bytes=0)
     return _evaluation_refused_then_written(lab, workdir, disk.free_space, 'No space left',
                                             numbers_first=True)
-  finally:
-    disk.unmount()
 
 
 def read_only_at_evaluation(lab: Lab, folder: str) -> Outcome:
-  disk = Tmpfs(folder)
-  try:
+  with Tmpfs(folder) as disk:
     workdir = os.path.join(folder, 'run')
     lab.finished(workdir)
     disk.read_only(True)
     return _evaluation_refused_then_written(lab, workdir, lambda: disk.read_only(False),
                                             'cannot be written', numbers_first=False)
-  finally:
-    disk.unmount()
 
 
 # Damaged files of a run
