@@ -4,6 +4,7 @@ resolutions. Each choice VDVAE's code makes is a field here and an option there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -116,7 +117,11 @@ def crop_images(x: jax.Array, size: int) -> jax.Array:
 
 
 class BottomUp(nn.Module):
-  """The encoder: `{resolution: activation [B, r, r, width_r]}` for every resolution."""
+  """The encoder: `{resolution: activation [B, r, r, width_r]}` for every resolution.
+
+  With `scan`, the blocks of one resolution run as one scanned block (`blocks_r<r>`, their
+  parameters stacked on a leading axis), so the program does not grow with depth; without it,
+  one module per block (`block_r<r>_<index>`)."""
 
   widths: Sequence[int]  # per resolution
   bottleneck_ratio: float
@@ -131,6 +136,7 @@ class BottomUp(nn.Module):
   exact_gelu: bool = False
   block: type = ResBlock
   dtype: str = 'float32'
+  scan: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[int, jax.Array]:
@@ -143,17 +149,37 @@ class BottomUp(nn.Module):
     for index, (resolution, count, width) in enumerate(zip(self.resolutions, self.blocks,
                                                            self.widths)):
       h = fit_channels(h, width)
-      for block_index in range(count):  # named: the same parameters with or without remat
+      block = functools.partial(
+          self.block, max(1, int(width * self.bottleneck_ratio)), width, last_scale=scale,
+          kernel=1 if resolution <= self.pointwise_up_to else 3, init_scheme=self.init_scheme,
+          exact_gelu=self.exact_gelu, dtype=self.dtype)
+      if self.scan and count:
+        h, before_last = scan_blocks(block(name=f'blocks_r{resolution}'), h, count)
+        if self.before_down_block and index < last:
+          activations[resolution] = before_last  # the down-sampling block feeds only the next
+      for block_index in range(0 if self.scan else count):  # named: the same with or without remat
         if self.before_down_block and index < last and block_index == count - 1:
           activations[resolution] = h  # the down-sampling block feeds only the next resolution
-        h = self.block(max(1, int(width * self.bottleneck_ratio)), width, last_scale=scale,
-                       kernel=1 if resolution <= self.pointwise_up_to else 3, init_scheme=self.init_scheme,
-                       exact_gelu=self.exact_gelu, dtype=self.dtype, name=f'block_r{resolution}_{block_index}')(h)
+        h = block(name=f'block_r{resolution}_{block_index}')(h)
       activations.setdefault(resolution, h)
       if index < last:
         factor = resolution // self.resolutions[index + 1]
         h = nn.avg_pool(h, (factor, factor), strides=(factor, factor))
     return activations
+
+
+def scan_blocks(block: nn.Module, h: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+  """`count` residual blocks of `block`'s shape in turn, as one scanned block whose parameters
+  have a leading axis of `count`: the stream after the last, and as the last one read it."""
+
+  def step(module, carry, _):
+    h, _ = carry
+    return (module(h), h), None
+
+  scanned = nn.scan(step, variable_axes={'params': 0}, split_rngs={'params': True},
+                    length=count)
+  (h, before_last), _ = scanned(block, (h, h), None)
+  return h, before_last
 
 
 class StochasticGroup(nn.Module):
