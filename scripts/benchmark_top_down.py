@@ -31,6 +31,8 @@ flags.DEFINE_list('variants', ['mnist_small', 'mnist', 'mnist_8bit', 'cifar10_sm
                   'Variants of configs/top_down.py.')
 flags.DEFINE_integer('steps', 3, 'Timed steps per variant (0: memory only).')
 flags.DEFINE_list('remat', ['false', 'true'], 'Rematerialisation settings to measure.')
+flags.DEFINE_list('scan', [], "model.top_down.scan settings to measure ('true', 'false'); empty: "
+                  "the config's (and code from before the option: PYTHONPATH=<old checkout>).")
 FLAGS = flags.FLAGS
 FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must precede it
 
@@ -46,9 +48,12 @@ from vae_jax.engine import steps
 MB = 2**20
 
 
-def measure(variant: str, remat: bool) -> dict:
+def measure(variant: str, remat: bool, scan: str) -> dict:
   config = top_down.get_config(variant)
   config.model.top_down.remat = remat
+  if scan:
+    config.model.top_down.scan = scan == 'true'
+
   shape = (28, 28, 1) if variant.startswith('mnist') else (32, 32, 3)
   start = time.perf_counter()
   state, step, hyperparams = steps.standalone_step(config, shape)
@@ -60,6 +65,7 @@ def measure(variant: str, remat: bool) -> dict:
   compiled = lowered.compile()
   end = time.perf_counter()
   result = {'benchmark': 'top_down_step', 'variant': variant, 'remat': remat,
+            'scan': config.model.top_down.get('scan'),
             'batch_size': config.batch_size,
             'parameters': int(sum(x.size for x in jax.tree.leaves(state.params))),
             'init_seconds': init - start, 'lower_seconds': lower - init,
@@ -85,10 +91,11 @@ def measure(variant: str, remat: bool) -> dict:
 def main():
   for variant in FLAGS.variants:
     for remat in FLAGS.remat:
-      result = measure(variant, remat == 'true')
-      result.update(device=jax.devices()[0].device_kind, threads=FLAGS.threads,
-                    peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-      print(json.dumps(result), flush=True)
+      for scan in FLAGS.scan or ['']:
+        result = measure(variant, remat == 'true', scan)
+        result.update(device=jax.devices()[0].device_kind, threads=FLAGS.threads,
+                      peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == '__main__':

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -48,7 +49,7 @@ from vae_jax.models.top_down_blocks import (ENCODER_OUTPUTS, INITS, OUTPUT_HEADS
                                             POSTERIOR_INPUTS, SCALE_FUNCTIONS, STREAM_BIASES,
                                             BottomUp, ResBlock, StochasticGroup, _unpool,
                                             crop_images, depth_to_space, fit_channels,
-                                            kernel_init, pad_images)
+                                            kernel_init, pad_images, saving_convolutions)
 
 
 class TopDownVAE(nn.Module):
@@ -105,7 +106,12 @@ class TopDownVAE(nn.Module):
 
   def __call__(self, x: jax.Array):
     """Touches every parameter; used by `init`."""
-    return self.sample_log_weight_terms(x, jax.random.key(0)), self.generate(jax.random.key(0), 1)
+    return self.sample_log_weight_terms(x, jax.random.key(0))
+
+  def init(self, rngs, *args, **kwargs):
+    """`nn.Module.init`, jitted: run eagerly, each scan it meets would be compiled on its own,
+    and each of the unrolled layout's many small ops dispatched one by one."""
+    return jax.jit(functools.partial(super().init, **kwargs))(rngs, *args)
 
   def _stream_start(self, resolution: int, batch_size: int) -> jax.Array:
     if self.stream_biases == 'coarsest':
@@ -139,8 +145,8 @@ class TopDownVAE(nn.Module):
     def step(group, h, given_one):
       return group_step(group, h, given_one, choose_z, activation, self.posterior_input)
 
-    scanned = nn.scan(step, variable_axes={'params': 0}, split_rngs={'params': True},
-                      length=stop - start)
+    scanned = nn.scan(saving_convolutions(step), variable_axes={'params': 0},
+                      split_rngs={'params': True}, length=stop - start)
     module = getattr(self, f'groups_r{self.group_resolutions[start]}')
     h, stacked = scanned(module, h, _stacked(given, start, stop))
     return h, [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(stop - start)]
