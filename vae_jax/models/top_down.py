@@ -23,18 +23,18 @@ Images can be zero-padded (MNIST 28 → 32) with the likelihood on the original 
 
 With `model.top_down.scan` (the default) the consecutive groups of one resolution run as one
 scanned group (`groups_r<r>`, parameters stacked on a leading axis over the groups, coarse to
-fine), as do the encoder's blocks of one resolution, so tracing and compiling take about as long
-at any depth; each group's z, prior, posterior, key and KL are the same as unrolled. A resolution
+fine), as do the encoder's blocks of one resolution, so the program holds one copy of each
+resolution's blocks whatever the depth (docs/results/speed.md: cifar10 compiles in half the
+time); each group's z, prior, posterior, key and KL are the same as unrolled. A resolution
 whose groups differ in shape runs unrolled (`groups_<index>`), said once in the log.
 `vae_jax/models/top_down_layout.py` converts parameters between the two layouts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
