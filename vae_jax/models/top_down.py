@@ -138,12 +138,14 @@ class TopDownVAE(nn.Module):
     raw = depth_to_space(self.output_head(h).astype(jnp.float32), self.patch_size)
     return self.likelihood(crop_images(raw, self.image_size))
 
-  def _scanned_run(self, start: int, stop: int, h: jax.Array, given, choose_z, activation):
+  def _scanned_run(self, start: int, stop: int, h: jax.Array, given, choose_z, activation,
+                   measure):
     """Groups `start:stop` as one scan over their stacked parameters and their slices of
-    `given`; each group's `(z, prior, posterior)` unstacked."""
+    `given`; each group's output (see `_top_down`) unstacked."""
 
     def step(group, h, given_one):
-      return group_step(group, h, given_one, choose_z, activation, self.posterior_input)
+      return group_step(group, h, given_one, choose_z, activation, self.posterior_input,
+                        measure)
 
     scanned = nn.scan(saving_convolutions(step), variable_axes={'params': 0},
                       split_rngs={'params': True}, length=stop - start)
@@ -151,11 +153,12 @@ class TopDownVAE(nn.Module):
     h, stacked = scanned(module, h, _stacked(given, start, stop))
     return h, [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(stop - start)]
 
-  def _top_down(self, batch_size: int, choose_z, activations=None, given=None):
+  def _top_down(self, batch_size: int, choose_z, activations=None, given=None, measure=None):
     """Runs the decoder. `choose_z(given, prior, posterior)` returns a group's z from its entry
     of `given` (a key, a z, ...: an array or tuple with one entry per group, or None) and its
     prior and posterior (None without `activations`). Returns the likelihood and each group's
-    `(z, prior, posterior)`."""
+    `(z, prior, posterior)`, or `measure(z, prior, posterior)` when given (computed inside
+    the scan: one copy of its code per resolution, not per group)."""
     resolution, chosen = self.group_resolutions[0], []
     h = self._stream_start(resolution, batch_size)
     for start, stop, scanned in self.runs:
@@ -164,12 +167,12 @@ class TopDownVAE(nn.Module):
         h = self._enter(h, resolution)
       activation = None if activations is None else activations[resolution]
       if scanned:
-        h, outputs = self._scanned_run(start, stop, h, given, choose_z, activation)
+        h, outputs = self._scanned_run(start, stop, h, given, choose_z, activation, measure)
         chosen += outputs
         continue
       for index in range(start, stop):
         h, output = group_step(self.groups[index], h, None if given is None else given[index],
-                               choose_z, activation, self.posterior_input)
+                               choose_z, activation, self.posterior_input, measure)
         chosen.append(output)
     if resolution != self.data_resolution:
       h = fit_channels(_unpool(h, self.data_resolution // resolution),
@@ -177,15 +180,14 @@ class TopDownVAE(nn.Module):
     return self._output(h), chosen
 
   def sample_log_weight_terms(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    likelihood, chosen = self._top_down(
+    likelihood, measured = self._top_down(
         x.shape[0], lambda key, prior, posterior: posterior.sample(key), self.encode_context(x),
-        jax.random.split(key, len(self.groups)))
+        jax.random.split(key, len(self.groups)), _group_terms)
     terms = {'reconstruction': likelihood.log_prob(x), 'log_prior': 0.0, 'log_posterior': 0.0,
              'analytic_kl': 0.0}
-    for name, (z, prior, posterior) in zip(self.group_names, chosen):
-      kl = distributions.kl_divergence(posterior, prior)
-      terms['log_prior'] += prior.log_prob(z)
-      terms['log_posterior'] += posterior.log_prob(z)
+    for name, (kl, log_prior, log_posterior) in zip(self.group_names, measured):
+      terms['log_prior'] += log_prior
+      terms['log_posterior'] += log_posterior
       terms['analytic_kl'] += kl
       terms[f'kl/{name}'] = kl
     return terms
@@ -199,11 +201,11 @@ class TopDownVAE(nn.Module):
     return tuple(z for z, _, _ in chosen)
 
   def latent_log_densities(self, x: jax.Array, groups, context) -> dict[str, jax.Array]:
-    likelihood, chosen = self._top_down(x.shape[0], lambda z, prior, posterior: z, context,
-                                        tuple(groups))
+    likelihood, measured = self._top_down(x.shape[0], lambda z, prior, posterior: z, context,
+                                          tuple(groups), _group_terms)
     return {'reconstruction': likelihood.log_prob(x),
-            'log_prior': sum(prior.log_prob(z) for z, prior, _ in chosen),
-            'log_posterior': sum(posterior.log_prob(z) for z, _, posterior in chosen)}
+            'log_prior': sum(log_prior for _, log_prior, _ in measured),
+            'log_posterior': sum(log_posterior for _, _, log_posterior in measured)}
 
   def simulate(self, key: jax.Array, num: int) -> tuple[jax.Array, tuple]:
     keys = jax.random.split(key, len(self.groups) + 1)
@@ -244,8 +246,9 @@ class TopDownVAE(nn.Module):
 
 
 def group_step(group: StochasticGroup, h: jax.Array, given, choose_z, activation,
-               posterior_input: str):
-  """One group: the stream after it absorbs its z, and `(z, prior, posterior)`."""
+               posterior_input: str, measure=None):
+  """One group: the stream after it absorbs its z, and `(z, prior, posterior)` (or
+  `measure` of them)."""
   prior, features = group.prior(h)
   if posterior_input == 'stream_with_prior_features':
     h = h + features
@@ -253,7 +256,14 @@ def group_step(group: StochasticGroup, h: jax.Array, given, choose_z, activation
   if posterior_input == 'stream':
     h = h + features
   z = choose_z(given, prior, posterior)
-  return group.absorb(h, z), (z, prior, posterior)
+  output = (z, prior, posterior) if measure is None else measure(z, prior, posterior)
+  return group.absorb(h, z), output
+
+
+def _group_terms(z, prior, posterior) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """A group's `(KL(q ‖ p), log p(z), log q(z))` at its z (`[B]` each)."""
+  return (distributions.kl_divergence(posterior, prior), prior.log_prob(z),
+          posterior.log_prob(z))
 
 
 def module_fields(module: nn.Module) -> dict:
