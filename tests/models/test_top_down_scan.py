@@ -88,6 +88,10 @@ def test_a_checkpoint_of_the_unrolled_layout_resumes_converted_bit_for_bit(tmp_p
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
     np.testing.assert_array_equal(a, b)
   assert int(restored.step) == 7 and checkpointing.step_folders(str(tmp_path)) == [7]
+  # Evaluation's restore (a step's state, read in place) converts the same way.
+  evaluated = checkpointing.restore_state(str(tmp_path), fresh)
+  for a, b in zip(jax.tree.leaves(evaluated), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(a, b)
   # And back: stacking the unrolled tree gives the scanned model's own, bit for bit.
   _assert_same(top_down_layout.stacked(old.params['params'], state.params['params']),
                state.params['params'], rtol=0, atol=0)
