@@ -14,7 +14,7 @@ from scipy import stats
 from configs import default, top_down as top_down_configs
 from vae_jax import models, objectives
 from vae_jax.evaluators import batched, importance_sampling
-from vae_jax.models import top_down, top_down_blocks
+from vae_jax.models import top_down, top_down_blocks, top_down_layout
 
 SHAPE = (8, 8, 1)
 
@@ -38,7 +38,7 @@ def test_terms_are_the_groups_densities_composed_by_scipy():
   keys = jax.random.split(key, 3)
   likelihood, chosen = model.apply(
       params, x, method=lambda m, x: m._top_down(  # pylint: disable=protected-access
-          x.shape[0], lambda i, prior, posterior: posterior.sample(keys[i]), m.encoder(x)))
+          x.shape[0], lambda key, prior, posterior: posterior.sample(key), m.encoder(x), keys))
   log_prior = log_posterior = kl = 0.0
   for z, prior, posterior in chosen:
     z, pm, ps, qm, qs = (np.asarray(a, np.float64) for a in (
@@ -214,6 +214,7 @@ def _vdvae_count(variant):
 def _parameter_count(config, side):
   model = models.build_model(config.model, (side, side, 3))
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))['params']
+  shapes = top_down_layout.unstacked(shapes)  # one module per group, as VDVAE's
   return sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes)), shapes
 
 
@@ -226,6 +227,7 @@ def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
   expected = _vdvae_count('cifar10')
   model = models.build_model(config.model, (32, 32, 3))
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  shapes = top_down_layout.unstacked(shapes)  # one module per group, as VDVAE's
   counts = {name: sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
             for name, tree in shapes.items()}
   groups = {name: count for name, count in counts.items() if name.startswith('groups_')}

@@ -21,6 +21,7 @@ from absl import logging
 
 from vae_jax import files, options, registries
 from vae_jax.errors import UserError
+from vae_jax.models import top_down_layout
 
 CONFIG_FILENAME = 'config.json'
 CHECKPOINT_DIRNAME = 'checkpoints'
@@ -313,9 +314,9 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
   steps = sorted(manager.all_steps(), reverse=True)
   for step in steps:
     try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          **{STATE_ITEM: ocp.args.StandardRestore(target)}))
-      return restored[STATE_ITEM]
+      return restore_any_layout(lambda like, step=step: manager.restore(
+          step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(like)})
+      )[STATE_ITEM], target, step)
     except Exception as error:  # pylint: disable=broad-except
       destination = os.path.join(workdir, UNREADABLE_DIRNAME, str(step))
       logging.warning('Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying '
@@ -331,6 +332,25 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
         f'{folder}. Nothing was overwritten. To train this run again from step 0 in this '
         f'workdir, move or delete {folder}; or pass a new --workdir.')
   return None
+
+
+def restore_any_layout(restore, target, step: int):
+  """`restore(target)`; or, for a checkpoint of the top-down family's parameters in their
+  earlier, unrolled layout (one module per group and block: top_down_layout), `restore` of that
+  layout converted to `target`'s stacked one, with a note in the log."""
+  try:
+    return restore(target)
+  except Exception as error:  # pylint: disable=broad-except
+    if not top_down_layout.has_stacks(target):
+      raise
+    try:
+      restored = restore(top_down_layout.unstacked_state(target))
+    except Exception:  # pylint: disable=broad-except
+      raise error from None
+    logging.warning('The checkpoint at step %d holds the top-down parameters unrolled (one '
+                    'module per group and block, as before model.top_down.scan): converted to '
+                    'the stacked layout (vae_jax/models/top_down_layout.py).', step)
+    return top_down_layout.stacked_state(restored, target)
 
 
 def restore_state(workdir: str, target, step: int | None = None,
@@ -355,7 +375,8 @@ def restore_state(workdir: str, target, step: int | None = None,
     failures = []
     for candidate in ([step] if step is not None else available):
       try:
-        state = manager.restore(candidate, args=ocp.args.StandardRestore(target))
+        state = restore_any_layout(lambda like, step=candidate: manager.restore(
+            step, args=ocp.args.StandardRestore(like)), target, candidate)
       except Exception as error:  # pylint: disable=broad-except
         failures.append(f'step {candidate} ({type(error).__name__}: {_first_line(error)})')
         logging.warning('The checkpoint at step %d in %s cannot be read (%s); trying the one '

@@ -4,6 +4,7 @@ resolutions. Each choice VDVAE's code makes is a field here and an option there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -28,6 +29,56 @@ def kernel_init(init: str, scale: float = 1.0):
   return networks.get_kernel_init(init, scale)
 
 
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+@jax.custom_vjp
+def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A stride-1 'SAME' convolution of NHWC images by an HWIO kernel of odd size."""
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_NHWC)
+
+
+def _same_conv_forward(x, kernel):
+  return _same_conv(x, kernel), (x, kernel)
+
+
+def _same_conv_backward(saved, grad):
+  # Both gradients as plain NHWC/HWIO convolutions, transposed by hand: the forms XLA:CPU
+  # runs with Eigen. JAX's own transpose rules give convolutions in other dimension orders,
+  # which XLA:CPU puts back in order in straight-line code but not inside a loop (a scan's
+  # body), where they ran 30 times slower (2026-12, jax 0.10).
+  x, kernel = saved
+  kh, kw = kernel.shape[:2]
+  flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+  dx = jax.lax.conv_general_dilated(grad, flipped, (1, 1), 'SAME', dimension_numbers=_NHWC)
+  dkernel = jax.lax.conv_general_dilated(
+      jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(grad, (1, 2, 0, 3)), (1, 1),
+      ((kh // 2, kh // 2), (kw // 2, kw // 2)), dimension_numbers=_NHWC)
+  return dx, jnp.transpose(dkernel, (1, 2, 0, 3)).astype(kernel.dtype)
+
+
+_same_conv.defvjp(_same_conv_forward, _same_conv_backward)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         precision=None):
+  """`jax.lax.conv_general_dilated` for `nn.Conv`; on XLA:CPU, a stride-1 'SAME' convolution
+  of odd size takes `_same_conv`'s gradient (fast inside a scan)."""
+  ones = (1,) * (lhs.ndim - 2)
+  same = padding == 'SAME' or tuple(map(tuple, padding)) == tuple(
+      ((size - 1) // 2, size // 2) for size in rhs.shape[:-2])
+  if (jax.default_backend() == 'cpu' and lhs.ndim == 4 and tuple(window_strides) == ones
+      and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
+      and feature_group_count == 1 and precision is None and same
+      and all(size % 2 for size in rhs.shape[:2])
+      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+    return _same_conv(lhs, rhs)
+  return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                      rhs_dilation, dimension_numbers, feature_group_count,
+                                      precision=precision)
+
+
 class ResBlock(nn.Module):
   """VDVAE's block: GELU, 1×1 conv to `middle` channels, two `kernel`×`kernel` convs, 1×1 conv
   to `out`, added to the input when `residual`. `last_scale` shrinks the last conv's initial
@@ -48,7 +99,9 @@ class ResBlock(nn.Module):
     gelu = lambda h: nn.gelu(h, approximate=not self.exact_gelu)
 
     def conv(features, size, scale=1.0):
-      return nn.Conv(features, (size, size), dtype=dtype, kernel_init=kernel_init(self.init_scheme, scale))
+      return nn.Conv(features, (size, size), dtype=dtype,
+                     kernel_init=kernel_init(self.init_scheme, scale),
+                     conv_general_dilated=conv_general_dilated)
 
     h = conv(self.middle, 1)(gelu(x))
     h = conv(self.middle, self.kernel)(gelu(h))
@@ -116,7 +169,11 @@ def crop_images(x: jax.Array, size: int) -> jax.Array:
 
 
 class BottomUp(nn.Module):
-  """The encoder: `{resolution: activation [B, r, r, width_r]}` for every resolution."""
+  """The encoder: `{resolution: activation [B, r, r, width_r]}` for every resolution.
+
+  With `scan`, the blocks of one resolution run as one scanned block (`blocks_r<r>`, their
+  parameters stacked on a leading axis), so the program does not grow with depth; without it,
+  one module per block (`block_r<r>_<index>`)."""
 
   widths: Sequence[int]  # per resolution
   bottleneck_ratio: float
@@ -131,6 +188,7 @@ class BottomUp(nn.Module):
   exact_gelu: bool = False
   block: type = ResBlock
   dtype: str = 'float32'
+  scan: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[int, jax.Array]:
@@ -143,17 +201,45 @@ class BottomUp(nn.Module):
     for index, (resolution, count, width) in enumerate(zip(self.resolutions, self.blocks,
                                                            self.widths)):
       h = fit_channels(h, width)
-      for block_index in range(count):  # named: the same parameters with or without remat
+      block = functools.partial(
+          self.block, max(1, int(width * self.bottleneck_ratio)), width, last_scale=scale,
+          kernel=1 if resolution <= self.pointwise_up_to else 3, init_scheme=self.init_scheme,
+          exact_gelu=self.exact_gelu, dtype=self.dtype)
+      if self.scan and count:
+        h, before_last = scan_blocks(block(name=f'blocks_r{resolution}'), h, count)
+        if self.before_down_block and index < last:
+          activations[resolution] = before_last  # the down-sampling block feeds only the next
+      for block_index in range(0 if self.scan else count):  # named: the same with or without remat
         if self.before_down_block and index < last and block_index == count - 1:
           activations[resolution] = h  # the down-sampling block feeds only the next resolution
-        h = self.block(max(1, int(width * self.bottleneck_ratio)), width, last_scale=scale,
-                       kernel=1 if resolution <= self.pointwise_up_to else 3, init_scheme=self.init_scheme,
-                       exact_gelu=self.exact_gelu, dtype=self.dtype, name=f'block_r{resolution}_{block_index}')(h)
+        h = block(name=f'block_r{resolution}_{block_index}')(h)
       activations.setdefault(resolution, h)
       if index < last:
         factor = resolution // self.resolutions[index + 1]
         h = nn.avg_pool(h, (factor, factor), strides=(factor, factor))
     return activations
+
+
+def saving_convolutions(step):
+  """A scan's body (a function of a module) that keeps only its convolutions' outputs for the
+  backward pass and recomputes the elementwise ops between them. Unrolled, XLA fuses those ops
+  away; a scan would store each step's in stacked buffers: the mnist step took 1.7 times as
+  long and twice the memory on XLA:CPU (2026-12)."""
+  return nn.checkpoint(step, policy=jax.checkpoint_policies.dots_saveable, prevent_cse=False)
+
+
+def scan_blocks(block: nn.Module, h: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+  """`count` residual blocks of `block`'s shape in turn, as one scanned block whose parameters
+  have a leading axis of `count`: the stream after the last, and as the last one read it."""
+
+  def step(module, carry, _):
+    h, _ = carry
+    return (module(h), h), None
+
+  scanned = nn.scan(saving_convolutions(step), variable_axes={'params': 0},
+                    split_rngs={'params': True}, length=count)
+  (h, before_last), _ = scanned(block, (h, h), None)
+  return h, before_last
 
 
 class StochasticGroup(nn.Module):
@@ -181,7 +267,8 @@ class StochasticGroup(nn.Module):
     self.prior_net = self.block(self.middle, 2 * channels + self.width, residual=False,
                                 last_scale=0.0, **kwargs)
     self.z_projection = nn.Conv(self.width, (1, 1), dtype=networks.COMPUTE_DTYPES[self.dtype],
-                                kernel_init=kernel_init(self.init_scheme, self.last_scale))
+                                kernel_init=kernel_init(self.init_scheme, self.last_scale),
+                                conv_general_dilated=conv_general_dilated)
     self.residual = self.block(self.middle, self.width, last_scale=self.last_scale, **kwargs)
 
   def _gaussian(self, raw: jax.Array) -> distributions.DiagonalGaussian:

@@ -16,6 +16,7 @@ import flax
 import numpy as np
 
 from vae_jax.errors import UserError
+from vae_jax.models import top_down_layout
 
 BLOCK_CONVS = {f'c{i + 1}': f'Conv_{i}' for i in range(4)}
 GROUP_PARTS = {'enc': 'posterior_net', 'prior': 'prior_net', 'resnet': 'residual'}
@@ -57,9 +58,11 @@ def _block(state: dict, prefix: str, used: set) -> dict:
 def params_from_state_dict(state: dict[str, np.ndarray], template, num_components: int):
   """Our parameters (shaped like `template`, the model's `init` output) from a VDVAE
   state_dict. Refuses, naming the keys, a checkpoint whose keys or shapes differ from the
-  model's."""
+  model's. VDVAE's blocks map one to one onto the unrolled layout, which is then stacked as
+  the template's is (vae_jax/models/top_down_layout.py)."""
   state = {key.removeprefix('module.'): np.asarray(value) for key, value in state.items()}
-  ours = flax.core.unfreeze(template)['params']
+  layout = flax.core.unfreeze(template)['params']
+  ours = top_down_layout.unstacked(layout)
   used: set[str] = set()
   converted = {'encoder': {'Conv_0': _conv(state, 'encoder.in_conv', used)}}
   encoder_blocks = sorted((name for name in ours['encoder'] if name.startswith('block_r')),
@@ -82,7 +85,8 @@ def params_from_state_dict(state: dict[str, np.ndarray], template, num_component
   head = _conv(state, 'decoder.out_net.out_conv', used)
   order = mixture_channel_order(num_components)
   converted['output_head'] = {'kernel': head['kernel'][..., order], 'bias': head['bias'][order]}
-  return {'params': _matched(converted, ours, sorted(set(state) - used))}
+  return {'params': top_down_layout.stacked(_matched(converted, ours, sorted(set(state) - used)),
+                                            layout)}
 
 
 def _matched(converted: dict, template: dict, unused: list[str]) -> dict:
