@@ -16,6 +16,10 @@ Prints one JSON line per measurement, then a table against the targets for one m
   top_down_step   one training step of configs/top_down.py:mnist (batch 32)
   cifar10_step    one training step of configs/top_down.py:cifar10 (batch 32 per device), and
                   cifar10_step_remat with model.top_down.remat: seconds and program memory
+  cifar10_throughput[_bfloat16]
+                  20 steps of the same in one compiled loop: steps/s, XLA's FLOPs per step,
+                  TFLOP/s achieved and, with --peak_tflops, the fraction of the device's peak;
+                  in float32 and (not on a CPU) bfloat16 (part deep_throughput)
   mnist_efficient_vdvae_epoch, mnist_nvae_epoch
                   one epoch of configs/top_down.py:mnist_efficient_vdvae and :mnist_nvae
                   (steps of their batch over 50,000 images), timed on a few steps
@@ -27,6 +31,7 @@ is real MNIST when TFDS finds it (`--data_dir`), else random binary images of MN
 (the timings do not depend on the pixel values; the log-likelihoods do, and are not reported).
 """
 
+import copy
 import functools
 import json
 import resource
@@ -50,6 +55,11 @@ _ONLY = flags.DEFINE_list('only', None, 'Run only these parts (default: all), e.
 _COMPILATION_CACHE = flags.DEFINE_string(
     'compilation_cache', None, "JAX's persistent compilation cache, as the launchers' flag "
     "(default: $JAX_COMPILATION_CACHE_DIR, else ~/.cache/vae_jax/jax_compilation; '' off).")
+
+_PEAK_TFLOPS = flags.DEFINE_list(
+    'peak_tflops', None, "The device's peak dense TFLOP/s per compute dtype, from its "
+    'datasheet, as DTYPE:TFLOPS pairs (--peak_tflops=float32:X,bfloat16:Y): deep_throughput '
+    'then reports the fraction of it achieved.')
 
 TARGETS = {'mnist_epoch': ('seconds', 0.25, 'below'), 'iwae_eval': ('seconds', 30.0, 'below'),
            'sweep_16': ('speedup', 8.0, 'above')}
@@ -243,6 +253,67 @@ def check_cifar10_step(results, variant: str, batch_per_device: int):
          config=f'configs/top_down.py:{variant}', batch_size=config.batch_size)
 
 
+def peak_tflops(pairs: list[str]) -> dict[str, float]:
+  """`['float32:67', ...]` -> `{'float32': 67.0, ...}`."""
+  peaks = {}
+  for pair in pairs:
+    dtype, _, value = pair.partition(':')
+    try:
+      peaks[dtype] = float(value)
+    except ValueError:
+      raise SystemExit(f'error: --peak_tflops={pair!r}: give DTYPE:TFLOPS, e.g. '
+                       'bfloat16:900.') from None
+  return peaks
+
+
+def flops_per_step(config, data_shape, batch) -> float:
+  """XLA's count of one training step's floating-point operations, from the step lowered with
+  every block unrolled (`model.top_down.scan=False`): its cost analysis counts a loop's body
+  once, so the scanned program would under-count. Lowered only, not compiled."""
+  unrolled = copy.deepcopy(config)
+  unrolled.model.top_down.scan = False
+  trainer = Trainer(unrolled, data_shape, len(batch))
+  state = jax.eval_shape(trainer.initial_state)
+  lowered = jax.jit(trainer.step_fn).lower(state, batch, steps.RunKeys.from_seed(0).train,
+                                           trainer.hyperparams)
+  return float(lowered.cost_analysis()['flops'])
+
+
+def check_deep_throughput(results, variant: str, batch_per_device: int, num_steps: int,
+                          dtypes: tuple[str, ...]):
+  """Steps per second of `configs/top_down.py:<variant>` over `num_steps` steps in one compiled
+  loop (`lax.scan` over device data, as training runs them), XLA's FLOPs per step, the rate
+  achieved, and its fraction of --peak_tflops when given; per compute dtype."""
+  for dtype in dtypes:
+    config = top_down.get_config(variant)
+    config.model.compute_dtype = dtype
+    config.batch_size = batch_per_device * jax.device_count()
+    images = np.random.default_rng(0).integers(0, 256, (2 * config.batch_size, 32, 32, 3))
+    images = jax.device_put(jnp.asarray(images / 255.0, jnp.float32))
+    trainer = Trainer(config, (32, 32, 3), len(images))
+    run = trainer.scan_fn(num_steps)
+    keys = steps.RunKeys.from_seed(0)
+    order = steps.epoch_order(keys.data_order, 0, len(images))
+    holder = {'state': trainer.initial_state()}
+
+    def loop():
+      holder['state'], metrics = run(holder['state'], images, order, keys.train,
+                                     trainer.hyperparams)
+      return metrics
+
+    first, seconds = timed(loop)
+    flops = flops_per_step(config, (32, 32, 3), images[:config.batch_size])
+    achieved = flops * num_steps / seconds / 1e12
+    peak = peak_tflops(_PEAK_TFLOPS.value or []).get(dtype)
+    emit(results, f'{variant}_throughput' + ('' if dtype == 'float32' else f'_{dtype}'),
+         steps_per_second=num_steps / seconds, steps_timed=num_steps,
+         compile_seconds=first - seconds, flops_per_step=flops, achieved_tflops=achieved,
+         fraction_of_peak=(achieved / peak if peak else
+                           'not computed: pass --peak_tflops=DTYPE:TFLOPS (the datasheet)'),
+         config=f'configs/top_down.py:{variant}', batch_size=config.batch_size,
+         compute_dtype=dtype)
+
+
 def summary(results: dict, data_source: str) -> str:
   lines = [f'device: {jax.devices()[0].device_kind} ({jax.default_backend()}), data: '
            f'{data_source}', '', '| check | measured | target | verdict |', '|---|---|---|---|']
@@ -295,6 +366,9 @@ def parts(smoke: bool, on_cpu: bool, train_images, test_images) -> dict:
       # VDVAE's CIFAR-10 model at its batch of 32 per device; a CPU smoke run takes the small one.
       'cifar10_step': lambda r: check_cifar10_step(r, 'cifar10_small' if smoke else 'cifar10',
                                                    2 if smoke else 32),
+      'deep_throughput': lambda r: check_deep_throughput(
+          r, 'cifar10_small' if smoke else 'cifar10', 2 if smoke else 32, 3 if smoke else 20,
+          ('float32',) if on_cpu else ('float32', 'bfloat16')),
       'mnist_nvae_epoch': lambda r: check_deep_mnist_epoch(
           r, train_images, 'mnist_nvae_small' if smoke else 'mnist_nvae', 2 if smoke else 20),
       'mnist_efficient_vdvae_epoch': efficient_vdvae,
@@ -314,7 +388,7 @@ def memory(results) -> None:
 
 
 PART_NAMES = ('mnist_epoch', 'iwae_eval', 'sweeps', 'top_down_step', 'cifar10_step',
-              'mnist_nvae_epoch', 'mnist_efficient_vdvae_epoch', 'mixed_precision', 'memory')
+              'deep_throughput', 'mnist_nvae_epoch', 'mnist_efficient_vdvae_epoch', 'mixed_precision', 'memory')
 
 
 def main(argv):

@@ -110,7 +110,11 @@ def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
             if line.startswith('{')}
   assert {'mnist_epoch', 'iwae_eval', 'sweep_1', 'sweep_4', 'sweep_16', 'top_down_step',
           'cifar10_step', 'cifar10_step_remat', 'mixed_precision', 'memory',
-          'mnist_efficient_vdvae_epoch', 'mnist_nvae_epoch'} <= set(checks)
+          'mnist_efficient_vdvae_epoch', 'mnist_nvae_epoch', 'cifar10_small_throughput'
+          } <= set(checks)
+  throughput = checks['cifar10_small_throughput']
+  assert throughput['flops_per_step'] > 0 and throughput['steps_per_second'] > 0
+  assert throughput['fraction_of_peak'].startswith('not computed: pass --peak_tflops')
   assert checks['mnist_nvae_epoch']['seconds'] > checks['mnist_nvae_epoch']['step_seconds'] > 0
   assert checks['mnist_efficient_vdvae_epoch']['skipped'].startswith('smoke run')
   assert checks['cifar10_step']['seconds'] > 0 and checks['cifar10_step_remat']['program_mb'] > 0
