@@ -263,6 +263,20 @@ def damaged_latest_checkpoint(lab: Lab, folder: str) -> Outcome:
   return _resumes_by_itself(lab, workdir, 'cannot be read')
 
 
+def latest_checkpoint_data_cut_short(lab: Lab, folder: str) -> Outcome:
+  """The array data cut in half (a copy interrupted, a disk error): tensorstore's pending
+  reads used to print 20-40 'Event loop is closed' tracebacks after the warning."""
+  workdir = os.path.join(folder, 'run')
+  lab.partial(workdir)
+  for directory, _, names in os.walk(_latest_checkpoint(workdir)):
+    for name in names:
+      if os.path.basename(directory) == 'd':  # OCDBT's data files
+        path = os.path.join(directory, name)
+        with open(path, 'r+b') as f:
+          f.truncate(os.path.getsize(path) // 2)
+  return _resumes_by_itself(lab, workdir, 'cannot be read')
+
+
 def latest_checkpoint_without_metadata(lab: Lab, folder: str) -> Outcome:
   workdir = os.path.join(folder, 'run')
   lab.partial(workdir)
@@ -481,6 +495,8 @@ CASES = (
          read_only_at_evaluation, needs_root=True),
     Case('damaged_latest_checkpoint', "the latest checkpoint's files overwritten",
          damaged_latest_checkpoint),
+    Case('latest_checkpoint_data_cut_short', "the latest checkpoint's array data cut in half",
+         latest_checkpoint_data_cut_short),
     Case('latest_checkpoint_without_metadata', "the latest checkpoint's _METADATA removed",
          latest_checkpoint_without_metadata),
     Case('every_checkpoint_damaged', 'every checkpoint overwritten', every_checkpoint_damaged),

@@ -9,6 +9,7 @@ WORKDIR/checkpoints_best/N/  with early stopping: the state of the best evaluati
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -318,9 +319,11 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
           step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(like)})
       )[STATE_ITEM], target, step)
     except Exception as error:  # pylint: disable=broad-except
+      drop_callbacks_to_closed_event_loops()
       destination = os.path.join(workdir, UNREADABLE_DIRNAME, str(step))
       logging.warning('Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying '
-                      'the previous one.', step, workdir, type(error).__name__, error, destination)
+                      'the previous one.', step, workdir, type(error).__name__,
+                      _first_line(error), destination)
       os.makedirs(os.path.dirname(destination), exist_ok=True)
       os.replace(os.path.join(workdir, CHECKPOINT_DIRNAME, str(step)), destination)
       manager.reload()
@@ -378,6 +381,7 @@ def restore_state(workdir: str, target, step: int | None = None,
         state = restore_any_layout(lambda like, step=candidate: manager.restore(
             step, args=ocp.args.StandardRestore(like)), target, candidate)
       except Exception as error:  # pylint: disable=broad-except
+        drop_callbacks_to_closed_event_loops()
         failures.append(f'step {candidate} ({type(error).__name__}: {_first_line(error)})')
         logging.warning('The checkpoint at step %d in %s cannot be read (%s); trying the one '
                         'before it.', candidate, workdir, failures[-1])
@@ -393,6 +397,25 @@ def restore_state(workdir: str, target, step: int | None = None,
                           f'{workdir}: {"; ".join(failures)}.{choice}')
   finally:
     manager.close()
+
+
+def drop_callbacks_to_closed_event_loops() -> None:
+  """After a checkpoint read fails, tensorstore still hands the results of the reads it had
+  pending to the asyncio event loop orbax ran them in, which orbax has closed: each hand-over
+  raised in tensorstore's threads and printed a 'RuntimeError: Event loop is closed' traceback
+  (20 to 40 of them, after the one-line warning). Nothing awaits those results; from the first
+  failed read on, such hand-overs are dropped. Calls to open loops are unchanged."""
+  original = asyncio.BaseEventLoop.call_soon_threadsafe
+  if getattr(original, 'drops_closed', False):
+    return
+
+  def call_soon_threadsafe(self, callback, *args, **kwargs):
+    if self.is_closed():
+      return None
+    return original(self, callback, *args, **kwargs)
+
+  call_soon_threadsafe.drops_closed = True
+  asyncio.BaseEventLoop.call_soon_threadsafe = call_soon_threadsafe
 
 
 def _first_line(error: Exception) -> str:
