@@ -248,14 +248,14 @@ def test_unreadable_checkpoints_are_refused_at_every_launch(tmp_path):
 @pytest.mark.slow
 def test_bad_command_lines_end_in_one_short_message():
   result = subprocess.run(
+      # The command-line paths (flags, config files, variants) and two OS and file errors;
+      # the other cases of the battery (docs/results/reliability.md) are tested in process.
       [sys.executable, '-m', 'scripts.bad_inputs', '--only=typo_in_a_config_key,bad_value_type,'
-       'unknown_dataset,stray_argument,evaluate_not_a_workdir,variant_typo,'
-       'variant_of_a_config_without_variants,missing_config_file,override_without_config,'
-       'workdir_is_a_file,zero_epochs,truncated_npz,typo_in_a_nested_key,'
-       'option_of_an_unimported_component,unknown_kind,prior_without_sample'], cwd=REPO_ROOT,
+       'stray_argument,variant_typo,missing_config_file,override_without_config,'
+       'workdir_is_a_file,truncated_npz,unknown_dataset,zero_epochs'], cwd=REPO_ROOT,
       capture_output=True, text=True, timeout=300)
   rows = [line for line in result.stdout.splitlines() if line.startswith('| ')][1:]
-  assert len(rows) == 16 and result.returncode == 0, result.stdout + result.stderr[-2000:]
+  assert len(rows) == 10 and result.returncode == 0, result.stdout + result.stderr[-2000:]
   assert all(row.endswith('| yes |') for row in rows)
 
 
