@@ -30,7 +30,7 @@ def _fault_injection(tmp_path, *arguments) -> dict:
 def test_killed_and_terminated_runs_resume_to_bitwise_the_same_result(tmp_path):
   # SIGKILL, then SIGTERM (which must checkpoint and exit with 143), then a clean finish.
   result = _fault_injection(tmp_path, '--kills=2', '--signal=mixed', '--max_delay=0.4',
-                            '--epochs=12')
+                            '--epochs=8')
   assert result['kills_survived'] == 2
   assert result['bitwise_equal'] and result['evaluation_metrics_equal'], result
 
@@ -40,7 +40,7 @@ def test_a_streamed_run_killed_mid_epoch_resumes_on_the_next_batch_bitwise(tmp_p
   # Epochs of 30 steps and a checkpoint every 10: most kills land mid-epoch, and the grain
   # iterator's saved state must resume on the very next batch for the results to agree.
   result = _fault_injection(tmp_path, '--kills=2', '--signal=mixed', '--max_delay=0.4',
-                            '--pipeline=grain', '--epochs=12')
+                            '--pipeline=grain', '--epochs=8')
   assert result['kills_survived'] == 2
   assert result['bitwise_equal'] and result['evaluation_metrics_equal'], result
 
