@@ -8,6 +8,7 @@ import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import default
 from vae_jax import models, optimizers
@@ -39,6 +40,7 @@ def _assert_same(a, b, **tolerance):
     np.testing.assert_allclose(x, y, **tolerance)
 
 
+@pytest.mark.slow
 def test_the_scanned_model_computes_the_unrolled_ones_terms_and_draws():
   scanned, unrolled, x = _model(True), _model(False), _images()
   params = scanned.init(jax.random.key(0), x[:1])
@@ -68,6 +70,7 @@ def test_the_scanned_model_computes_the_unrolled_ones_terms_and_draws():
                unrolled.apply(flat, key, 2, 0.5, method='generate'), **tight)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_the_unrolled_layout_resumes_converted_bit_for_bit(tmp_path):
   scanned, unrolled = _model(True), _model(False)
   optimizer = optimizers.create_optimizer(default.get_config().optimizer, 10)
