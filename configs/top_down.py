@@ -29,7 +29,7 @@ Variants:
   mnist_efficient_vdvae_small, mnist_nvae_small   the two MNIST layouts at width 8-16 (CPU).
 
 VDVAE's model (cifar10, imagenet32, imagenet64, ffhq256, ffhq1024), each choice an option of the
-family: the layout of its `enc_blocks`/`dec_blocks` strings (top_down.vdvae_layout; cifar10:
+family: the layout of its `enc_blocks`/`dec_blocks` strings (top_down_options.vdvae_layout; cifar10:
 encoder 12/7/7/4/3 blocks and 22/11/6/3/1 stochastic groups at 32/16/8/4/1, 43 in all, each
 residual branch scaled by 1/√43), a learned stream bias at every decoder resolution, 1×1 middle
 convolutions at resolutions ≤ 2, the encoder activation taken before each down-sampling block,
@@ -59,7 +59,7 @@ Run:
 """
 
 from configs import default
-from vae_jax.models import top_down
+from vae_jax.models import top_down_options
 
 VARIANTS = ('mnist_small', 'mnist', 'mnist_8bit', 'mnist_efficient_vdvae',
             'mnist_efficient_vdvae_small', 'mnist_nvae', 'mnist_nvae_small', 'cifar10',
@@ -221,7 +221,7 @@ def _vdvae(config, variant: str) -> None:
   config.model.likelihood.update({'kind': 'discretized_logistic_mixture', 'num_components': 10,
                                   'small_bins': 'midpoint_density',
                                   **VDVAE_LIKELIHOODS.get(variant, {})})
-  config.model.top_down.update(**top_down.vdvae_layout(enc_blocks, dec_blocks), width=width,
+  config.model.top_down.update(**top_down_options.vdvae_layout(enc_blocks, dec_blocks), width=width,
                                widths=VDVAE_WIDTHS.get(variant, ()), input_mean=shift / 255,
                                input_std=scale / 255, **VDVAE_MODEL)
   side = int(enc_blocks.split('x')[0])

@@ -20,15 +20,10 @@ def write_text_atomically(path: str, text: str) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(temporary, path)
-  except OSError as error:
+  except BaseException as error:
     if temporary is not None:
       with contextlib.suppress(OSError):
         os.unlink(temporary)
-    if not error.filename:  # a failed write or close names no file: name the one meant
+    if isinstance(error, OSError) and not error.filename:  # a failed write names no file
       error.filename = path
-    raise
-  except BaseException:
-    if temporary is not None:
-      with contextlib.suppress(OSError):
-        os.unlink(temporary)
     raise

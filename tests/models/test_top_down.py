@@ -14,7 +14,7 @@ from scipy import stats
 from configs import default, top_down as top_down_configs
 from vae_jax import models, objectives
 from vae_jax.evaluators import batched, importance_sampling
-from vae_jax.models import top_down, top_down_blocks, top_down_layout
+from vae_jax.models import top_down, top_down_blocks, top_down_layout, top_down_options
 
 SHAPE = (8, 8, 1)
 
@@ -239,7 +239,7 @@ def test_the_cifar10_config_is_vdvaes_model_parameter_for_parameter():
   assert counts['output_gain'] + counts['output_bias'] + counts['output_head'] == (
       expected['gain_bias_out_net'])
   assert sum(counts.values()) == 39_145_700
-  assert top_down.vdvae_layout(enc, dec) == {'resolutions': (32, 16, 8, 4, 1),
+  assert top_down_options.vdvae_layout(enc, dec) == {'resolutions': (32, 16, 8, 4, 1),
                                              'encoder_blocks': (12, 7, 7, 4, 3),
                                              'decoder_groups': (22, 11, 6, 3, 1)}
 

@@ -9,7 +9,6 @@ WORKDIR/checkpoints_best/N/  with early stopping: the state of the best evaluati
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
@@ -21,8 +20,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from vae_jax import files, options, registries
+from vae_jax.engine import checkpoint_reads
 from vae_jax.errors import UserError
-from vae_jax.models import top_down_layout
 
 CONFIG_FILENAME = 'config.json'
 CHECKPOINT_DIRNAME = 'checkpoints'
@@ -315,11 +314,10 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
   steps = sorted(manager.all_steps(), reverse=True)
   for step in steps:
     try:
-      return restore_any_layout(lambda like, step=step: manager.restore(
+      return checkpoint_reads.read(lambda like, step=step: manager.restore(
           step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(like)})
       )[STATE_ITEM], target, step)
     except Exception as error:  # pylint: disable=broad-except
-      drop_callbacks_to_closed_event_loops()
       destination = os.path.join(workdir, UNREADABLE_DIRNAME, str(step))
       logging.warning('Checkpoint %d in %s cannot be read (%s: %s); moving it to %s and trying '
                       'the previous one.', step, workdir, type(error).__name__,
@@ -335,25 +333,6 @@ def restore_latest_readable(manager: ocp.CheckpointManager, target, workdir: str
         f'{folder}. Nothing was overwritten. To train this run again from step 0 in this '
         f'workdir, move or delete {folder}; or pass a new --workdir.')
   return None
-
-
-def restore_any_layout(restore, target, step: int):
-  """`restore(target)`; or, for a checkpoint of the top-down family's parameters in their
-  earlier, unrolled layout (one module per group and block: top_down_layout), `restore` of that
-  layout converted to `target`'s stacked one, with a note in the log."""
-  try:
-    return restore(target)
-  except Exception as error:  # pylint: disable=broad-except
-    if not top_down_layout.has_stacks(target):
-      raise
-    try:
-      restored = restore(top_down_layout.unstacked_state(target))
-    except Exception:  # pylint: disable=broad-except
-      raise error from None
-    logging.warning('The checkpoint at step %d holds the top-down parameters unrolled (one '
-                    'module per group and block, as before model.top_down.scan): converted to '
-                    'the stacked layout (vae_jax/models/top_down_layout.py).', step)
-    return top_down_layout.stacked_state(restored, target)
 
 
 def restore_state(workdir: str, target, step: int | None = None,
@@ -378,10 +357,9 @@ def restore_state(workdir: str, target, step: int | None = None,
     failures = []
     for candidate in ([step] if step is not None else available):
       try:
-        state = restore_any_layout(lambda like, step=candidate: manager.restore(
+        state = checkpoint_reads.read(lambda like, step=candidate: manager.restore(
             step, args=ocp.args.StandardRestore(like)), target, candidate)
       except Exception as error:  # pylint: disable=broad-except
-        drop_callbacks_to_closed_event_loops()
         failures.append(f'step {candidate} ({type(error).__name__}: {_first_line(error)})')
         logging.warning('The checkpoint at step %d in %s cannot be read (%s); trying the one '
                         'before it.', candidate, workdir, failures[-1])
@@ -397,25 +375,6 @@ def restore_state(workdir: str, target, step: int | None = None,
                           f'{workdir}: {"; ".join(failures)}.{choice}')
   finally:
     manager.close()
-
-
-def drop_callbacks_to_closed_event_loops() -> None:
-  """After a checkpoint read fails, tensorstore still hands the results of the reads it had
-  pending to the asyncio event loop orbax ran them in, which orbax has closed: each hand-over
-  raised in tensorstore's threads and printed a 'RuntimeError: Event loop is closed' traceback
-  (20 to 40 of them, after the one-line warning). Nothing awaits those results; from the first
-  failed read on, such hand-overs are dropped. Calls to open loops are unchanged."""
-  original = asyncio.BaseEventLoop.call_soon_threadsafe
-  if getattr(original, 'drops_closed', False):
-    return
-
-  def call_soon_threadsafe(self, callback, *args, **kwargs):
-    if self.is_closed():
-      return None
-    return original(self, callback, *args, **kwargs)
-
-  call_soon_threadsafe.drops_closed = True
-  asyncio.BaseEventLoop.call_soon_threadsafe = call_soon_threadsafe
 
 
 def _first_line(error: Exception) -> str:

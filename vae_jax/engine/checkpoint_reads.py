@@ -1,0 +1,57 @@
+"""Reading a checkpoint beyond what orbax does: a parameter layout from before a model's
+change converted to today's, and the noise of a failed read silenced. `checkpointing` reads
+every checkpoint through `read`."""
+
+import asyncio
+
+from absl import logging
+
+from vae_jax.models import top_down_layout
+
+
+def read(restore, target, step: int):
+  """`restore(like)` shaped like `target` (an old layout converted, `_any_layout`); if it
+  fails, tensorstore's leftover hand-overs are dropped before the error goes up."""
+  try:
+    return _any_layout(restore, target, step)
+  except Exception:
+    drop_callbacks_to_closed_event_loops()
+    raise
+
+
+def _any_layout(restore, target, step: int):
+  """`restore(target)`; or, for a checkpoint of the top-down family's parameters in their
+  earlier, unrolled layout (one module per group and block: top_down_layout), `restore` of that
+  layout converted to `target`'s stacked one, with a note in the log."""
+  try:
+    return restore(target)
+  except Exception as error:  # pylint: disable=broad-except
+    if not top_down_layout.has_stacks(target):
+      raise
+    try:
+      restored = restore(top_down_layout.unstacked_state(target))
+    except Exception:  # pylint: disable=broad-except
+      raise error from None
+    logging.warning('The checkpoint at step %d holds the top-down parameters unrolled (one '
+                    'module per group and block, as before model.top_down.scan): converted to '
+                    'the stacked layout (vae_jax/models/top_down_layout.py).', step)
+    return top_down_layout.stacked_state(restored, target)
+
+
+def drop_callbacks_to_closed_event_loops() -> None:
+  """After a checkpoint read fails, tensorstore still hands the results of the reads it had
+  pending to the asyncio event loop orbax ran them in, which orbax has closed: each hand-over
+  raised in tensorstore's threads and printed a 'RuntimeError: Event loop is closed' traceback
+  (20 to 40 of them, after the one-line warning). Nothing awaits those results; from the first
+  failed read on, such hand-overs are dropped. Calls to open loops are unchanged."""
+  original = asyncio.BaseEventLoop.call_soon_threadsafe
+  if getattr(original, 'drops_closed', False):
+    return
+
+  def call_soon_threadsafe(self, callback, *args, **kwargs):
+    if self.is_closed():
+      return None
+    return original(self, callback, *args, **kwargs)
+
+  call_soon_threadsafe.drops_closed = True
+  asyncio.BaseEventLoop.call_soon_threadsafe = call_soon_threadsafe
