@@ -173,3 +173,22 @@ def test_a_run_with_random_flips_resumes_bitwise_and_never_flips_what_it_evaluat
   tiny_config.data.random_flip = False
   without = training.train_and_evaluate(tiny_config, str(tmp_path / 'without_flips'))
   assert not _trees_equal(without.params, uninterrupted.params)
+
+
+@pytest.mark.parametrize('ema_decay', [0.0, 0.9])
+def test_a_checkpoint_at_an_evaluation_is_checked_by_that_evaluation(tiny_config, tmp_path,
+                                                                      monkeypatch, ema_decay):
+  # Every checkpoint's parameters pass a negative-ELBO divergence check: an evaluation at the
+  # same step checks them on the whole test split, so the one-batch check is not run again;
+  # with a moving average the evaluation scores other parameters, and the batch check stays.
+  tiny_config.checkpoint_every_steps = 1000  # saves at the two evaluations only
+  tiny_config.optimizer.ema_decay = ema_decay
+  tiny_config.eval_batch_size = 100
+  scored = []
+  call = elbo.ElboEvaluator.__call__
+  monkeypatch.setattr(elbo.ElboEvaluator, '__call__', lambda self, params, split, rng: (
+      scored.append(len(split)) or call(self, params, split, rng)))
+  training.train_and_evaluate(tiny_config, str(tmp_path))
+  test_size = len(data.load_dataset(tiny_config.data).test)
+  per_save = [test_size] if ema_decay == 0 else [test_size, 100]
+  assert scored == 2 * per_save, scored

@@ -108,13 +108,16 @@ class Loop:
       if schedule.is_log(step):
         self._write_train_metrics(step, pending_metrics, step_progress, active)
         pending_metrics, checked = [], 0
+      elbo_checked = set()  # runs whose parameters to be saved passed a test-ELBO check
       if schedule.is_eval(step):
         for index in active:
-          metrics = self._evaluate(runs[index], step)
+          metrics, params_checked = self._evaluate(runs[index], step)
+          if params_checked:
+            elbo_checked.add(index)
           if runs[index].criterion is not None:
             runs[index].record_evaluation(step, metrics)
       if schedule.is_checkpoint(step) or interrupted:
-        self._check_before_saving(state, pending_metrics[checked:], step, active)
+        self._check_before_saving(state, pending_metrics[checked:], step, active, elbo_checked)
         checked = len(pending_metrics)
         for index in active:
           runs[index].save(step, self.data_iterators[index])
@@ -148,12 +151,14 @@ class Loop:
         'optimizer.learning_rate, set '
         'optimizer.grad_clip_norm, or check the data.')
 
-  def _check_before_saving(self, state, unchecked_metrics, step: int, active) -> None:
+  def _check_before_saving(self, state, unchecked_metrics, step: int, active,
+                           elbo_checked=frozenset()) -> None:
     """Nothing unchecked is saved, so rotation never replaces a good checkpoint with a
     diverged one: the parameters must be finite, and pass the divergence check twice: the mean
     training loss since the last log or checkpoint (`unchecked_metrics`), and the negative ELBO
     of the very parameters to be saved on one batch of the first evaluation split (the training
-    losses are those of the parameters before each update)."""
+    losses are those of the parameters before each update); runs in `elbo_checked` had theirs
+    checked on whole splits by this step's evaluation."""
     finite = np.atleast_1d(jax.device_get(_all_finite(state.params, self.vectorised)))
     for index in active:
       if not finite[index]:
@@ -174,7 +179,7 @@ class Loop:
       return
     split_name, split = next(iter(self.dataset.eval_splits().items()))
     batch = split.take(slice(0, self.config.eval_batch_size))
-    for index in active:
+    for index in (index for index in active if index not in elbo_checked):
       run = self.runs[index]
       result = elbo(run.state.params, batch, run.keys.for_evaluator(elbo))
       self._check_divergence(run, step, f'the negative {split_name} ELBO of the parameters to '
@@ -246,12 +251,13 @@ class Loop:
       self._check_divergence(run, step, 'the mean training loss', summary['train/loss'])
       self._check_skipped_share(run, step, per_step['skipped'], per_step['grad_norm'], index)
 
-  def _evaluate(self, run: Run, step: int) -> dict[str, float]:
+  def _evaluate(self, run: Run, step: int) -> tuple[dict[str, float], bool]:
     """Runs the training-time evaluators of `config.evals` on each evaluation split, writes
     their numbers as `<split>/...` metrics and their images under `WORKDIR/images/`, and
-    returns the numbers."""
+    returns the numbers, and whether the divergence check passed a split's ELBO of the
+    parameters a checkpoint saves (not so when a moving average is evaluated)."""
     params = optimizers.evaluation_params(run.state.params, run.state.opt_state)
-    written = {}
+    written, elbo_checked = {}, False
     for split_name, split in self.dataset.eval_splits().items():
       metrics = {}
       for name, evaluator in self.evaluators.items():
@@ -267,7 +273,8 @@ class Loop:
       written.update(split_metrics)
       if 'elbo' in metrics:
         self._check_divergence(run, step, f'the negative {split_name} ELBO', -metrics['elbo'])
-    return written
+        elbo_checked = elbo_checked or params is run.state.params
+    return written, elbo_checked
 
 
 @functools.partial(jax.jit, static_argnums=1)
