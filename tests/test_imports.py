@@ -181,3 +181,15 @@ def test_the_science_never_imports_the_engine():
           reached.add(imported)
           frontier.append(imported)
     assert not [module for module in reached if module.startswith('vae_jax.engine')], name
+
+
+def test_the_engine_reaches_model_families_only_through_their_registrations():
+  """A family (top_down, discrete, ...) is a file plus a registration: the run machinery never
+  names one, so a family from outside the package gets the same treatment (its earlier
+  checkpoint layouts too: `families.register(..., earlier_layouts=...)`)."""
+  shared = {'vae_jax.models', 'vae_jax.models.families', 'vae_jax.models.components'}
+  for name, path in MODULES.items():
+    if name.startswith('vae_jax.engine'):
+      named = {module for module in _imported_at_import(name, path)
+               if module.startswith('vae_jax.models')}
+      assert named <= shared, (name, named - shared)

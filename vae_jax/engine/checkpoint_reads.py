@@ -1,12 +1,12 @@
 """Reading a checkpoint beyond what orbax does: a parameter layout from before a model's
-change converted to today's, and the noise of a failed read silenced. `checkpointing` reads
-every checkpoint through `read`."""
+change converted to today's (each family registers its earlier layouts), and the noise of a
+failed read silenced. `checkpointing` reads every checkpoint through `read`."""
 
 import asyncio
 
 from absl import logging
 
-from vae_jax.models import top_down_layout
+from vae_jax.models import families
 
 
 def read(restore, target, step: int):
@@ -20,22 +20,22 @@ def read(restore, target, step: int):
 
 
 def _any_layout(restore, target, step: int):
-  """`restore(target)`; or, for a checkpoint of the top-down family's parameters in their
-  earlier, unrolled layout (one module per group and block: top_down_layout), `restore` of that
-  layout converted to `target`'s stacked one, with a note in the log."""
+  """`restore(target)`; or, for a checkpoint in an earlier layout some family registered
+  (`families.earlier_layouts`), `restore` of `target` in that layout, converted to `target`'s,
+  with a note in the log."""
   try:
     return restore(target)
   except Exception as error:  # pylint: disable=broad-except
-    if not top_down_layout.has_stacks(target):
-      raise
-    try:
-      restored = restore(top_down_layout.unstacked_state(target))
-    except Exception:  # pylint: disable=broad-except
-      raise error from None
-    logging.warning('The checkpoint at step %d holds the top-down parameters unrolled (one '
-                    'module per group and block, as before model.top_down.scan): converted to '
-                    'the stacked layout (vae_jax/models/top_down_layout.py).', step)
-    return top_down_layout.stacked_state(restored, target)
+    for layout in families.earlier_layouts():
+      if not layout.applies(target):
+        continue
+      try:
+        restored = restore(layout.earlier(target))
+      except Exception:  # pylint: disable=broad-except
+        continue
+      logging.warning('The checkpoint at step %d holds %s.', step, layout.name)
+      return layout.converted(restored, target)
+    raise error
 
 
 def drop_callbacks_to_closed_event_loops() -> None:

@@ -28,7 +28,9 @@ def register(name: str, *, options: Mapping[str, Option] | None = None,
   known, before anything is built; `estimators={name: loss}`, the gradient estimators it owns
   for `objective.gradient_estimator=name` (beyond the reparameterised gradient every family
   has), each `loss(model, params, x, rng, *, objective, num_samples, beta, analytic_kl,
-  temperature) -> (loss, per-example terms)`, as `objectives.training_loss` returns them."""
+  temperature) -> (loss, per-example terms)`, as `objectives.training_loss` returns them;
+  `earlier_layouts=(layout,)`, parameter layouts its older checkpoints are in, converted on
+  restore (`top_down_layout.EarlierLayout`)."""
   owned = estimators()
   for estimator in extras.get('estimators', {}):
     if estimator in owned:
@@ -58,6 +60,12 @@ def estimators() -> dict[str, Callable]:
   """{name: loss} of the gradient estimators the registered families own."""
   return {name: loss for family in registries.COMPONENTS.get('family', {}).values()
           for name, loss in family.extras.get('estimators', {}).items()}
+
+
+def earlier_layouts() -> list:
+  """The earlier parameter layouts the registered families convert their checkpoints from."""
+  return [layout for family in registries.COMPONENTS.get('family', {}).values()
+          for layout in family.extras.get('earlier_layouts', ())]
 
 
 def family_name(model_config: ml_collections.ConfigDict) -> str:

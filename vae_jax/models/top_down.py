@@ -43,7 +43,7 @@ import numpy as np
 from absl import logging
 
 from vae_jax import distributions
-from vae_jax.models import components, families
+from vae_jax.models import components, families, top_down_layout
 from vae_jax.models.top_down_options import OPTIONS, config_problems
 from vae_jax.models.top_down_blocks import (BottomUp, ResBlock, StochasticGroup, _unpool,
                                             crop_images, depth_to_space, fit_channels,
@@ -301,7 +301,8 @@ def _stacked(given, start: int, stop: int):
 
 
 @families.register('top_down', options=OPTIONS, images_only=True,
-                   shape_checks=(config_problems,))
+                   shape_checks=(config_problems,),
+                   earlier_layouts=(top_down_layout.UNROLLED,))
 def build(model_config, data_shape) -> TopDownVAE:
   """The layout of `model.top_down` (see top_down_options.OPTIONS): `resolutions` (finest first),
   `encoder_blocks` and `decoder_groups` per resolution, `width(s)` channels, residual blocks of
