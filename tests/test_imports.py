@@ -193,3 +193,14 @@ def test_the_engine_reaches_model_families_only_through_their_registrations():
       named = {module for module in _imported_at_import(name, path)
                if module.startswith('vae_jax.models')}
       assert named <= shared, (name, named - shared)
+
+
+def test_the_training_launcher_imports_no_plotting_nor_streaming_library():
+  """Every launch pays for what importing its modules loads: matplotlib and scipy.stats (0.9 s)
+  wait until a figure is drawn, grain (0.2 s) until a run streams its data."""
+  result = _python('import sys\n'
+                   'import experiments.train\n'
+                   'print(*sorted(name for name in ("matplotlib", "scipy.stats", "grain")\n'
+                   '              if name in sys.modules))\n')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == []

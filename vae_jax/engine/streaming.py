@@ -20,7 +20,8 @@ in-memory pipelines' `steps.epoch_order`: 'grain' runs train on other batches th
 
 from __future__ import annotations
 
-import grain
+from typing import TYPE_CHECKING
+
 import jax
 import ml_collections
 import numpy as np
@@ -29,8 +30,14 @@ from absl import flags
 from vae_jax import data, options, registries
 from vae_jax.options import OPERATIONAL, Option
 
+if TYPE_CHECKING:
+  import grain
 
-class _ReadImages(grain.transforms.Map):
+# grain is imported where a streamed run uses it, not with this module: every launch imports
+# the engine, and grain costs 0.2 s to import.
+
+
+class _ReadImages:
   """A batch of record indices → their images, float32 `[B, H, W, C]` in [0, 1], read in one
   call (array_record reads a batch of records several times faster than one at a time). With
   static binarisation, each record's Bernoulli draw is fixed by `binarization_seed` and its
@@ -40,7 +47,7 @@ class _ReadImages(grain.transforms.Map):
     self._source, self._num_records = source, num_records
     self._seed = static_binarization_seed
 
-  def map(self, indices: np.ndarray) -> np.ndarray:
+  def __call__(self, indices: np.ndarray) -> np.ndarray:
     indices = [int(index) % self._num_records for index in indices]  # later epochs: + k × size
     images = np.stack([data.record_image(record)
                        for record in self._source.__getitems__(indices)])
@@ -59,6 +66,7 @@ def shuffle_seed(data_order_key: jax.Array) -> int:
 
 def process_shard() -> tuple[int, int]:
   """(this process's index, the number of processes), as grain's `ShardByJaxProcess` says."""
+  import grain  # pylint: disable=import-outside-toplevel
   shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
   return shard.shard_index, shard.shard_count
 
@@ -66,9 +74,10 @@ def process_shard() -> tuple[int, int]:
 def training_batches(split: data.RecordSplit, *, seed: int, steps_per_epoch: int,
                      batch_size: int, num_epochs: int, binarization: str,
                      binarization_seed: int, process_index: int = 0,
-                     process_count: int = 1) -> grain.MapDataset:
+                     process_count: int = 1) -> 'grain.MapDataset':
   """The batches of one run, as a `MapDataset` whose element `s` is this process's rows
   (`batch_size // process_count` images) of step `s`'s batch."""
+  import grain  # pylint: disable=import-outside-toplevel
   if batch_size % process_count:
     raise ValueError(f'batch_size={batch_size} must be a multiple of the {process_count} '
                      'processes: each feeds an equal share of every batch.')
@@ -83,9 +92,10 @@ def training_batches(split: data.RecordSplit, *, seed: int, steps_per_epoch: int
   return index_batches.map(_ReadImages(split.source, split.num_records, static_seed))
 
 
-def iterator(batches: grain.MapDataset, config: ml_collections.ConfigDict):
+def iterator(batches: 'grain.MapDataset', config: ml_collections.ConfigDict):
   """A checkpointable iterator over `batches`, read by threads (and worker processes) ahead of
   the training step, as `config` (the `streaming` block) says."""
+  import grain  # pylint: disable=import-outside-toplevel
   dataset = batches.to_iter_dataset(grain.ReadOptions(
       num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_batches))
   if config.worker_processes:
@@ -98,11 +108,13 @@ def iterator(batches: grain.MapDataset, config: ml_collections.ConfigDict):
 
 def next_step(batch_iterator) -> int:
   """The step whose batch `batch_iterator` yields next."""
+  import grain  # pylint: disable=import-outside-toplevel
   return int(grain.experimental.get_next_index(batch_iterator))
 
 
 def set_next_step(batch_iterator, step: int) -> None:
   """Makes `batch_iterator` yield step `step`'s batch next."""
+  import grain  # pylint: disable=import-outside-toplevel
   grain.experimental.set_next_index(batch_iterator, step)
 
 
