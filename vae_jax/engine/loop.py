@@ -175,11 +175,12 @@ class Loop:
                                'the mean training loss since the last log or checkpoint',
                                float(losses[index]))
     elbo = self.evaluators.get('elbo')
-    if elbo is None or not self.config.divergence_factor:
+    unchecked = [index for index in active if index not in elbo_checked]
+    if elbo is None or not self.config.divergence_factor or not unchecked:
       return
     split_name, split = next(iter(self.dataset.eval_splits().items()))
     batch = split.take(slice(0, self.config.eval_batch_size))
-    for index in (index for index in active if index not in elbo_checked):
+    for index in unchecked:
       run = self.runs[index]
       result = elbo(run.state.params, batch, run.keys.for_evaluator(elbo))
       self._check_divergence(run, step, f'the negative {split_name} ELBO of the parameters to '

@@ -10,6 +10,7 @@ in `config.imports` (docs/extending.md). Each family is also a component of kind
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 
 import flax.linen as nn
@@ -17,6 +18,19 @@ import ml_collections
 
 from vae_jax import registries
 from vae_jax.options import Option
+
+@dataclasses.dataclass(frozen=True)
+class EarlierLayout:
+  """A parameter layout a family's older checkpoints are in, tried by every checkpoint restore
+  that fails in today's layout (`vae_jax.engine.checkpoint_reads`): `applies(state)`, whether
+  a state of today's layout could have been saved in it; `earlier(state)`, that state in the
+  earlier layout (the target to restore); `converted(restored, state)`, a restored earlier
+  state in `state`'s layout, bit for bit; `name`, what the log says the checkpoint holds."""
+  name: str
+  applies: Callable
+  earlier: Callable
+  converted: Callable
+
 
 def register(name: str, *, options: Mapping[str, Option] | None = None,
              checks: Iterable[Callable] = (), **extras):
@@ -30,7 +44,7 @@ def register(name: str, *, options: Mapping[str, Option] | None = None,
   has), each `loss(model, params, x, rng, *, objective, num_samples, beta, analytic_kl,
   temperature) -> (loss, per-example terms)`, as `objectives.training_loss` returns them;
   `earlier_layouts=(layout,)`, parameter layouts its older checkpoints are in, converted on
-  restore (`top_down_layout.EarlierLayout`)."""
+  restore (`EarlierLayout`)."""
   owned = estimators()
   for estimator in extras.get('estimators', {}):
     if estimator in owned:

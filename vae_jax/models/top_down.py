@@ -302,7 +302,11 @@ def _stacked(given, start: int, stop: int):
 
 @families.register('top_down', options=OPTIONS, images_only=True,
                    shape_checks=(config_problems,),
-                   earlier_layouts=(top_down_layout.UNROLLED,))
+                   earlier_layouts=(families.EarlierLayout(
+                       'the top-down parameters unrolled (one module per group and block, as '
+                       'before model.top_down.scan): converted to the stacked layout '
+                       '(vae_jax/models/top_down_layout.py)', top_down_layout.has_stacks,
+                       top_down_layout.unstacked_state, top_down_layout.stacked_state),))
 def build(model_config, data_shape) -> TopDownVAE:
   """The layout of `model.top_down` (see top_down_options.OPTIONS): `resolutions` (finest first),
   `encoder_blocks` and `decoder_groups` per resolution, `width(s)` channels, residual blocks of

@@ -15,9 +15,8 @@ parameters, Adam's moments, the moving average), so that a workdir of the old la
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -133,22 +132,3 @@ def has_stacks(state) -> bool:
                is_leaf=is_top_down_params)
   return any(found)
 
-
-@dataclasses.dataclass(frozen=True)
-class EarlierLayout:
-  """A parameter layout a family's checkpoints may still be in, read by every checkpoint
-  restore (`vae_jax.engine.checkpoint_reads`), registered with the family
-  (`families.register(..., earlier_layouts=(...))`): `applies(state)`, whether a state of
-  today's layout could have been saved in it; `earlier(state)`, that state in the earlier
-  layout (the target to restore); `converted(restored, state)`, a restored earlier state in
-  `state`'s layout, bit for bit."""
-  name: str
-  applies: Callable
-  earlier: Callable
-  converted: Callable
-
-
-UNROLLED = EarlierLayout(
-    'the top-down parameters unrolled (one module per group and block, as before '
-    'model.top_down.scan): converted to the stacked layout (vae_jax/models/top_down_layout.py)',
-    has_stacks, unstacked_state, stacked_state)
