@@ -6,9 +6,11 @@ without rematerialisation.
   python -m scripts.benchmark_top_down --threads=0              # all cores / an accelerator
   taskset -c 0 python -m scripts.benchmark_top_down --variants=cifar10,mnist --remat=false \
       --steps=1                                                 # compile times, old vs new
+  python -m scripts.benchmark_top_down --variants=mnist --remat=false --levels=none,2
+                                      # LLVM's level on XLA:CPU: XLA's own (3) against the config's
 
-Prints one JSON line per (variant, remat): the seconds to build the model and its fresh state
-(`init_seconds`: `model.init` runs eagerly), to trace and lower the training step
+Prints one JSON line per (variant, remat, scan, level): the seconds to build the model and its
+fresh state (`init_seconds`: one compiled `model.init`), to trace and lower the training step
 (`lower_seconds`) and to compile it (`compile_seconds`), and their sum (`startup_seconds`);
 parameters; the train step's compiled memory from XLA's memory analysis (`temp_mb`:
 activations and other temporaries; `argument_mb`, `output_mb`: state and batch, the same with
@@ -33,6 +35,8 @@ flags.DEFINE_integer('steps', 3, 'Timed steps per variant (0: memory only).')
 flags.DEFINE_list('remat', ['false', 'true'], 'Rematerialisation settings to measure.')
 flags.DEFINE_list('scan', [], "model.top_down.scan settings to measure ('true', 'false'); empty: "
                   "the config's (and code from before the option: PYTHONPATH=<old checkout>).")
+flags.DEFINE_list('levels', [], "cpu_optimization_level settings to measure ('3', '2', ...; "
+                  "'none': XLA's own); empty: the config's.")
 FLAGS = flags.FLAGS
 FLAGS(sys.argv)  # parsed before jax is imported: the thread settings must precede it
 
@@ -48,9 +52,11 @@ from vae_jax.engine import steps
 MB = 2**20
 
 
-def measure(variant: str, remat: bool, scan: str) -> dict:
+def measure(variant: str, remat: bool, scan: str, level: str) -> dict:
   config = top_down.get_config(variant)
   config.model.top_down.remat = remat
+  if level:
+    config.cpu_optimization_level = None if level == 'none' else int(level)
   if scan:
     config.model.top_down.scan = scan == 'true'
 
@@ -66,6 +72,7 @@ def measure(variant: str, remat: bool, scan: str) -> dict:
   end = time.perf_counter()
   result = {'benchmark': 'top_down_step', 'variant': variant, 'remat': remat,
             'scan': config.model.top_down.get('scan'),
+            'cpu_optimization_level': config.get('cpu_optimization_level'),
             'batch_size': config.batch_size,
             'parameters': int(sum(x.size for x in jax.tree.leaves(state.params))),
             'init_seconds': init - start, 'lower_seconds': lower - init,
@@ -92,10 +99,11 @@ def main():
   for variant in FLAGS.variants:
     for remat in FLAGS.remat:
       for scan in FLAGS.scan or ['']:
-        result = measure(variant, remat == 'true', scan)
-        result.update(device=jax.devices()[0].device_kind, threads=FLAGS.threads,
-                      peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        print(json.dumps(result), flush=True)
+        for level in FLAGS.levels or ['']:
+          result = measure(variant, remat == 'true', scan, level)
+          result.update(device=jax.devices()[0].device_kind, threads=FLAGS.threads,
+                        peak_host_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+          print(json.dumps(result), flush=True)
 
 
 if __name__ == '__main__':

@@ -33,6 +33,7 @@ BAD_CONFIGS = [
     ('early_stopping.metric', 'test/elbo', 'would choose the checkpoint on the test set'),
     ('early_stopping.metric', 'elbo', "must be '<split>/<name>'"),
     ('model.encoder.log_variance_range', (2.0, -6.0), 'must be () or (low, high) with low < high'),
+    ('cpu_optimization_level', 5, 'cpu_optimization_level=5 is not one of [0, 1, 2, 3] (or None)'),
 ]
 
 

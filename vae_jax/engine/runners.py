@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax.engine import steps, streaming
+from vae_jax.engine import compiler_options, steps, streaming
 
 
 def stack(values: list, vectorised: bool):
@@ -147,7 +147,8 @@ class DeviceRunner(_Runner):
     if vectorised:
       order_fn = jax.vmap(order_fn, in_axes=(0, None))
     self._programs = compiled_programs(run_fn, (0, None, 0, 0, 0), execution, vectorised,
-                                       static_argnames='num_steps', donate_argnums=0)
+                                       static_argnames='num_steps', donate_argnums=0,
+                                       compiler_options=compiler_options.for_run(config))
     self._order_fn = jax.jit(order_fn)
     self._data_order_keys = stack([keys.data_order for keys in run_keys], vectorised)
     self._train_keys = stack([keys.train for keys in run_keys], vectorised)
@@ -184,7 +185,8 @@ class _OneStepRunner(_Runner):
     batch_axis = PartitionSpec(None, 'batch') if self._vectorised else PartitionSpec('batch')
     self._batch_sharding = NamedSharding(mesh, batch_axis)
     self._programs = compiled_programs(step_fn, (0, 0, 0, 0), execution, self._vectorised,
-                                       donate_argnums=0)
+                                       donate_argnums=0,
+                                       compiler_options=compiler_options.for_run(config))
     self._local_batch_shape = (*((len(run_keys),) if self._vectorised else ()),
                                config.batch_size // jax.process_count(), *data_shape)
     self._train_keys = stack([keys.train for keys in run_keys], self._vectorised)

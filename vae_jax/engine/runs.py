@@ -12,8 +12,8 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vae_jax import data, images, models, optimizers
-from vae_jax.engine import (checkpointing, config_checks, early_stopping, metric_writers, steps,
-                            streaming)
+from vae_jax.engine import (checkpointing, compiler_options, config_checks, early_stopping,
+                            metric_writers, steps, streaming)
 
 
 def create_state(config, dataset, model, optimizer, init_key: jax.Array) -> steps.TrainState:
@@ -21,7 +21,8 @@ def create_state(config, dataset, model, optimizer, init_key: jax.Array) -> step
   `output_bias_init='data_mean_logit'`, the decoder's output bias at the logit of the mean
   training image), the optimizer's state, and its hyperparameters set to `config.optimizer`'s
   (one optimizer serves every run of a group)."""
-  state = steps.create_train_state(model, optimizer, dataset.data_shape, init_key)
+  state = steps.create_train_state(model, optimizer, dataset.data_shape, init_key,
+                                   compiler_options.for_run(config))
   if config.model.likelihood.get('output_bias_init') == 'data_mean_logit':  # Bernoulli's option
     params = models.with_data_mean_output_bias(state.params, data.mean_image(dataset.train))
     state = state.replace(params=params, opt_state=optimizer.init(params))

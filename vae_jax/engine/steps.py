@@ -25,6 +25,7 @@ import optax
 from flax import struct
 
 from vae_jax import data, models, objectives, optimizers
+from vae_jax.engine import compiler_options
 
 FLIP_STREAM = 1  # data.random_flip's key: fold_in(step key, FLIP_STREAM)
 
@@ -124,8 +125,13 @@ class StepSettings:
 
 
 def create_train_state(model, optimizer: optax.GradientTransformation,
-                       data_shape: tuple[int, ...], rng: jax.Array) -> TrainState:
-  params = model.init(rng, jnp.zeros((1, *data_shape), jnp.float32))
+                       data_shape: tuple[int, ...], rng: jax.Array,
+                       init_compiler_options: dict | None = None) -> TrainState:
+  """Fresh parameters and optimizer state. With `init_compiler_options` the model's init is
+  one program compiled with them (`compiler_options.for_run`); else `model.init` as it is."""
+  init = jax.jit(model.init, compiler_options=init_compiler_options) if (
+      init_compiler_options) else model.init
+  params = init(rng, jnp.zeros((1, *data_shape), jnp.float32))
   zero = lambda: jnp.zeros((), jnp.int32)  # distinct buffers: each is donated to the update
   return TrainState(step=zero(), params=params, opt_state=optimizer.init(params),
                     skipped_steps=zero(), consecutive_skipped_steps=zero())
@@ -238,8 +244,9 @@ def standalone_step(config: ml_collections.ConfigDict, data_shape: tuple[int, ..
   `step(state, images, key, hyperparams)`."""
   model = models.build_model(config.model, data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, 1000)
-  state = create_train_state(model, optimizer, data_shape, jax.random.key(0))
+  options = compiler_options.for_run(config)
+  state = create_train_state(model, optimizer, data_shape, jax.random.key(0), options)
   step = jax.jit(functools.partial(train_step, model=model, optimizer=optimizer,
                                    settings=StepSettings.from_config(config, model)),
-                 donate_argnums=0)
+                 donate_argnums=0, compiler_options=options)
   return state, step, LossHyperparams.from_config(config, 100)
