@@ -78,10 +78,18 @@ def image_shape(config) -> tuple[int, int, int]:
   return (side, side, 3)
 
 
+def _as_in_state(kept, tree):
+  """`tree` (parameter-shaped) in the form the state keeps in its place: one vector when
+  `kept` is one (`optimizer.flatten`), else the tree itself."""
+  if jax.tree.structure(kept) == jax.tree.structure(tree):
+    return tree
+  return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
 def _with_average(opt_state, average):
   """`opt_state` with the moving average of the parameters replaced by `average`."""
   return jax.tree.map(
-      lambda node: node._replace(average=average)
+      lambda node: node._replace(average=_as_in_state(node.average, average))
       if isinstance(node, optimizers.ParameterAverageState) else node,
       opt_state, is_leaf=lambda node: isinstance(node, optimizers.ParameterAverageState))
 
@@ -107,7 +115,7 @@ def _with_adam_moments(opt_state, mu, nu, step: int):
   def replace(node):
     if isinstance(node, optax.ScaleByAdamState):
       found.append(node)
-      return node._replace(mu=mu, nu=nu)
+      return node._replace(mu=_as_in_state(node.mu, mu), nu=_as_in_state(node.nu, nu))
     return node
 
   opt_state = jax.tree.map(replace, opt_state,

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from configs import default
 from vae_jax import optimizers
@@ -145,3 +146,45 @@ def test_the_cosine_schedule_falls_as_half_a_cosine_from_one_to_zero():
   for step in (0, 25, 50, 75, 100):
     np.testing.assert_allclose(float(multiplier(step)), 0.5 * (1 + np.cos(np.pi * step / 100)),
                                atol=1e-6)
+
+
+def test_a_flattened_optimizer_makes_the_trees_updates_and_average():
+  # optimizer.flatten: one vector for every parameter, with the global-norm clipping, AdamW's
+  # decoupled weight decay, the warm-up and the moving average of the top-down configs; a
+  # stacked (vectorised) run's average comes back in its parameters' shapes too.
+  rng = np.random.default_rng(0)
+  params = {'a': {'kernel': jnp.asarray(rng.normal(size=(3, 3, 2, 4)), jnp.float32)},
+            'b': jnp.asarray(rng.normal(size=(5,)), jnp.float32)}
+  settings = dict(name='adamw', weight_decay=0.01, grad_clip_norm=1.0, warmup_steps=2,
+                  ema_decay=0.9)
+  tree = optimizers.create_optimizer(_optimizer_config(**settings), 10)
+  flat = optimizers.create_optimizer(_optimizer_config(flatten=True, **settings), 10)
+  tree_state, flat_state = tree.init(params), flat.init(params)
+  tree_params = flat_params = params
+  for step in range(4):
+    grads = jax.tree.map(lambda p, s=step: jnp.sin(p * (s + 1)) * 3.0, params)
+    tree_updates, tree_state = tree.update(grads, tree_state, tree_params)
+    flat_updates, flat_state = flat.update(grads, flat_state, flat_params)
+    assert jax.tree.structure(flat_updates) == jax.tree.structure(tree_updates)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+                 flat_updates, tree_updates)
+    tree_params = optax.apply_updates(tree_params, tree_updates)
+    flat_params = optax.apply_updates(flat_params, flat_updates)
+  assert jax.tree.leaves(flat_state)[-1].ndim == 1  # the average is one vector
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+               optimizers.evaluation_params(flat_params, flat_state),
+               optimizers.evaluation_params(tree_params, tree_state))
+  stacked = jax.tree.map(lambda p: jnp.stack([p, 2 * p]), params)
+  average = optimizers.unflattened_like(
+      stacked, jnp.stack([jnp.concatenate([jnp.ravel(p) * k for p in jax.tree.leaves(params)])
+                          for k in (1, 2)]))
+  jax.tree.map(np.testing.assert_array_equal, average, stacked)
+
+
+def test_flatten_is_refused_beside_per_tensor_transformations():
+  from vae_jax.engine import config_checks  # pylint: disable=import-outside-toplevel
+  config = default.get_config()
+  config.optimizer.update(flatten=True, normalize_gradients=True)
+  with pytest.raises(config_checks.ConfigError, match='optimizer.flatten=True updates the '
+                     'parameters as one vector, but optimizer.normalize_gradients=True'):
+    config_checks.validate_config(config)

@@ -42,7 +42,11 @@ OPTIONS = {
                          'parameters themselves'),
         transforms=Option((), 'registered gradient transformations applied, in order, before the '
                           "optimizer (their options under optimizer.<name>)",
-                          registries.all_registered('gradient_transform'))),
+                          registries.all_registered('gradient_transform')),
+        flatten=Option(False, 'update every parameter as one vector (optax.flatten): a handful '
+                       'of fused operations instead of several per tensor, the same update; the '
+                       "top-down step compiles 9-25 % faster. Not with per-tensor "
+                       'normalize_gradients or transforms')),
     # These live in the optimizer state as arrays: runs differing only in them share one
     # compiled update (a vectorised sweep).
     **options.at(
@@ -65,7 +69,16 @@ OPTIONS = {
                               'this, as VDVAE does; 0: skip only non-finite ones',
                               options.non_negative)),
 }
-registries.add(registries.Component('run', 'optimizer', None, OPTIONS, ()))
+def _flatten_problems(config):
+  optimizer = config.optimizer
+  if optimizer.get('flatten') and (optimizer.normalize_gradients or optimizer.transforms):
+    yield ('optimizer.flatten=True updates the parameters as one vector, but '
+           f'optimizer.normalize_gradients={optimizer.normalize_gradients} and '
+           f'optimizer.transforms={tuple(optimizer.transforms)} act on each tensor: turn '
+           'flatten off, or those off.')
+
+
+registries.add(registries.Component('run', 'optimizer', None, OPTIONS, (_flatten_problems,)))
 # Optimizer keys that live in the optimizer state as arrays (sweepable without recompiling).
 INJECTED_HYPERPARAMETERS = tuple(path.split('.', 1)[1] for path, option in OPTIONS.items()
                                  if option.has(SWEEPABLE))
@@ -123,7 +136,10 @@ def create_optimizer(config: ml_collections.ConfigDict,
     optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
   if config.ema_decay:
     optimizer = optax.chain(optimizer, parameter_average(config.ema_decay))
+  if config.get('flatten'):
+    optimizer = optax.flatten(optimizer)
   return optimizer
+
 
 
 GRADIENT_NORM_EPS = 1e-7  # as the VampPrior code's AdamNormGrad (utils/optimizer.py)
@@ -161,11 +177,28 @@ def parameter_average(decay: float) -> optax.GradientTransformation:
 
 def evaluation_params(params, opt_state):
   """The parameters to evaluate and sample with: the moving average when the optimizer keeps
-  one (`optimizer.ema_decay`), else `params`."""
+  one (`optimizer.ema_decay`; one vector under `optimizer.flatten`, put back in `params`'
+  shapes), else `params`."""
   averages = [node.average for node in jax.tree.leaves(
       opt_state, is_leaf=lambda node: isinstance(node, ParameterAverageState))
               if isinstance(node, ParameterAverageState)]
-  return averages[0] if averages else params
+  if not averages:
+    return params
+  if jax.tree.structure(averages[0]) == jax.tree.structure(params):
+    return averages[0]
+  return unflattened_like(params, averages[0])
+
+
+def unflattened_like(params, flat: jax.Array):
+  """`flat` (the tensors of a tree like `params`, raveled and concatenated in leaf order, as
+  `optax.flatten` keeps them; a leading runs axis is kept) as a tree like `params`."""
+  leaves, treedef = jax.tree.flatten(params)
+  lead = flat.shape[:-1]
+  runs = len(lead)
+  sizes = [int(np.prod(leaf.shape[runs:])) for leaf in leaves]
+  pieces = jnp.split(flat, np.cumsum(sizes)[:-1], axis=-1)
+  return jax.tree.unflatten(treedef, [piece.reshape(leaf.shape) for piece, leaf in
+                                      zip(pieces, leaves)])
 
 
 def with_warmup(multiplier, warmup_steps: int):

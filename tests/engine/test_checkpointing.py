@@ -104,3 +104,20 @@ def test_a_resume_may_change_a_key_only_within_a_group_of_values_that_give_the_s
   monkeypatch.setitem(engine_options, 'batch_size', dataclasses.replace(
       engine_options['batch_size'], resumable_between=(frozenset({saved.batch_size, 10}),)))
   assert accepted('batch_size', 10) and not accepted('batch_size', 20)
+
+
+def test_a_top_down_workdir_from_before_the_flat_optimizer_is_refused_naming_the_key(tmp_path):
+  # Written before optimizer.flatten and cpu_optimization_level existed: its optimizer state is
+  # one tree per moment, which the configs' one vector cannot restore. The one message names
+  # the key and the value to resume with; the compiler level alone would be accepted.
+  from configs import top_down  # pylint: disable=import-outside-toplevel
+  old = json.loads(top_down.get_config('mnist_small').to_json())
+  del old['optimizer']['flatten'], old['cpu_optimization_level']
+  (tmp_path / checkpointing.CONFIG_FILENAME).write_text(json.dumps(old))
+  config = top_down.get_config('mnist_small')
+  with pytest.raises(checkpointing.WorkdirConfigMismatchError,
+                     match=r'optimizer.flatten: False \(saved\) -> True \(now\)\n'
+                     'These change the shapes of the saved state'):
+    checkpointing.check_config(config, str(tmp_path), defaults=default.get_config())
+  config.optimizer.flatten = False
+  checkpointing.check_config(config, str(tmp_path), defaults=default.get_config())  # resumes

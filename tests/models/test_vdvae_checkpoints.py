@@ -213,7 +213,10 @@ def test_an_imported_optimizer_state_holds_vdvaes_moments_and_takes_adamws_next_
   # [out, in, kh, kw] -> [kh, kw, in, out]) and the output head's bias (reordered channels).
   names = list(model_state)
   head = names.index('decoder.out_net.out_conv.bias')
-  for moments, key in ((adam[0].mu, 'exp_avg'), (adam[0].nu, 'exp_avg_sq')):
+  # The config updates all parameters as one vector (optimizer.flatten): its moments too.
+  assert config.optimizer.flatten and adam[0].mu.ndim == 1
+  mu, nu = (optimizers.unflattened_like(state.params, m) for m in (adam[0].mu, adam[0].nu))
+  for moments, key in ((mu, 'exp_avg'), (nu, 'exp_avg_sq')):
     np.testing.assert_array_equal(
         moments['params']['encoder']['Conv_0']['kernel'],
         np.transpose(optimizer_file['state'][0][key], (2, 3, 1, 0)))
@@ -232,7 +235,7 @@ def test_an_imported_optimizer_state_holds_vdvaes_moments_and_takes_adamws_next_
       lambda p, g, m, v: -lr * ((b1 * m + (1 - b1) * g) / (1 - b1**t) / (
           np.sqrt((b2 * v + (1 - b2) * g * g) / (1 - b2**t)) + eps) + wd * p),
       *(jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
-        for tree in (state.params, grads, adam[0].mu, adam[0].nu)))
+        for tree in (state.params, grads, mu, nu)))
   jax.tree.map(lambda ours, theirs: np.testing.assert_allclose(ours, theirs, rtol=1e-4,
                                                                atol=1e-10),
                updates, expected)
