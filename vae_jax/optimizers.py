@@ -69,6 +69,8 @@ OPTIONS = {
                               'this, as VDVAE does; 0: skip only non-finite ones',
                               options.non_negative)),
 }
+
+
 def _flatten_problems(config):
   optimizer = config.optimizer
   if optimizer.get('flatten') and (optimizer.normalize_gradients or optimizer.transforms):
@@ -141,7 +143,6 @@ def create_optimizer(config: ml_collections.ConfigDict,
   return optimizer
 
 
-
 GRADIENT_NORM_EPS = 1e-7  # as the VampPrior code's AdamNormGrad (utils/optimizer.py)
 
 
@@ -193,8 +194,7 @@ def unflattened_like(params, flat: jax.Array):
   """`flat` (the tensors of a tree like `params`, raveled and concatenated in leaf order, as
   `optax.flatten` keeps them; a leading runs axis is kept) as a tree like `params`."""
   leaves, treedef = jax.tree.flatten(params)
-  lead = flat.shape[:-1]
-  runs = len(lead)
+  runs = flat.ndim - 1  # 1 for a vectorised group's stacked states
   sizes = [int(np.prod(leaf.shape[runs:])) for leaf in leaves]
   pieces = jnp.split(flat, np.cumsum(sizes)[:-1], axis=-1)
   return jax.tree.unflatten(treedef, [piece.reshape(leaf.shape) for piece, leaf in
