@@ -117,3 +117,18 @@ def test_estimates_of_log_px_are_redundant_only_beside_an_exact_value():
 def test_work_is_the_declared_count_or_one_pass_per_example():
   assert evaluators.work(_Stub(work=lambda n: 7 * n), 3) == 21
   assert evaluators.work(_Stub(), 3) == 3
+
+
+@pytest.mark.parametrize('name', ['elbo', 'active_units', 'importance_sampled', 'ais'])
+def test_each_evaluator_compiles_with_the_runs_compiler_options(monkeypatch, name):
+  # The run's options (config.cpu_optimization_level) reach each evaluator's program: a name
+  # XLA does not know, put in their place, makes the program fail to compile.
+  from vae_jax import compiler_options  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(compiler_options, 'for_run',
+                      lambda config: {'xla_backend_optimisation_levle': 2})
+  model, params = linear_gaussian._linear_gaussian_vae()  # pylint: disable=protected-access
+  x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+  config = _config(ais={'num_steps': 2, 'num_chains': 2, 'pilot_chains': 2})
+  evaluator = evaluators.create(model, config, _dataset(x), names=[name])[name]
+  with pytest.raises(Exception, match='xla_backend_optimisation_levle'):
+    evaluator(params, data.Split(x, None), jax.random.key(3))

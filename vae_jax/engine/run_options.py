@@ -6,8 +6,8 @@ from __future__ import annotations
 import jax
 from ml_collections import config_dict
 
-from vae_jax import options, registries
-from vae_jax.engine import compiler_options, runners
+from vae_jax import compiler_options, options, registries
+from vae_jax.engine import runners
 from vae_jax.options import OPERATIONAL, SWEEPABLE, Option
 
 
@@ -38,9 +38,9 @@ registries.add(registries.Component('run', 'engine', None, {
         '', traits=(OPERATIONAL,),
         cpu_optimization_level=Option(
             config_dict.placeholder(int), "LLVM's optimisation level (0-3) for the run's "
-            'model init and training programs on XLA:CPU; None: XLA\'s own (3). The top-down '
-            'configs set 2: their step compiles 20-37 % faster and runs as fast '
-            '(vae_jax/engine/compiler_options.py)',
+            "model init, training and evaluation programs on XLA:CPU; None: XLA's own (3). "
+            'The top-down configs set 2: their step compiles 20-37 % faster and runs as fast '
+            '(vae_jax/compiler_options.py)',
             lambda value: None if value is None or value in compiler_options.LEVELS else
             f'is not one of {list(compiler_options.LEVELS)} (or None).'),
         steps_per_call=Option(100, "'device': steps per compiled call (single steps up to "

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax.engine import compiler_options, steps, streaming
+from vae_jax import compiler_options
+from vae_jax.engine import steps, streaming
 
 
 def stack(values: list, vectorised: bool):

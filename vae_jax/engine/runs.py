@@ -11,9 +11,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vae_jax import data, images, models, optimizers
-from vae_jax.engine import (checkpointing, compiler_options, config_checks, early_stopping,
-                            metric_writers, steps, streaming)
+from vae_jax import compiler_options, data, images, models, optimizers
+from vae_jax.engine import (checkpointing, config_checks, early_stopping, metric_writers, steps,
+                            streaming)
 
 
 def create_state(config, dataset, model, optimizer, init_key: jax.Array) -> steps.TrainState:

@@ -24,8 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from vae_jax import data, models, objectives, optimizers
-from vae_jax.engine import compiler_options
+from vae_jax import compiler_options, data, models, objectives, optimizers
 
 FLIP_STREAM = 1  # data.random_flip's key: fold_in(step key, FLIP_STREAM)
 

@@ -6,12 +6,13 @@ the posterior."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import annealing, models
+from vae_jax import annealing, compiler_options, models
 from vae_jax.evaluators import batched, registry
 from vae_jax.options import Option
 
@@ -76,7 +77,8 @@ def initial_draws(model, params, key: jax.Array, context, num_chains: int, initi
 
 
 def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
-                step_size: float, pilot_chains: int, initial: str):
+                step_size: float, pilot_chains: int, initial: str,
+                compiler_options: dict | None = None):
   """A jitted `(params, images [B, ...], example_ids [B], rng) -> {'log_likelihood': [B], ...}`:
   per example, the log-mean-exp over `num_chains` AIS chains of their log-weights along
   `num_steps` intermediate distributions from `initial` (q(z|x), p(z) or their mixture) to
@@ -104,7 +106,7 @@ def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
             'acceptance_rate': info['acceptance_rate'],
             'step_size': jnp.exp(jnp.mean(jnp.log(step_sizes[1:])))}
 
-  @batched.jit_at_full_precision
+  @functools.partial(batched.jit_at_full_precision, compiler_options=compiler_options)
   def ais_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
     return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
@@ -209,5 +211,6 @@ def create(model, config, dataset) -> AISEvaluator | None:
   if not isinstance(model, models.LatentDensities):
     return None  # discrete latents: evals.exact sums over them
   check_options(config)
-  return AISEvaluator(make_ais_fn(model, **settings(options)), settings(options),
-                      config.eval_batch_size)
+  ais_fn = make_ais_fn(model, **settings(options),
+                       compiler_options=compiler_options.for_run(config))
+  return AISEvaluator(ais_fn, settings(options), config.eval_batch_size)

@@ -15,17 +15,18 @@ import numpy as np
 from vae_jax import networks, progress
 
 
-def jit_at_full_precision(fn):
+def jit_at_full_precision(fn, compiler_options: dict | None = None):
   """`jax.jit(fn)`, every matrix product and convolution in it at full float32 precision on
   every backend (no TF32 or bfloat16 passes on GPUs and TPUs), whatever
-  `model.matmul_precision` says: what an estimate of log p(x) needs."""
+  `model.matmul_precision` says: what an estimate of log p(x) needs. `compiler_options`: the
+  run's (`vae_jax.compiler_options.for_run`)."""
 
   @functools.wraps(fn)
   def at_full_precision(*args):
     with networks.matmul_precision('highest'):
       return fn(*args)
 
-  return jax.jit(at_full_precision)
+  return jax.jit(at_full_precision, compiler_options=compiler_options)
 
 
 def per_example_keys(rng: jax.Array, example_ids: jax.Array) -> jax.Array:

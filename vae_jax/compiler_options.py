@@ -4,8 +4,9 @@ XLA:CPU compiles each fused kernel with LLVM at level 3 unless told otherwise. T
 family's training step has some two thousand kernels: at level 2 it compiles 20 % (cifar10) to
 37 % (mnist) faster, runs as fast and gave the same bits in our tests; the MLP's step runs about
 8 % slower at 2 (docs/results/speed.md). Hence a run option, `cpu_optimization_level`, which
-configs/top_down.py sets to 2 and which is left to XLA elsewhere. It has no effect on other
-backends: their code generators are not measured here.
+configs/top_down.py sets to 2 and which is left to XLA elsewhere; the engine passes it to the
+model's init and the training programs, the evaluators to theirs (`evaluators/batched.py`). It
+has no effect on other backends: their code generators are not measured here.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax.engine import compiler_options
+from vae_jax import compiler_options
 
 
 def _conv_block(x, kernel):
