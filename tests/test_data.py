@@ -60,6 +60,15 @@ def test_8bit_tfds_images_keep_their_256_levels(mock_tfds, name, shape):
   assert len(np.unique(levels)) > 2
 
 
+def test_an_8bit_image_becomes_each_level_over_255_in_float32():
+  # Every level k as float32(k) / float32(255), bit for bit, whatever the image's shape.
+  levels = np.arange(256, dtype=np.uint8)
+  expected = levels.astype(np.float32) / np.float32(255)
+  image = data.record_image({'image': levels.reshape(16, 16)})
+  assert image.dtype == np.float32 and image.shape == (16, 16, 1)
+  np.testing.assert_array_equal(image.ravel().view(np.uint32), expected.view(np.uint32))
+
+
 def test_dynamic_binarisation_statistics():
   # Each pixel is 1 with probability equal to its intensity, independently per key.
   images = np.linspace(0.0, 1.0, 11, dtype=np.float32)[None].repeat(20_000, 0)

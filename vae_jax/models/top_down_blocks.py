@@ -60,11 +60,34 @@ def _same_conv_backward(saved, grad):
 _same_conv.defvjp(_same_conv_forward, _same_conv_backward)
 
 
+@jax.custom_vjp
+def _pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A 1×1 convolution of NHWC images by a `[1, 1, C, O]` kernel, as the matrix product it is.
+  A custom VJP like `_same_conv`'s, so that a scan body's checkpoint policy recomputes it as it
+  did the convolution (saved, `dots_saveable` would keep every output: 69 % more memory)."""
+  return jnp.einsum('bhwc,co->bhwo', x, kernel[0, 0])
+
+
+def _pointwise_conv_forward(x, kernel):
+  return _pointwise_conv(x, kernel), (x, kernel)
+
+
+def _pointwise_conv_backward(saved, grad):
+  x, kernel = saved
+  dx = jnp.einsum('bhwo,co->bhwc', grad, kernel[0, 0])
+  dkernel = jnp.einsum('bhwc,bhwo->co', x, grad)
+  return dx, dkernel[None, None].astype(kernel.dtype)
+
+
+_pointwise_conv.defvjp(_pointwise_conv_forward, _pointwise_conv_backward)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None):
   """`jax.lax.conv_general_dilated` for `nn.Conv`; on XLA:CPU, a stride-1 'SAME' convolution
-  of odd size takes `_same_conv`'s gradient (fast inside a scan)."""
+  of odd size takes `_same_conv`'s gradient (fast inside a scan), and a 1×1 one is a matrix
+  product (`mnist`'s step 10–19 % faster than Eigen's convolution, docs/results/speed.md)."""
   ones = (1,) * (lhs.ndim - 2)
   same = padding == 'SAME' or tuple(map(tuple, padding)) == tuple(
       ((size - 1) // 2, size // 2) for size in rhs.shape[:-2])
@@ -73,7 +96,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       and feature_group_count == 1 and precision is None and same
       and all(size % 2 for size in rhs.shape[:2])
       and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
-    return _same_conv(lhs, rhs)
+    return _pointwise_conv(lhs, rhs) if rhs.shape[:2] == (1, 1) else _same_conv(lhs, rhs)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                       rhs_dilation, dimension_numbers, feature_group_count,
                                       precision=precision)
@@ -221,10 +244,13 @@ class BottomUp(nn.Module):
 
 
 def saving_convolutions(step):
-  """A scan's body (a function of a module) that keeps only its convolutions' outputs for the
-  backward pass and recomputes the elementwise ops between them. Unrolled, XLA fuses those ops
-  away; a scan would store each step's in stacked buffers: the mnist step took 1.7 times as
-  long and twice the memory on XLA:CPU (2026-12)."""
+  """A scan's body (a function of a module) that keeps only its matrix products' and
+  convolutions' outputs for the backward pass (`dots_saveable`) and recomputes the elementwise
+  ops between them. Unrolled, XLA fuses those ops away; a scan would store each step's in
+  stacked buffers: the mnist step took 1.7 times as long and twice the memory on XLA:CPU
+  (2026-12). On XLA:CPU the 'SAME' convolutions are `_same_conv`'s custom VJP, which the policy
+  does not see, so they are recomputed too: saving them (named) gave 2 to 2.6 times the
+  temporaries for no faster a step (docs/results/speed.md, 2026-12-05)."""
   return nn.checkpoint(step, policy=jax.checkpoint_policies.dots_saveable, prevent_cse=False)
 
 
