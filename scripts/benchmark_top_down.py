@@ -25,7 +25,7 @@ import time
 
 from absl import flags
 
-from scripts import pinning
+from scripts import pinning, timing
 
 flags.DEFINE_integer('threads', 1, 'Pin to this many cores with one XLA thread each (0: no '
                      'pinning).')
@@ -83,14 +83,15 @@ def measure(variant: str, remat: bool, scan: str, level: str) -> dict:
                   argument_mb=memory.argument_size_in_bytes / MB,
                   output_mb=memory.output_size_in_bytes / MB)
   if FLAGS.steps:
-    state, _ = compiled(state, images, jax.random.key(1), hyperparams)  # warm
-    times = []
-    for index in range(FLAGS.steps):
-      begin = time.perf_counter()
-      state, metrics = compiled(state, images, jax.random.key(index), hyperparams)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - begin)
-    seconds = float(np.median(times))
+    holder = {'state': state}
+
+    def step_with_key(index):  # the warm-up (index None) with key 1, as before
+      holder['state'], metrics = compiled(holder['state'], images,
+                                          jax.random.key(1 if index is None else index),
+                                          hyperparams)
+      return holder['state'], metrics
+
+    seconds = float(np.median(timing.seconds_of_calls(step_with_key, FLAGS.steps)))
     result.update(seconds_per_step=seconds, examples_per_sec=config.batch_size / seconds)
   return result
 

@@ -191,3 +191,33 @@ def test_the_model_summary_needs_no_dataset_on_disk_for_a_tfds_layout(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1] == 'total parameters: 39145700'  # VDVAE's
   assert not os.listdir(tmp_path)  # nothing was prepared or downloaded
+
+
+def test_timed_calls_wait_for_the_warm_up_before_the_clock_starts(monkeypatch):
+  # scripts.benchmark_top_down once dispatched its warm-up step without waiting for it, so its
+  # first timed step also timed the rest of the warm-up: with --steps=1, two steps.
+  from scripts import timing
+  events = []
+  monkeypatch.setattr(timing.jax, 'block_until_ready',
+                      lambda outputs: events.append(('wait', outputs)) or outputs)
+  monkeypatch.setattr(timing.time, 'perf_counter', lambda: events.append('clock') or len(events))
+
+  def call(index):
+    events.append(('call', index))
+    return f'outputs of call {index}'
+
+  seconds = timing.seconds_of_calls(call, 2)
+  assert events == [('call', None), ('wait', 'outputs of call None'),
+                    'clock', ('call', 0), ('wait', 'outputs of call 0'), 'clock',
+                    'clock', ('call', 1), ('wait', 'outputs of call 1'), 'clock']
+  assert seconds == [3, 3]  # each timed span: the call and its wait
+
+
+@pytest.mark.slow
+def test_the_top_down_benchmark_prints_its_startup_memory_and_step_figures():
+  output = _run('-m', 'scripts.benchmark_top_down', '--variants=mnist_small', '--remat=false',
+                '--steps=1')
+  (line,) = [json.loads(line) for line in output.strip().splitlines()]
+  assert line['variant'] == 'mnist_small' and line['parameters'] > 0 and line['temp_mb'] > 0
+  parts = line['init_seconds'] + line['lower_seconds'] + line['compile_seconds']
+  assert 0 < line['seconds_per_step'] and np.isclose(line['startup_seconds'], parts)
