@@ -83,7 +83,7 @@ def _as_in_state(kept, tree):
   `kept` is one (`optimizer.flatten`), else the tree itself."""
   if jax.tree.structure(kept) == jax.tree.structure(tree):
     return tree
-  return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+  return optimizers.flattened(tree)
 
 
 def _with_average(opt_state, average):

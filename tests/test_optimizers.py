@@ -174,10 +174,16 @@ def test_a_flattened_optimizer_makes_the_trees_updates_and_average():
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
                optimizers.evaluation_params(flat_params, flat_state),
                optimizers.evaluation_params(tree_params, tree_state))
+  # The vector is the tree's tensors in leaf order (`flattened`), which `unflattened_like` undoes.
+  np.testing.assert_allclose(
+      jax.tree.leaves(flat_state)[-1],
+      optimizers.flattened(optimizers.evaluation_params(tree_params, tree_state)),
+      rtol=1e-5, atol=1e-7)
+  jax.tree.map(np.testing.assert_array_equal,
+               optimizers.unflattened_like(params, optimizers.flattened(params)), params)
   stacked = jax.tree.map(lambda p: jnp.stack([p, 2 * p]), params)
   average = optimizers.unflattened_like(
-      stacked, jnp.stack([jnp.concatenate([jnp.ravel(p) * k for p in jax.tree.leaves(params)])
-                          for k in (1, 2)]))
+      stacked, jnp.stack([optimizers.flattened(params) * k for k in (1, 2)]))
   jax.tree.map(np.testing.assert_array_equal, average, stacked)
 
 

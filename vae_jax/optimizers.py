@@ -190,6 +190,13 @@ def evaluation_params(params, opt_state):
   return unflattened_like(params, averages[0])
 
 
+def flattened(tree) -> jax.Array:
+  """A tree's tensors raveled and concatenated in leaf order: the one vector `optax.flatten`
+  keeps in place of a parameter-shaped tree (`optimizer.flatten`); `unflattened_like` undoes
+  it."""
+  return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
 def unflattened_like(params, flat: jax.Array):
   """`flat` (the tensors of a tree like `params`, raveled and concatenated in leaf order, as
   `optax.flatten` keeps them; a leading runs axis is kept) as a tree like `params`."""

@@ -87,7 +87,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          precision=None):
   """`jax.lax.conv_general_dilated` for `nn.Conv`; on XLA:CPU, a stride-1 'SAME' convolution
   of odd size takes `_same_conv`'s gradient (fast inside a scan), and a 1×1 one is a matrix
-  product (`mnist`'s step 10–19 % faster than Eigen's convolution, docs/results/speed.md)."""
+  product (`mnist`'s step 9–19 % faster than Eigen's convolution, docs/results/speed.md)."""
   ones = (1,) * (lhs.ndim - 2)
   same = padding == 'SAME' or tuple(map(tuple, padding)) == tuple(
       ((size - 1) // 2, size // 2) for size in rhs.shape[:-2])
