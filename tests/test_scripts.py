@@ -212,12 +212,3 @@ def test_timed_calls_wait_for_the_warm_up_before_the_clock_starts(monkeypatch):
                     'clock', ('call', 1), ('wait', 'outputs of call 1'), 'clock']
   assert seconds == [3, 3]  # each timed span: the call and its wait
 
-
-@pytest.mark.slow
-def test_the_top_down_benchmark_prints_its_startup_memory_and_step_figures():
-  output = _run('-m', 'scripts.benchmark_top_down', '--variants=mnist_small', '--remat=false',
-                '--steps=1')
-  (line,) = [json.loads(line) for line in output.strip().splitlines()]
-  assert line['variant'] == 'mnist_small' and line['parameters'] > 0 and line['temp_mb'] > 0
-  parts = line['init_seconds'] + line['lower_seconds'] + line['compile_seconds']
-  assert 0 < line['seconds_per_step'] and np.isclose(line['startup_seconds'], parts)
