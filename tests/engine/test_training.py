@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from vae_jax import data, models, optimizers
-from vae_jax.engine import checkpointing, metric_writers, runs, steps, training
+from vae_jax.engine import checkpointing, loop, metric_writers, runners, runs, steps, training
 from vae_jax.evaluators import elbo
 
 
@@ -192,3 +192,37 @@ def test_a_checkpoint_at_an_evaluation_is_checked_by_that_evaluation(tiny_config
   test_size = len(data.load_dataset(tiny_config.data).test)
   per_save = [test_size] if ema_decay == 0 else [test_size, 100]
   assert scored == 2 * per_save, scored
+
+
+def test_the_host_checks_and_logs_a_call_while_the_next_one_runs(tiny_config, tmp_path,
+                                                                 monkeypatch):
+  # Between evaluations and checkpoints the loop dispatches the next training call before it
+  # waits for the last one's metrics (its skip check and log), so that the device works while
+  # the host does; at an evaluation or checkpoint step it waits for the call first.
+  tiny_config.num_epochs, tiny_config.steps_per_call = 1, 5  # 15 steps: calls end at 5, 10, 15
+  tiny_config.checkpoint_every_steps = 1000  # one checkpoint: the evaluation's at step 15
+  events = []
+  dispatch, check = runners.DeviceRunner.__call__, loop.Loop._check_finite
+  monkeypatch.setattr(runners.DeviceRunner, '__call__', lambda self, state, step, stop: (
+      events.append(('dispatch', step)) or dispatch(self, state, step, stop)))
+  monkeypatch.setattr(loop.Loop, '_check_finite', lambda self, metrics, step: (
+      events.append(('check', step)) or check(self, metrics, step)))
+  training.train_and_evaluate(tiny_config, str(tmp_path))
+  assert events == [('dispatch', 0), ('dispatch', 5), ('check', 5), ('dispatch', 10),
+                    ('check', 10), ('check', 15)]
+  logged = [m['step'] for m in metric_writers.read_metrics(str(tmp_path)) if 'train/loss' in m]
+  assert logged == [5, 10, 15]
+
+
+def test_the_hosts_count_of_consecutive_skipped_updates_is_the_states():
+  # The loop counts each run's consecutive skipped updates from the calls' `skipped` flags, as
+  # TrainState counts them one step at a time.
+  rng = np.random.default_rng(0)
+  streaks = np.array([0, 3, 7, 0])
+  for _ in range(20):
+    skipped = rng.random((4, 5)) < 0.7
+    expected = streaks.copy()
+    for column in skipped.T:
+      expected = np.where(column, expected + 1, 0)
+    streaks = loop.consecutive_after(streaks, skipped)
+    np.testing.assert_array_equal(streaks, expected)

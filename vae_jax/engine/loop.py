@@ -87,27 +87,35 @@ class Loop:
     state = runners.stack([run.state for run in runs], self.vectorised)
     self._settle_execution(state, initial_step)
     step_progress = progress.StepProgress(schedule.num_train_steps, initial_step)
+    # The runs' counts of consecutive skipped updates, kept on the host from each call's
+    # metrics: the state itself is donated to the next call before this one is checked.
+    self._streaks = np.atleast_1d(np.asarray(state.consecutive_skipped_steps))
     # pending_metrics: the calls since the last log; the first `checked` of them passed the
     # divergence check made before a checkpoint.
     pending_metrics, checked, step = [], 0, initial_step
+    # A call that ends at no evaluation, checkpoint or stop request is checked and logged only
+    # once the next call is dispatched, so that the device works while the host does.
+    unchecked_call = None
     if step == schedule.num_train_steps:
       logging.info('Nothing to train: the checkpoint is at the final step %d.', step)
     while step < schedule.num_train_steps and self._active():
       state, metrics, step = self.runner(state, step, schedule.next_stop(step))
-      pending_metrics.append(metrics)
-      self._check_finite(state, metrics, step)
+      if unchecked_call is not None:
+        if self._check_and_log(*unchecked_call, pending_metrics, step_progress):
+          checked = 0
+        unchecked_call = None
       interrupted = stop_requests.signal_number is not None
-      if not (schedule.is_log(step) or schedule.is_checkpoint(step) or interrupted):
+      if not (schedule.is_eval(step) or schedule.is_checkpoint(step) or interrupted):
+        unchecked_call = (metrics, step)
         continue
+      # A stop request still finishes this step's log and evaluation: the checkpoint saved
+      # below is at this step, so a resumed run would never make them.
+      if self._check_and_log(metrics, step, pending_metrics, step_progress):
+        checked = 0
       active = self._active()
       for index in active:  # hand each run its own state
         runs[index].state = (jax.tree.map(lambda x, i=index: x[i], state) if self.vectorised
                              else state)
-      # A stop request still finishes this step's log and evaluation: the checkpoint saved
-      # below is at this step, so a resumed run would never make them.
-      if schedule.is_log(step):
-        self._write_train_metrics(step, pending_metrics, step_progress, active)
-        pending_metrics, checked = [], 0
       elbo_checked = set()  # runs whose parameters to be saved passed a test-ELBO check
       if schedule.is_eval(step):
         for index in active:
@@ -123,13 +131,27 @@ class Loop:
           runs[index].save(step, self.data_iterators[index])
       if interrupted:
         raise TrainingInterrupted(step, stop_requests.signal_number)
+    if unchecked_call is not None:  # the last call ended at no checkpoint
+      self._check_and_log(*unchecked_call, pending_metrics, step_progress)
 
-  def _check_finite(self, state, metrics, step: int) -> None:
+  def _check_and_log(self, metrics, step: int, pending_metrics: list, step_progress) -> bool:
+    """A finished call's checks, and the log when `step` is a log step (then `pending_metrics`,
+    to which the call's metrics are added, is emptied): whether it logged."""
+    pending_metrics.append(metrics)
+    self._check_finite(metrics, step)
+    if not self.schedule.is_log(step):
+      return False
+    self._write_train_metrics(step, pending_metrics, step_progress, self._active())
+    pending_metrics.clear()
+    return True
+
+  def _check_finite(self, metrics, step: int) -> None:
     """Raises once `max_consecutive_nonfinite_steps` updates in a row were skipped (checked
     after every compiled call, i.e. every `steps_per_call` steps at most). Skipped updates leave
     the parameters as they were, so the last checkpoint holds the last good state."""
     limit = self.config.max_consecutive_nonfinite_steps
-    streaks = np.atleast_1d(np.asarray(state.consecutive_skipped_steps))
+    skipped = np.asarray(metrics['skipped']).reshape(len(self.runs), -1)  # waits for the call
+    self._streaks = streaks = consecutive_after(self._streaks, skipped)
     active = self._active()
     if streaks[active].max() < limit:
       return
@@ -232,11 +254,13 @@ class Loop:
 
   def _write_train_metrics(self, step, pending_metrics, step_progress, active) -> None:
     # Each leaf is [steps] (one run) or [runs, steps]: the mean over the steps since the last log.
-    means = jax.device_get(jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=-1).mean(-1),
-                                        *pending_metrics))
-    per_step = {name: np.concatenate([np.asarray(metrics[name]) for metrics in pending_metrics],
-                                     axis=-1) for name in ('skipped', 'grad_norm')}
-    first_losses = np.atleast_1d(jax.device_get(pending_metrics[0]['loss'][..., 0]))
+    # On the host: a computation on the device would wait behind the training call dispatched
+    # since (devices run their programs in order), and so would this log.
+    calls = jax.device_get(pending_metrics)
+    per_step = {name: np.concatenate([metrics[name] for metrics in calls], axis=-1)
+                for name in calls[0]}
+    means = {name: values.mean(-1) for name, values in per_step.items()}
+    first_losses = np.atleast_1d(per_step['loss'][..., 0])
     timing = step_progress.report(step, examples_per_step=self.config.batch_size * len(self.runs))
     num_steps = per_step['skipped'].shape[-1]
     if num_steps != self.schedule.log_every:  # after a resume between logs, or the last log
@@ -276,6 +300,15 @@ class Loop:
         self._check_divergence(run, step, f'the negative {split_name} ELBO', -metrics['elbo'])
         elbo_checked = elbo_checked or params is run.state.params
     return written, elbo_checked
+
+
+def consecutive_after(streaks: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+  """Each run's count of consecutive skipped updates after steps whose `skipped` flags are
+  `[runs, steps]`, from the counts `streaks` before them (as `TrainState` counts them)."""
+  num_steps = skipped.shape[-1]
+  trailing = np.argmin(skipped[:, ::-1], axis=-1)  # skipped steps at the end
+  everyone = skipped.all(-1)
+  return np.where(everyone, streaks + num_steps, trailing)
 
 
 @functools.partial(jax.jit, static_argnums=1)
