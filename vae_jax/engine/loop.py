@@ -147,8 +147,9 @@ class Loop:
 
   def _check_finite(self, metrics, step: int) -> None:
     """Raises once `max_consecutive_nonfinite_steps` updates in a row were skipped (checked
-    after every compiled call, i.e. every `steps_per_call` steps at most). Skipped updates leave
-    the parameters as they were, so the last checkpoint holds the last good state."""
+    after every compiled call, i.e. every `steps_per_call` steps at most, while the next call
+    runs). Skipped updates leave the parameters as they were, so the last checkpoint holds the
+    last good state."""
     limit = self.config.max_consecutive_nonfinite_steps
     skipped = np.asarray(metrics['skipped']).reshape(len(self.runs), -1)  # waits for the call
     self._streaks = streaks = consecutive_after(self._streaks, skipped)
