@@ -43,6 +43,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import mnist, top_down
+from scripts import timing
 from vae_jax import data, models, optimizers
 from vae_jax.engine import compilation_cache, runners, steps
 from vae_jax.evaluators import batched, importance_sampling
@@ -73,12 +74,8 @@ def emit(results: dict, name: str, **values) -> None:
 
 def timed(fn) -> tuple[float, float]:
   """(seconds of a first call, compilation included; seconds of a second call)."""
-  times = []
-  for _ in range(2):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return times[0], times[1]
+  first, (second,) = timing.seconds_of_calls(lambda _: fn(), 1)
+  return first, second
 
 
 def mnist_images(num_train: int) -> tuple[np.ndarray, np.ndarray, str]:

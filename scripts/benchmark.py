@@ -31,7 +31,7 @@ import time
 
 from absl import flags
 
-from scripts import pinning
+from scripts import pinning, timing
 
 flags.DEFINE_integer('threads', 1, 'Pin to this many cores with one XLA thread each (0: no '
                      'pinning).')
@@ -74,15 +74,8 @@ def emit(name: str, **values) -> None:
 
 def timed(fn, repeats: int) -> tuple[float, float]:
   """(seconds of the first call, median seconds of the next `repeats` calls)."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, float(np.median(times))
+  first, seconds = timing.seconds_of_calls(lambda _: fn(), repeats)
+  return first, float(np.median(seconds))
 
 
 def matmul_rate() -> float:

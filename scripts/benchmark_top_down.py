@@ -91,7 +91,8 @@ def measure(variant: str, remat: bool, scan: str, level: str) -> dict:
                                           hyperparams)
       return holder['state'], metrics
 
-    seconds = float(np.median(timing.seconds_of_calls(step_with_key, FLAGS.steps)))
+    _, seconds = timing.seconds_of_calls(step_with_key, FLAGS.steps)
+    seconds = float(np.median(seconds))
     result.update(seconds_per_step=seconds, examples_per_sec=config.batch_size / seconds)
   return result
 

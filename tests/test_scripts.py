@@ -206,9 +206,9 @@ def test_timed_calls_wait_for_the_warm_up_before_the_clock_starts(monkeypatch):
     events.append(('call', index))
     return f'outputs of call {index}'
 
-  seconds = timing.seconds_of_calls(call, 2)
-  assert events == [('call', None), ('wait', 'outputs of call None'),
+  warm_up, seconds = timing.seconds_of_calls(call, 2)
+  assert events == ['clock', ('call', None), ('wait', 'outputs of call None'), 'clock',
                     'clock', ('call', 0), ('wait', 'outputs of call 0'), 'clock',
                     'clock', ('call', 1), ('wait', 'outputs of call 1'), 'clock']
-  assert seconds == [3, 3]  # each timed span: the call and its wait
+  assert (warm_up, seconds) == (3, [3, 3])  # each timed span: the call and its wait
 

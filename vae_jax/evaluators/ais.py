@@ -78,7 +78,7 @@ def initial_draws(model, params, key: jax.Array, context, num_chains: int, initi
 
 def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
                 step_size: float, pilot_chains: int, initial: str,
-                compiler_options: dict | None = None):
+                jit_options: dict | None = None):
   """A jitted `(params, images [B, ...], example_ids [B], rng) -> {'log_likelihood': [B], ...}`:
   per example, the log-mean-exp over `num_chains` AIS chains of their log-weights along
   `num_steps` intermediate distributions from `initial` (q(z|x), p(z) or their mixture) to
@@ -106,7 +106,7 @@ def make_ais_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
             'acceptance_rate': info['acceptance_rate'],
             'step_size': jnp.exp(jnp.mean(jnp.log(step_sizes[1:])))}
 
-  @functools.partial(batched.jit_at_full_precision, compiler_options=compiler_options)
+  @functools.partial(batched.jit_at_full_precision, compiler_options=jit_options)
   def ais_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
     return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
@@ -212,5 +212,5 @@ def create(model, config, dataset) -> AISEvaluator | None:
     return None  # discrete latents: evals.exact sums over them
   check_options(config)
   ais_fn = make_ais_fn(model, **settings(options),
-                       compiler_options=compiler_options.for_run(config))
+                       jit_options=compiler_options.for_run(config))
   return AISEvaluator(ais_fn, settings(options), config.eval_batch_size)

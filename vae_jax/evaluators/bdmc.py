@@ -32,7 +32,7 @@ def simulated_images(model, params, rng: jax.Array, example_ids) -> jax.Array:
 
 def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
                  step_size: float, pilot_chains: int, initial: str,
-                 compiler_options: dict | None = None):
+                 jit_options: dict | None = None):
   """A jitted `(params, rng, example_ids [B]) -> {'lower_bound', 'upper_bound'} [B]` on B
   examples simulated from the model (example i from `fold_in(rng, i)`). A forward pilot sets
   the step size at each β; both directions take them frozen (the reverse run in reverse)."""
@@ -59,7 +59,7 @@ def make_bdmc_fn(model, *, num_steps: int, num_chains: int, leapfrog_steps: int,
     return {'lower_bound': annealing.log_mean_exp(forward),
             'upper_bound': -annealing.log_mean_exp(reverse)}
 
-  @functools.partial(batched.jit_at_full_precision, compiler_options=compiler_options)
+  @functools.partial(batched.jit_at_full_precision, compiler_options=jit_options)
   def bdmc_fn(params, rng, example_ids):
     keys = batched.per_example_keys(rng, example_ids)
     return jax.vmap(example_bounds, in_axes=(None, 0))(params, keys)
@@ -116,6 +116,6 @@ def create(model, config, dataset) -> BDMCEvaluator | None:
     return None
   forward_ais.check_options(config)
   settings = forward_ais.settings(config.evals.ais)
-  bdmc_fn = make_bdmc_fn(model, **settings, compiler_options=compiler_options.for_run(config))
+  bdmc_fn = make_bdmc_fn(model, **settings, jit_options=compiler_options.for_run(config))
   return BDMCEvaluator(bdmc_fn, settings, int(config.evals.bdmc.num_simulated),
                        config.eval_batch_size)

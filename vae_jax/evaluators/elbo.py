@@ -14,7 +14,7 @@ from vae_jax.evaluators import batched, registry
 
 
 def make_elbo_fn(model, *, num_samples: int, analytic_kl: bool,
-                 compiler_options: dict | None = None):
+                 jit_options: dict | None = None):
   """A jitted `(params, images [B, ...], example_ids [B], rng) -> {term: [B]}` of ELBO terms:
   `elbo`, `reconstruction` (E_q log p(x|z)) and `kl`."""
 
@@ -23,7 +23,7 @@ def make_elbo_fn(model, *, num_samples: int, analytic_kl: bool,
                                   analytic_kl=analytic_kl)
     return jax.tree.map(lambda value: value[0], terms)
 
-  @functools.partial(batched.jit_at_full_precision, compiler_options=compiler_options)
+  @functools.partial(batched.jit_at_full_precision, compiler_options=jit_options)
   def elbo_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
     return jax.vmap(example_terms, in_axes=(None, 0, 0))(params, images, keys)
@@ -69,7 +69,7 @@ def report_lines(report: dict, seconds: float) -> list[str]:
 def create(model, config, dataset) -> ElboEvaluator:
   del dataset
   options = config.evals.elbo
-  return ElboEvaluator(make_elbo_fn(model, compiler_options=compiler_options.for_run(config),
+  return ElboEvaluator(make_elbo_fn(model, jit_options=compiler_options.for_run(config),
                                     num_samples=options.num_samples,
                                     analytic_kl=config.objective.analytic_kl),
                        config.eval_batch_size, options.num_samples)

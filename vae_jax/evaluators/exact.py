@@ -13,12 +13,12 @@ from vae_jax import compiler_options, models
 from vae_jax.evaluators import batched, registry
 
 
-def make_exact_fn(model, *, compiler_options: dict | None = None):
+def make_exact_fn(model, *, jit_options: dict | None = None):
   """A jitted `(params, images, example_ids, rng) -> {term: [B]}` of the exact quantities of
   `DiscreteVAE.exact_terms`, with `map_latent`, the index of the most probable z under p(z|x),
   in place of the full posterior."""
 
-  @functools.partial(batched.jit_at_full_precision, compiler_options=compiler_options)
+  @functools.partial(batched.jit_at_full_precision, compiler_options=jit_options)
   def exact_fn(params, images, example_ids, rng):
     del example_ids, rng  # no randomness: sums over every z
     terms = dict(model.apply(params, images, method='exact_terms'))
@@ -94,7 +94,7 @@ def create(model, config, dataset) -> ExactEvaluator | None:
   if not models.can_enumerate(model):
     return None
   single_variable = isinstance(model, models.CategoricalLatents) and model.num_variables == 1
-  exact_fn = make_exact_fn(model, compiler_options=compiler_options.for_run(config))
+  exact_fn = make_exact_fn(model, jit_options=compiler_options.for_run(config))
   return ExactEvaluator(exact_fn, config.eval_batch_size,
                         score_clusters=single_variable,
                         num_latent_values=int(model.num_latent_values))

@@ -20,7 +20,7 @@ WORST_EXAMPLES = 10  # indices of the examples with the largest k̂ that a repor
 
 
 def make_importance_sampling_fn(model, *, num_samples: int, chunk_size: int,
-                                compiler_options: dict | None = None):
+                                jit_options: dict | None = None):
   """A jitted `(params, images [B, ...], example_ids [B], rng) -> {'log_likelihood': [B],
   'standard_error': [B], 'pareto_k': [B], 'effective_sample_size': [B]}`: the estimate
 
@@ -59,7 +59,7 @@ def make_importance_sampling_fn(model, *, num_samples: int, chunk_size: int,
             'standard_error': jnp.sqrt(relative_variance / num_samples),
             **psis.diagnostics_from_top(top, log_sum_w, log_sum_w2)}
 
-  @functools.partial(batched.jit_at_full_precision, compiler_options=compiler_options)
+  @functools.partial(batched.jit_at_full_precision, compiler_options=jit_options)
   def importance_sampling_fn(params, images, example_ids, rng):
     keys = batched.per_example_keys(rng, example_ids)
     return jax.vmap(example_estimate, in_axes=(None, 0, 0))(params, images, keys)
@@ -198,7 +198,7 @@ def create(model, config, dataset) -> ImportanceSamplingEvaluator | None:
   if not options.num_samples:
     return None
   return ImportanceSamplingEvaluator(
-      make_importance_sampling_fn(model, compiler_options=compiler_options.for_run(config),
+      make_importance_sampling_fn(model, jit_options=compiler_options.for_run(config),
                                   num_samples=options.num_samples,
                                   chunk_size=options.chunk_size),
       options.num_samples, options.num_repeats, config.eval_batch_size)

@@ -15,11 +15,11 @@ from vae_jax.evaluators import batched, registry
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: active when Cov_x(E_q[u|x]) > 10⁻²
 
 
-def make_posterior_statistics_fn(model, *, compiler_options: dict | None = None):
+def make_posterior_statistics_fn(model, *, jit_options: dict | None = None):
   """A jitted `(params, images, example_ids, rng) -> {'means/<layer>': [B, D], 'kl_per_dimension':
   [B, D] (absent without a closed form)}`."""
 
-  @functools.partial(jax.jit, compiler_options=compiler_options)
+  @functools.partial(jax.jit, compiler_options=jit_options)
   def statistics_fn(params, images, example_ids, rng):
     del example_ids, rng  # deterministic
     means = model.apply(params, images, method='posterior_means')
@@ -87,4 +87,4 @@ def report_lines(report: dict, seconds: float) -> list[str]:
 def create(model, config, dataset) -> ActiveUnitsEvaluator:
   del dataset
   return ActiveUnitsEvaluator(make_posterior_statistics_fn(
-      model, compiler_options=compiler_options.for_run(config)), config.eval_batch_size)
+      model, jit_options=compiler_options.for_run(config)), config.eval_batch_size)
