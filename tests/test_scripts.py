@@ -212,3 +212,17 @@ def test_timed_calls_wait_for_the_warm_up_before_the_clock_starts(monkeypatch):
                     'clock', ('call', 1), ('wait', 'outputs of call 1'), 'clock']
   assert (warm_up, seconds) == (3, [3, 3])  # each timed span: the call and its wait
 
+
+
+@pytest.mark.slow
+def test_step_time_times_the_configs_own_step_at_its_batch_size():
+  line = _run('-m', 'scripts.step_time', '--config=configs/quickstart.py',
+              '--config.batch_size=10', '--steps=2').strip().splitlines()[-1]
+  result = json.loads(line)
+  assert (result['config'], result['batch_size'], result['data_shape'], result['steps']) == (
+      'configs/quickstart.py', 10, [8, 8, 1], 2)
+  # The quickstart MLP's matrix products (8x8 pixels, hidden 128, 8 latents: mean and scale
+  # heads), forward and to the weights, bound XLA's count of the step's FLOPs from below.
+  forward = 64 * 128 + 128 * 128 + 128 * 16 + 8 * 128 + 128 * 128 + 128 * 64
+  assert result['xla_flops_per_step'] >= 2 * 2 * forward * 10
+  assert 0 < result['seconds_per_step'] < result['compile_seconds'] + result['init_seconds']

@@ -161,10 +161,9 @@ class MixtureOfDiagonalGaussians:
 
   def log_prob(self, z: jax.Array) -> jax.Array:
     """`log Σ_k π_k N(z; μ_k, σ_k²)` for z `[..., D]`, by logsumexp over the K components."""
-    component_log_probs = jax.scipy.stats.norm.logpdf(z[..., None, :], self.means,
-                                                      self.scales).sum(-1)  # [..., K]
-    return jax.scipy.special.logsumexp(jax.nn.log_softmax(self.logits) + component_log_probs,
-                                       axis=-1)
+    flat = z.reshape(-1, z.shape[-1])
+    return _mixture_log_prob(jax.nn.log_softmax(self.logits), self.means, self.scales,
+                             flat).reshape(z.shape[:-1])
 
   def sample_and_log_prob(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One reparameterised draw and its log-density (as a flow posterior provides them)."""
@@ -181,6 +180,46 @@ class MixtureOfDiagonalGaussians:
   @property
   def mean(self) -> jax.Array:
     return jnp.einsum('k,kd->d', jax.nn.softmax(self.logits), self.means)
+
+
+def _mixture_joint(log_weights, means, scales, z):
+  """`log π_k + log N(z_b; μ_k, σ_k²)` `[B, K]` and its logsumexp over k `[B]`."""
+  joint = log_weights + jax.scipy.stats.norm.logpdf(z[:, None, :], means, scales).sum(-1)
+  return joint, jax.scipy.special.logsumexp(joint, axis=-1)
+
+
+@jax.custom_vjp
+def _mixture_log_prob(log_weights: jax.Array, means: jax.Array, scales: jax.Array,
+                      z: jax.Array) -> jax.Array:
+  """`log Σ_k π_k N(z_b; μ_k, σ_k²)` for z `[B, D]`, with a hand-written gradient.
+
+  The value is computed in the `[B, K, D]` layout, the gradient in `[K, D, B]`: it sums over
+  the batch, and XLA:CPU reduces a leading axis about 10× slower than a trailing one (autodiff
+  of the value made a VampPrior training step 49 ms against 39 ms, docs/results/speed.md), while
+  the value itself is fastest with D trailing (6.6× faster than `[K, D, B]` for 50,000 z)."""
+  return _mixture_joint(log_weights, means, scales, z)[1]
+
+
+def _mixture_log_prob_forward(log_weights, means, scales, z):
+  joint, value = _mixture_joint(log_weights, means, scales, z)
+  return value, (means, scales, z, joint, value)
+
+
+def _mixture_log_prob_backward(residuals, cotangent):
+  means, scales, z, joint, value = residuals
+  # The components' responsibilities times the cotangent, [K, B]; then, with s the standardised
+  # difference (z − μ)/σ: d/dμ = s/σ, d/dσ = (s² − 1)/σ, d/dz = −s/σ, per component.
+  weights = (jnp.exp(joint - value[:, None]) * cotangent[:, None]).T
+  standardised = (z.T[None] - means[:, :, None]) / scales[:, :, None]  # [K, D, B]
+  weighted = standardised * weights[:, None, :]
+  total_weight = jnp.sum(weights, axis=1)  # [K]
+  d_means = jnp.sum(weighted, axis=2) / scales
+  d_scales = (jnp.sum(weighted * standardised, axis=2) - total_weight[:, None]) / scales
+  d_z = -jnp.sum(weighted / scales[:, :, None], axis=0).T
+  return total_weight, d_means, d_scales, d_z
+
+
+_mixture_log_prob.defvjp(_mixture_log_prob_forward, _mixture_log_prob_backward)
 
 
 @struct.dataclass

@@ -1,0 +1,75 @@
+r"""Seconds per training step of any config, compiled, on random data of the config's shape.
+
+  python -m scripts.step_time --config=configs/vampprior.py:vamp
+  python -m scripts.step_time --config=configs/mnist.py --config.batch_size=500 --steps=200
+  python -m scripts.step_time --config=configs/top_down.py:mnist --threads=0 --steps=3
+
+The step is the one training runs (`steps.standalone_step`: the config's model, objective,
+optimizer and compiler options), on one fixed batch of random values in [0, 1] (the data's
+shape as its source declares it: no data is read). Prints one JSON line: the seconds to build
+the state, to compile, the median of `--steps` timed steps after a warm-up, examples per second
+and XLA's FLOPs per step. `--threads=1` (the default) pins one core with one XLA thread, so
+that figures from one session compare; 0 uses every core (or the accelerator).
+"""
+
+import json
+import time
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from scripts import pinning, timing
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file[:variant].',
+                                          lock_config=True)
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps, after one warm-up step.')
+_THREADS = flags.DEFINE_integer('threads', 1, 'Cores to pin, one XLA thread each (0: all).')
+flags.mark_flags_as_required(['config'])
+
+
+def measure(config, steps: int) -> dict:
+  import jax  # pylint: disable=import-outside-toplevel
+  from vae_jax import data  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import steps as train_steps  # pylint: disable=import-outside-toplevel
+
+  shape = data.declared_shape(config.data)
+  if shape is None:
+    raise app.UsageError(f'The data source of data.name={config.data.name!r} does not declare '
+                         'its shape without reading the data; time a config whose source does.')
+  start = time.perf_counter()
+  state, step, hyperparams = train_steps.standalone_step(config, tuple(shape))
+  jax.block_until_ready(state)
+  built = time.perf_counter()
+  images = np.random.default_rng(0).uniform(size=(config.batch_size, *shape)).astype(np.float32)
+  compiled = step.lower(state, images, jax.random.key(1), hyperparams).compile()
+  compiled_at = time.perf_counter()
+  cost = compiled.cost_analysis()
+  cost = (cost[0] if isinstance(cost, list) else cost) or {}
+  holder = {'state': state}
+
+  def one_step(index):
+    key = jax.random.key(0 if index is None else index + 1)
+    holder['state'], metrics = compiled(holder['state'], images, key, hyperparams)
+    return holder['state'], metrics
+
+  _, seconds = timing.seconds_of_calls(one_step, steps)
+  median = float(np.median(seconds))
+  return {'batch_size': config.batch_size, 'data_shape': list(shape),
+          'init_seconds': built - start, 'compile_seconds': compiled_at - built,
+          'seconds_per_step': median, 'examples_per_sec': config.batch_size / median,
+          'xla_flops_per_step': cost.get('flops'), 'steps': steps,
+          'device': jax.devices()[0].device_kind}
+
+
+def main(argv):
+  del argv
+  pinning.pin_threads(_THREADS.value)  # before JAX's backend starts: it reads XLA_FLAGS then
+  result = measure(_CONFIG.value, _STEPS.value)
+  print(json.dumps({'benchmark': 'step_time',
+                    'config': config_flags.get_config_filename(flags.FLAGS['config']),
+                    'threads': _THREADS.value, **result}), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
