@@ -33,7 +33,11 @@ def measure(config, steps: int) -> dict:
   from vae_jax import data  # pylint: disable=import-outside-toplevel
   from vae_jax.engine import steps as train_steps  # pylint: disable=import-outside-toplevel
 
-  shape = data.declared_shape(config.data)
+  try:
+    shape = data.declared_shape(config.data)
+  except data.DataError as error:  # a folder or file source reads its data to know the shape
+    raise app.UsageError(f'{error} step_time reads no data, but this source needs it to '
+                         'tell its shape.') from None
   if shape is None:
     raise app.UsageError(f'The data source of data.name={config.data.name!r} does not declare '
                          'its shape without reading the data; time a config whose source does.')

@@ -10,12 +10,13 @@ so the same network serves a batch `[B, ...]` and samples of a batch `[S, B, ...
 from __future__ import annotations
 
 import contextlib
-
 import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
+
+from vae_jax.convolutions import ConvTranspose, conv_general_dilated
 
 ACTIVATIONS = {
     'tanh': nn.tanh,
@@ -144,6 +145,7 @@ class ConvEncoderTorso(nn.Module):
       conv = lambda n, suffix='', i=i: nn.Conv(n, (3, 3), strides=(2, 2),
                                                kernel_init=get_kernel_init(self.kernel_init),
                                                dtype=COMPUTE_DTYPES[self.dtype],
+                                               conv_general_dilated=conv_general_dilated,
                                                name=f'conv_{i}{suffix}')
       x = activated_layer(conv, channels, self.activation, x, self.gate_kernels)
     return MLP(self.hidden_sizes, self.activation, flatten_ndims=3, kernel_init=self.kernel_init,
@@ -174,7 +176,8 @@ class MLPDecoderNet(nn.Module):
 
 class ConvDecoderNet(nn.Module):
   """Dense layers to a coarse feature map, transposed convolutions that each double H and W,
-  and a 3×3 convolution to the raw likelihood parameters. `[..., D] -> [..., H, W, C·P]`.
+  and a 3×3 convolution to the raw likelihood parameters (both with `vae_jax.convolutions`'
+  gradients on XLA:CPU). `[..., D] -> [..., H, W, C·P]`.
 
   `channels` runs from coarse to fine; H and W must be divisible by `2 ** len(channels)`.
   """
@@ -200,9 +203,10 @@ class ConvDecoderNet(nn.Module):
     h = activated_layer(to_map, math.prod(coarse_shape), self.activation, h, self.gate_kernels)
     h = h.reshape(h.shape[:-1] + coarse_shape)
     for i, channels in enumerate(self.channels):
-      deconv = lambda n, suffix='', i=i: nn.ConvTranspose(n, (3, 3), strides=(2, 2),
-                                                          kernel_init=init, dtype=dtype,
-                                                          name=f'deconv_{i}{suffix}')
+      deconv = lambda n, suffix='', i=i: ConvTranspose(n, (3, 3), strides=(2, 2),
+                                                       kernel_init=init, dtype=dtype,
+                                                       name=f'deconv_{i}{suffix}')
       h = activated_layer(deconv, channels, self.activation, h, self.gate_kernels)
-    raw = nn.Conv(out_channels, (3, 3), kernel_init=init, dtype=dtype, name='output')(h)
+    raw = nn.Conv(out_channels, (3, 3), kernel_init=init, dtype=dtype,
+                  conv_general_dilated=conv_general_dilated, name='output')(h)
     return raw.astype(jax.numpy.float32)  # likelihoods are evaluated in float32

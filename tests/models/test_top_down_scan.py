@@ -120,33 +120,3 @@ def test_a_resolution_whose_groups_differ_in_shape_runs_unrolled_saying_so(caplo
   _assert_same(mixed.apply(params, x, key, method='sample_log_weight_terms'),
                unrolled.apply(flat, x, key, method='sample_log_weight_terms'),
                rtol=1e-5, atol=1e-5)
-
-
-def test_the_cpu_convolution_and_its_gradient_equal_jaxs_own():
-  # top_down_blocks gives nn.Conv a hand-written VJP on XLA:CPU (fast inside a scan), and
-  # computes a 1x1 convolution as a matrix product; its value and two gradients must be JAX's
-  # own: kernels 1 and 3 (and a non-square 3x5), channel counts that differ, non-square images.
-  rng = np.random.default_rng(0)
-  numbers = top_down_blocks._NHWC  # pylint: disable=protected-access
-  for kernel_shape, image_shape in (((1, 1, 3, 5), (2, 6, 6, 3)), ((3, 3, 4, 2), (3, 5, 7, 4)),
-                                    ((3, 5, 2, 3), (2, 8, 6, 2))):
-    x = jnp.asarray(rng.normal(size=image_shape), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=kernel_shape), jnp.float32)
-    weights = jnp.asarray(rng.normal(size=(*image_shape[:3], kernel_shape[-1])), jnp.float32)
-    dimensions = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, numbers)
-
-    def loss(x, kernel, conv):
-      return jnp.sum(weights * conv(x, kernel, (1, 1), 'SAME', dimension_numbers=dimensions))
-
-    ours = jax.value_and_grad(loss, argnums=(0, 1))(x, kernel,
-                                                    top_down_blocks.conv_general_dilated)
-    theirs = jax.value_and_grad(loss, argnums=(0, 1))(x, kernel, jax.lax.conv_general_dilated)
-    _assert_same(ours, theirs, rtol=1e-5, atol=1e-5)
-    # The hand-written path is the one taken here (a CPU), not JAX's; 1x1 by a matrix product.
-    program = str(jax.make_jaxpr(
-        lambda x, k: top_down_blocks.conv_general_dilated(
-            x, k, (1, 1), 'SAME', dimension_numbers=dimensions))(x, kernel))
-    assert 'custom_vjp' in program
-    pointwise = kernel_shape[:2] == (1, 1)
-    assert ('dot_general' in program, 'conv_general_dilated' in program) == (
-        pointwise, not pointwise)

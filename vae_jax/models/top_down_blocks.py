@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions, networks
+from vae_jax import convolutions, distributions, networks
 
 INITS = ('lecun_normal', 'torch')
 SCALE_FUNCTIONS = ('softplus', 'exp', 'unit_softplus')
@@ -27,79 +27,6 @@ def kernel_init(init: str, scale: float = 1.0):
   default, uniform with variance 1/(3·fan_in), which VDVAE keeps), times `scale` (0: zeros);
   from the one table of initialisers, `networks.KERNEL_INITS`."""
   return networks.get_kernel_init(init, scale)
-
-
-_NHWC = ('NHWC', 'HWIO', 'NHWC')
-
-
-@jax.custom_vjp
-def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """A stride-1 'SAME' convolution of NHWC images by an HWIO kernel of odd size."""
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_NHWC)
-
-
-def _same_conv_forward(x, kernel):
-  return _same_conv(x, kernel), (x, kernel)
-
-
-def _same_conv_backward(saved, grad):
-  # Both gradients as plain NHWC/HWIO convolutions, transposed by hand: the forms XLA:CPU
-  # runs with Eigen. JAX's own transpose rules give convolutions in other dimension orders,
-  # which XLA:CPU puts back in order in straight-line code but not inside a loop (a scan's
-  # body), where they ran 30 times slower (2026-12, jax 0.10).
-  x, kernel = saved
-  kh, kw = kernel.shape[:2]
-  flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
-  dx = jax.lax.conv_general_dilated(grad, flipped, (1, 1), 'SAME', dimension_numbers=_NHWC)
-  dkernel = jax.lax.conv_general_dilated(
-      jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(grad, (1, 2, 0, 3)), (1, 1),
-      ((kh // 2, kh // 2), (kw // 2, kw // 2)), dimension_numbers=_NHWC)
-  return dx, jnp.transpose(dkernel, (1, 2, 0, 3)).astype(kernel.dtype)
-
-
-_same_conv.defvjp(_same_conv_forward, _same_conv_backward)
-
-
-@jax.custom_vjp
-def _pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """A 1×1 convolution of NHWC images by a `[1, 1, C, O]` kernel, as the matrix product it is.
-  A custom VJP like `_same_conv`'s, so that a scan body's checkpoint policy recomputes it as it
-  did the convolution (saved, `dots_saveable` would keep every output: 69 % more memory)."""
-  return jnp.einsum('bhwc,co->bhwo', x, kernel[0, 0])
-
-
-def _pointwise_conv_forward(x, kernel):
-  return _pointwise_conv(x, kernel), (x, kernel)
-
-
-def _pointwise_conv_backward(saved, grad):
-  x, kernel = saved
-  dx = jnp.einsum('bhwo,co->bhwc', grad, kernel[0, 0])
-  dkernel = jnp.einsum('bhwc,bhwo->co', x, grad)
-  return dx, dkernel[None, None].astype(kernel.dtype)
-
-
-_pointwise_conv.defvjp(_pointwise_conv_forward, _pointwise_conv_backward)
-
-
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         precision=None):
-  """`jax.lax.conv_general_dilated` for `nn.Conv`; on XLA:CPU, a stride-1 'SAME' convolution
-  of odd size takes `_same_conv`'s gradient (fast inside a scan), and a 1×1 one is a matrix
-  product (`mnist`'s step 9–19 % faster than Eigen's convolution, docs/results/speed.md)."""
-  ones = (1,) * (lhs.ndim - 2)
-  same = padding == 'SAME' or tuple(map(tuple, padding)) == tuple(
-      ((size - 1) // 2, size // 2) for size in rhs.shape[:-2])
-  if (jax.default_backend() == 'cpu' and lhs.ndim == 4 and tuple(window_strides) == ones
-      and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
-      and feature_group_count == 1 and precision is None and same
-      and all(size % 2 for size in rhs.shape[:2])
-      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
-    return _pointwise_conv(lhs, rhs) if rhs.shape[:2] == (1, 1) else _same_conv(lhs, rhs)
-  return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                      rhs_dilation, dimension_numbers, feature_group_count,
-                                      precision=precision)
 
 
 class ResBlock(nn.Module):
@@ -124,7 +51,7 @@ class ResBlock(nn.Module):
     def conv(features, size, scale=1.0):
       return nn.Conv(features, (size, size), dtype=dtype,
                      kernel_init=kernel_init(self.init_scheme, scale),
-                     conv_general_dilated=conv_general_dilated)
+                     conv_general_dilated=convolutions.conv_general_dilated)
 
     h = conv(self.middle, 1)(gelu(x))
     h = conv(self.middle, self.kernel)(gelu(h))
@@ -248,8 +175,8 @@ def saving_convolutions(step):
   convolutions' outputs for the backward pass (`dots_saveable`) and recomputes the elementwise
   ops between them. Unrolled, XLA fuses those ops away; a scan would store each step's in
   stacked buffers: the mnist step took 1.7 times as long and twice the memory on XLA:CPU
-  (2026-12). On XLA:CPU the 'SAME' convolutions are `_same_conv`'s custom VJP, which the policy
-  does not see, so they are recomputed too: saving them (named) gave 2 to 2.6 times the
+  (2026-12). On XLA:CPU the convolutions are custom VJPs (`vae_jax/convolutions.py`), which the
+  policy does not see, so they are recomputed too: saving them (named) gave 2 to 2.6 times the
   temporaries for no faster a step (docs/results/speed.md, 2026-12-05)."""
   return nn.checkpoint(step, policy=jax.checkpoint_policies.dots_saveable, prevent_cse=False)
 
@@ -294,7 +221,7 @@ class StochasticGroup(nn.Module):
                                 last_scale=0.0, **kwargs)
     self.z_projection = nn.Conv(self.width, (1, 1), dtype=networks.COMPUTE_DTYPES[self.dtype],
                                 kernel_init=kernel_init(self.init_scheme, self.last_scale),
-                                conv_general_dilated=conv_general_dilated)
+                                conv_general_dilated=convolutions.conv_general_dilated)
     self.residual = self.block(self.middle, self.width, last_scale=self.last_scale, **kwargs)
 
   def _gaussian(self, raw: jax.Array) -> distributions.DiagonalGaussian:
