@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from vae_jax import distributions
+from vae_jax import convolutions, distributions
 from vae_jax.models import components, families, top_down_layout
 from vae_jax.models.top_down_options import OPTIONS, config_problems
 from vae_jax.models.top_down_blocks import (BottomUp, ResBlock, StochasticGroup, _unpool,
@@ -91,7 +91,8 @@ class TopDownVAE(nn.Module):
       self.output_gain = self.param('output_gain', nn.initializers.ones, (width,))
       self.output_bias = self.param('output_bias', nn.initializers.zeros, (width,))
     self.output_head = nn.Conv(self.output_channels * self.patch_size**2, (1, 1),
-                               kernel_init=kernel_init(self.init_scheme))
+                               kernel_init=kernel_init(self.init_scheme),
+                               conv_general_dilated=convolutions.conv_general_dilated)
 
   def _width(self, resolution: int) -> int:
     return dict(self.widths)[resolution]

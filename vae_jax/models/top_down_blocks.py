@@ -144,7 +144,8 @@ class BottomUp(nn.Module):
   def __call__(self, x: jax.Array) -> dict[int, jax.Array]:
     dtype = networks.COMPUTE_DTYPES[self.dtype]
     x = space_to_depth((x - self.input_mean) / self.input_std, self.patch_size)
-    h = nn.Conv(self.widths[0], (3, 3), dtype=dtype, kernel_init=kernel_init(self.init_scheme))(x)
+    h = nn.Conv(self.widths[0], (3, 3), dtype=dtype, kernel_init=kernel_init(self.init_scheme),
+                conv_general_dilated=convolutions.conv_general_dilated)(x)
     scale = 1 / np.sqrt(max(sum(self.blocks), 1))
     activations = {}
     last = len(self.resolutions) - 1
