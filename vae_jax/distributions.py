@@ -183,8 +183,15 @@ class MixtureOfDiagonalGaussians:
 
 
 def _mixture_joint(log_weights, means, scales, z):
-  """`log π_k + log N(z_b; μ_k, σ_k²)` `[B, K]` and its logsumexp over k `[B]`."""
-  joint = log_weights + jax.scipy.stats.norm.logpdf(z[:, None, :], means, scales).sum(-1)
+  """`log π_k + log N(z_b; μ_k, σ_k²)` `[B, K]` and its logsumexp over k `[B]`.
+
+  The standardised differences are laid out `[B, D, K]`, the components trailing: XLA:CPU sums
+  them over D 3.5 to 4× faster than in `[B, K, D]` (B = 100 to 50,000, K = 500, D = 40)."""
+  standardised = (z[:, :, None] - means.T) / scales.T  # [B, D, K]
+  component_log_probs = (-0.5 * jnp.sum(jnp.square(standardised), axis=1)
+                         - jnp.sum(jnp.log(scales), axis=1)
+                         - 0.5 * z.shape[-1] * jnp.log(2 * jnp.pi))
+  joint = log_weights + component_log_probs
   return joint, jax.scipy.special.logsumexp(joint, axis=-1)
 
 
@@ -193,10 +200,10 @@ def _mixture_log_prob(log_weights: jax.Array, means: jax.Array, scales: jax.Arra
                       z: jax.Array) -> jax.Array:
   """`log Σ_k π_k N(z_b; μ_k, σ_k²)` for z `[B, D]`, with a hand-written gradient.
 
-  The value is computed in the `[B, K, D]` layout, the gradient in `[K, D, B]`: it sums over
+  The value is computed in the `[B, D, K]` layout, the gradient in `[K, D, B]`: it sums over
   the batch, and XLA:CPU reduces a leading axis about 10× slower than a trailing one (autodiff
   of the value made a VampPrior training step 49 ms against 39 ms, docs/results/speed.md), while
-  the value itself is fastest with D trailing (6.6× faster than `[K, D, B]` for 50,000 z)."""
+  the value is 6.6× slower in `[K, D, B]` for 50,000 z (importance sampling's case)."""
   return _mixture_joint(log_weights, means, scales, z)[1]
 
 
