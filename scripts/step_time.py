@@ -10,9 +10,20 @@ shape as its source declares it: no data is read). Prints one JSON line: the sec
 the state, to compile, the median of `--steps` timed steps after a warm-up, examples per second
 and XLA's FLOPs per step. `--threads=1` (the default) pins one core with one XLA thread, so
 that figures from one session compare; 0 uses every core (or the accelerator).
+
+`--profile=N` then traces `--steps` more steps (`jax.profiler`) and prints the N kernels that
+took the most time, a JSON line each: milliseconds a step, share of the step, and the JAX
+operation the kernel computes (from the compiled program's metadata). A kernel far above its
+share of the FLOPs is where to look (docs/results/speed.md: a VampPrior gradient, the
+convolutions' gradients).
 """
 
+import collections
+import glob
+import gzip
 import json
+import re
+import tempfile
 import time
 
 import numpy as np
@@ -25,10 +36,45 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file[:varian
                                           lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps, after one warm-up step.')
 _THREADS = flags.DEFINE_integer('threads', 1, 'Cores to pin, one XLA thread each (0: all).')
+_PROFILE = flags.DEFINE_integer('profile', 0, 'Also print the this many most expensive kernels.')
 flags.mark_flags_as_required(['config'])
 
 
-def measure(config, steps: int) -> dict:
+def kernel_seconds(trace_events: list[dict]) -> collections.Counter:
+  """Seconds per kernel name in a Perfetto trace's complete events, leaving out the runtime's
+  own spans (its executors, the Python functions JAX records, named with a '$')."""
+  seconds = collections.Counter()
+  for event in trace_events:
+    name = event.get('name', '')
+    if event.get('ph') == 'X' and 'Execute' not in name and not name.startswith('$'):
+      seconds[name] += event.get('dur', 0) / 1e6
+  return seconds
+
+
+def operations(hlo_text: str) -> dict[str, str]:
+  """{instruction name: the JAX operation in its metadata} of a compiled program's text."""
+  pattern = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name="([^"]*)"', re.MULTILINE)
+  return {name: op for name, op in pattern.findall(hlo_text)}
+
+
+def profile(call, count: int, hlo_text: str, top: int) -> list[dict]:
+  """The `top` kernels by time over `count` calls of `call`, traced."""
+  import jax  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory() as folder:
+    jax.profiler.start_trace(folder, create_perfetto_trace=True)
+    for index in range(count):
+      jax.block_until_ready(call(index))
+    jax.profiler.stop_trace()
+    [path] = glob.glob(f'{folder}/plugins/profile/*/perfetto_trace.json.gz')
+    with gzip.open(path) as file:
+      trace = json.load(file)
+  seconds = kernel_seconds(trace['traceEvents'] if isinstance(trace, dict) else trace)
+  total, ops = sum(seconds.values()), operations(hlo_text)
+  return [{'kernel': name, 'ms_per_step': 1000 * value / count, 'share': value / total,
+           'op': ops.get(name, '')} for name, value in seconds.most_common(top)]
+
+
+def measure(config, steps: int, top: int = 0) -> tuple[dict, list[dict]]:
   import jax  # pylint: disable=import-outside-toplevel
   from vae_jax import data  # pylint: disable=import-outside-toplevel
   from vae_jax.engine import steps as train_steps  # pylint: disable=import-outside-toplevel
@@ -59,20 +105,23 @@ def measure(config, steps: int) -> dict:
 
   _, seconds = timing.seconds_of_calls(one_step, steps)
   median = float(np.median(seconds))
+  kernels = profile(one_step, steps, compiled.as_text(), top) if top else []
   return {'batch_size': config.batch_size, 'data_shape': list(shape),
           'init_seconds': built - start, 'compile_seconds': compiled_at - built,
           'seconds_per_step': median, 'examples_per_sec': config.batch_size / median,
           'xla_flops_per_step': cost.get('flops'), 'steps': steps,
-          'device': jax.devices()[0].device_kind}
+          'device': jax.devices()[0].device_kind}, kernels
 
 
 def main(argv):
   del argv
   pinning.pin_threads(_THREADS.value)  # before JAX's backend starts: it reads XLA_FLAGS then
-  result = measure(_CONFIG.value, _STEPS.value)
-  print(json.dumps({'benchmark': 'step_time',
-                    'config': config_flags.get_config_filename(flags.FLAGS['config']),
-                    'threads': _THREADS.value, **result}), flush=True)
+  result, kernels = measure(_CONFIG.value, _STEPS.value, _PROFILE.value)
+  config = config_flags.get_config_filename(flags.FLAGS['config'])
+  print(json.dumps({'benchmark': 'step_time', 'config': config, 'threads': _THREADS.value,
+                    **result}), flush=True)
+  for kernel in kernels:
+    print(json.dumps({'benchmark': 'step_time_kernel', 'config': config, **kernel}), flush=True)
 
 
 if __name__ == '__main__':

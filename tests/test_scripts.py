@@ -215,10 +215,18 @@ def test_timed_calls_wait_for_the_warm_up_before_the_clock_starts(monkeypatch):
 
 
 @pytest.mark.slow
-def test_step_time_times_the_configs_own_step_at_its_batch_size():
-  line = _run('-m', 'scripts.step_time', '--config=configs/quickstart.py',
-              '--config.batch_size=10', '--steps=2').strip().splitlines()[-1]
-  result = json.loads(line)
+def test_step_time_times_the_configs_own_step_at_its_batch_size_and_profiles_it():
+  lines = [json.loads(line) for line in _run(
+      '-m', 'scripts.step_time', '--config=configs/quickstart.py', '--config.batch_size=10',
+      '--steps=2', '--profile=3').splitlines() if line.startswith('{')]
+  result, kernels = lines[0], lines[1:]
+  # The three most expensive kernels, in order, each a share of the traced steps' time, named
+  # by the JAX operation it computes.
+  assert [kernel['benchmark'] for kernel in kernels] == ['step_time_kernel'] * 3
+  times = [kernel['ms_per_step'] for kernel in kernels]
+  assert times == sorted(times, reverse=True) and times[-1] > 0
+  assert 0 < sum(kernel['share'] for kernel in kernels) <= 1
+  assert any('train_step' in kernel['op'] for kernel in kernels)
   assert (result['config'], result['batch_size'], result['data_shape'], result['steps']) == (
       'configs/quickstart.py', 10, [8, 8, 1], 2)
   # The quickstart MLP's matrix products (8x8 pixels, hidden 128, 8 latents: mean and scale
