@@ -42,11 +42,13 @@ flags.mark_flags_as_required(['config'])
 
 def kernel_seconds(trace_events: list[dict]) -> collections.Counter:
   """Seconds per kernel name in a Perfetto trace's complete events, leaving out the runtime's
-  own spans (its executors, the Python functions JAX records, named with a '$')."""
+  own spans (its executors, the dispatch of a jitted function, the Python functions JAX
+  records, named with a '$')."""
   seconds = collections.Counter()
   for event in trace_events:
     name = event.get('name', '')
-    if event.get('ph') == 'X' and 'Execute' not in name and not name.startswith('$'):
+    if (event.get('ph') == 'X' and 'Execute' not in name and not name.startswith('$')
+        and not name.startswith('PjitFunction')):
       seconds[name] += event.get('dur', 0) / 1e6
   return seconds
 
