@@ -43,17 +43,16 @@ SMALL_BINS = ('exact', 'midpoint_density')
 SMALL_BIN_PROBABILITY = 1e-5  # PixelCNN++/VDVAE: below it, 'midpoint_density' takes over
 
 
-def _log_bin_mass(centered: jax.Array, log_scale: jax.Array,
-                  half_width: float = BIN_HALF_WIDTH) -> jax.Array:
-  """`log(σ(b⁺) − σ(b⁻))`, `b± = (centered ± half_width)/s`, for a bin inside (−1, 1), without
-  cancellation: on the right of the mean the difference is taken as `σ(−b⁻) − σ(−b⁺)`, whose
-  terms are small, and `log(σ(u) − σ(v)) = log σ(u) + log(−expm1(log σ(v) − log σ(u)))`."""
-  inverse_scale = jnp.exp(-log_scale)
-  upper = inverse_scale * (centered + half_width)
-  lower = inverse_scale * (centered - half_width)
+def _log_bin_mass(centered: jax.Array, upper: jax.Array, lower: jax.Array,
+                  log_cdf_upper: jax.Array, log_survival_lower: jax.Array) -> jax.Array:
+  """`log(σ(b⁺) − σ(b⁻))` for a bin inside (−1, 1), given `b⁺ = upper`, `b⁻ = lower` and
+  `log σ(b⁺)`, `log σ(−b⁻)`, without cancellation: on the right of the mean the difference is
+  taken as `σ(−b⁻) − σ(−b⁺)`, whose terms are small, and `log(σ(u) − σ(v)) = log σ(u) +
+  log(−expm1(log σ(v) − log σ(u)))`. `log σ(u)` is one of the two given (the edge bins' own
+  log-probabilities), not computed again: a third of the log-sigmoids."""
   right = centered > 0
-  u, v = jnp.where(right, -lower, upper), jnp.where(right, -upper, lower)
-  log_u, log_v = jax.nn.log_sigmoid(u), jax.nn.log_sigmoid(v)
+  log_u = jnp.where(right, log_survival_lower, log_cdf_upper)
+  log_v = jax.nn.log_sigmoid(jnp.where(right, -upper, lower))
   return log_u + jnp.log(-jnp.expm1(jnp.minimum(log_v - log_u, -1e-30)))
 
 
@@ -64,9 +63,11 @@ def logistic_bin_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array, *
   half_width = 1.0 / (2**num_bits - 1)
   centered = x - mean
   inverse_scale = jnp.exp(-log_scale)
-  lowest = jax.nn.log_sigmoid(inverse_scale * (centered + half_width))  # k = 0: CDF
-  highest = jax.nn.log_sigmoid(-inverse_scale * (centered - half_width))  # k = 255: 1 − CDF
-  inside = _log_bin_mass(centered, log_scale, half_width)
+  upper = inverse_scale * (centered + half_width)
+  lower = inverse_scale * (centered - half_width)
+  lowest = jax.nn.log_sigmoid(upper)  # k = 0: CDF
+  highest = jax.nn.log_sigmoid(-lower)  # k = 255: 1 − CDF
+  inside = _log_bin_mass(centered, upper, lower, lowest, highest)
   if small_bins == 'midpoint_density':
     middle = inverse_scale * centered
     log_density_times_width = (middle - log_scale - 2.0 * jax.nn.softplus(middle)
