@@ -8,6 +8,8 @@
 #                   (float32 and bfloat16, against the H200 SXM's dense peaks: FP32 67 TFLOP/s,
 #                   BF16 989 TFLOP/s, from NVIDIA's published figures)
 #   vamp     [80]   configs/vampprior.py :standard and :vamp for 3 epochs: seconds an epoch
+#   steps    [170]  scripts.step_time --profile=8 of mnist.py:conv, vampprior.py:vamp and
+#                   top_down.py:mnist: seconds a step and the costliest kernels (not default)
 #
 #   here (a dry run on the CPU, small counts):  SMOKE=1 bash scripts/gpu_session.sh launcher
 #   there:  bash ../shared/offline_gpu/prepare.sh here, then with the run tool, carry ['.gpu']:
@@ -63,7 +65,15 @@ for part in "${parts[@]}"; do
           --compilation_cache="$work/jax_cache"
         summary+=("  vamp_$prior last training line: $(epochs_line "$out/vamp_$prior.log")")
       done ;;
-    *) echo "unknown part $part: choose launcher, accel, deep, vamp" >&2; exit 2 ;;
+    steps)
+      count=$([ -n "$smoke" ] && echo 2 || echo 20)
+      for config in mnist.py:conv:40 vampprior.py:vamp:40 top_down.py:mnist:90; do
+        limit=${config##*:}; config=${config%:*}
+        timed "steps_${config%%.py*}" "$limit" $python -m scripts.step_time --threads=0 \
+          --config="configs/$config" --steps="$count" --profile=8
+        grep '^{' "$out/steps_${config%%.py*}.log"
+      done ;;
+    *) echo "unknown part $part: choose launcher, accel, deep, vamp, steps" >&2; exit 2 ;;
   esac
 done
 echo; echo "== summary ($(date -u +%FT%TZ))"; printf '%s\n' "${summary[@]}"
