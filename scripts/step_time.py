@@ -3,10 +3,12 @@ r"""Seconds per training step of any config, compiled, on random data of the con
   python -m scripts.step_time --config=configs/vampprior.py:vamp
   python -m scripts.step_time --config=configs/mnist.py --config.batch_size=500 --steps=200
   python -m scripts.step_time --config=configs/top_down.py:mnist --threads=0 --steps=3
+  python -m scripts.step_time --config=configs/images.py:32 --data_shape=32,32,3   # no folder
 
 The step is the one training runs (`steps.standalone_step`: the config's model, objective,
-optimizer and compiler options), on one fixed batch of random values in [0, 1] (the data's
-shape as its source declares it: no data is read). Prints one JSON line: the seconds to build
+optimizer and compiler options), on one fixed batch of random 8-bit values k/255 (the data's
+shape as its source declares it, or `--data_shape` for a folder or file that is not at hand:
+no data is read). Prints one JSON line: the seconds to build
 the state, to compile, the median of `--steps` timed steps after a warm-up, examples per second
 and XLA's FLOPs per step. `--threads=1` (the default) pins one core with one XLA thread, so
 that figures from one session compare; 0 uses every core (or the accelerator).
@@ -36,7 +38,9 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file[:varian
                                           lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps, after one warm-up step.')
 _THREADS = flags.DEFINE_integer('threads', 1, 'Cores to pin, one XLA thread each (0: all).')
-_PROFILE = flags.DEFINE_integer('profile', 0, 'Also print the this many most expensive kernels.')
+_PROFILE = flags.DEFINE_integer('profile', 0, 'Also print this many of the costliest kernels.')
+_DATA_SHAPE = flags.DEFINE_list('data_shape', None, "One example's shape, e.g. 32,32,3 "
+                                '(default: as the data source declares it).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -76,24 +80,35 @@ def profile(call, count: int, hlo_text: str, top: int) -> list[dict]:
            'op': ops.get(name, '')} for name, value in seconds.most_common(top)]
 
 
-def measure(config, steps: int, top: int = 0) -> tuple[dict, list[dict]]:
-  import jax  # pylint: disable=import-outside-toplevel
+def data_shape(config) -> tuple[int, ...]:
+  """`--data_shape`, else the shape the config's data source declares without reading data."""
   from vae_jax import data  # pylint: disable=import-outside-toplevel
-  from vae_jax.engine import steps as train_steps  # pylint: disable=import-outside-toplevel
-
+  if _DATA_SHAPE.value:
+    return tuple(int(size) for size in _DATA_SHAPE.value)
   try:
     shape = data.declared_shape(config.data)
   except data.DataError as error:  # a folder or file source reads its data to know the shape
-    raise app.UsageError(f'{error} step_time reads no data, but this source needs it to '
-                         'tell its shape.') from None
+    shape, reason = None, f'{error} '
+  else:
+    reason = ''
   if shape is None:
-    raise app.UsageError(f'The data source of data.name={config.data.name!r} does not declare '
-                         'its shape without reading the data; time a config whose source does.')
+    raise app.UsageError(f'{reason}step_time reads no data, and the source of '
+                         f'data.name={config.data.name!r} needs its data to tell the shape: give '
+                         'it as --data_shape=H,W,C.')
+  return tuple(shape)
+
+
+def measure(config, steps: int, top: int = 0) -> tuple[dict, list[dict]]:
+  import jax  # pylint: disable=import-outside-toplevel
+  from vae_jax.engine import steps as train_steps  # pylint: disable=import-outside-toplevel
+
+  shape = data_shape(config)
   start = time.perf_counter()
   state, step, hyperparams = train_steps.standalone_step(config, tuple(shape))
   jax.block_until_ready(state)
   built = time.perf_counter()
-  images = np.random.default_rng(0).uniform(size=(config.batch_size, *shape)).astype(np.float32)
+  uniform = np.random.default_rng(0).uniform(size=(config.batch_size, *shape))
+  images = (np.round(uniform * 255) / 255).astype(np.float32)  # 8-bit values, as images load
   compiled = step.lower(state, images, jax.random.key(1), hyperparams).compile()
   compiled_at = time.perf_counter()
   cost = compiled.cost_analysis()

@@ -234,3 +234,12 @@ def test_step_time_times_the_configs_own_step_at_its_batch_size_and_profiles_it(
   forward = 64 * 128 + 128 * 128 + 128 * 16 + 8 * 128 + 128 * 128 + 128 * 64
   assert result['xla_flops_per_step'] >= 2 * 2 * forward * 10
   assert 0 < result['seconds_per_step'] < result['compile_seconds'] + result['init_seconds']
+
+
+@pytest.mark.slow
+def test_step_time_asks_for_the_shape_of_a_folder_it_does_not_read(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'scripts.step_time', '--config=configs/images.py',
+                           f'--config.data.name={tmp_path}/missing/'], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=False, timeout=120)
+  assert result.returncode != 0
+  assert '--data_shape=H,W,C' in result.stderr and 'Traceback' not in result.stderr
