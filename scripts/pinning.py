@@ -1,4 +1,5 @@
-"""Pins a benchmark to `threads` cores with one XLA thread each; call before importing jax."""
+"""Pins a benchmark to `threads` cores with one XLA thread each; call before JAX's backend starts
+(its first computation reads XLA_FLAGS), and before numpy is imported for BLAS to see it too."""
 
 import os
 

@@ -28,11 +28,14 @@ import re
 import tempfile
 import time
 
+import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
 from scripts import pinning, timing
+from vae_jax import data
+from vae_jax.engine import steps as train_steps
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file[:variant].',
                                           lock_config=True)
@@ -65,7 +68,6 @@ def operations(hlo_text: str) -> dict[str, str]:
 
 def profile(call, count: int, hlo_text: str, top: int) -> list[dict]:
   """The `top` kernels by time over `count` calls of `call`, traced."""
-  import jax  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as folder:
     jax.profiler.start_trace(folder, create_perfetto_trace=True)
     for index in range(count):
@@ -82,7 +84,6 @@ def profile(call, count: int, hlo_text: str, top: int) -> list[dict]:
 
 def data_shape(config) -> tuple[int, ...]:
   """`--data_shape`, else the shape the config's data source declares without reading data."""
-  from vae_jax import data  # pylint: disable=import-outside-toplevel
   if _DATA_SHAPE.value:
     return tuple(int(size) for size in _DATA_SHAPE.value)
   try:
@@ -99,8 +100,6 @@ def data_shape(config) -> tuple[int, ...]:
 
 
 def measure(config, steps: int, top: int = 0) -> tuple[dict, list[dict]]:
-  import jax  # pylint: disable=import-outside-toplevel
-  from vae_jax.engine import steps as train_steps  # pylint: disable=import-outside-toplevel
 
   shape = data_shape(config)
   start = time.perf_counter()
@@ -132,7 +131,7 @@ def measure(config, steps: int, top: int = 0) -> tuple[dict, list[dict]]:
 
 def main(argv):
   del argv
-  pinning.pin_threads(_THREADS.value)  # before JAX's backend starts: it reads XLA_FLAGS then
+  pinning.pin_threads(_THREADS.value)  # before JAX's backend starts, which reads XLA_FLAGS
   result, kernels = measure(_CONFIG.value, _STEPS.value, _PROFILE.value)
   config = config_flags.get_config_filename(flags.FLAGS['config'])
   print(json.dumps({'benchmark': 'step_time', 'config': config, 'threads': _THREADS.value,

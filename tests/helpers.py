@@ -1,4 +1,7 @@
-"""Helpers shared by test modules: a small model config."""
+"""Helpers shared by test modules: a small model config, pytrees compared leaf by leaf."""
+
+import jax
+import numpy as np
 
 from configs import default
 
@@ -13,3 +16,10 @@ def small_model_config(encoder='mlp', decoder='mlp', likelihood='bernoulli', sca
   config.likelihood.kind, config.likelihood.scale = likelihood, scale
   config.prior.kind = prior
   return config
+
+
+def assert_trees_close(a, b, **tolerance):
+  """The same tree structure, and every pair of leaves close (`np.testing.assert_allclose`)."""
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, **tolerance)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import assert_trees_close
 from vae_jax import convolutions, networks
 
 # (kernel, strides, padding, input dilation, image height and width): 1×1; the top-down blocks'
@@ -34,12 +35,6 @@ _CASES = [
 ]
 
 
-def _assert_same(a, b, **tolerance):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, **tolerance)
-
-
 @pytest.mark.parametrize('kernel_size, strides, padding, lhs_dilation, image', _CASES)
 def test_the_value_and_both_gradients_are_jaxs_own(kernel_size, strides, padding, lhs_dilation,
                                                    image):
@@ -58,7 +53,7 @@ def test_the_value_and_both_gradients_are_jaxs_own(kernel_size, strides, padding
   loss_of = lambda conv: lambda x, k: jnp.sum(weights * conv_of(conv)(x, k))
   ours = jax.value_and_grad(loss_of(convolutions.conv_general_dilated), argnums=(0, 1))(x, kernel)
   theirs = jax.value_and_grad(loss_of(jax.lax.conv_general_dilated), argnums=(0, 1))(x, kernel)
-  _assert_same(ours, theirs, rtol=1e-5, atol=1e-5)
+  assert_trees_close(ours, theirs, rtol=1e-5, atol=1e-5)
   # On a CPU the hand-written gradient is the one taken; a 1×1 convolution is a matrix product.
   program = str(jax.make_jaxpr(conv_of(convolutions.conv_general_dilated))(x, kernel))
   assert 'custom_vjp' in program
@@ -74,10 +69,10 @@ def test_the_transposed_convolution_is_flaxs_parameters_values_and_gradients(str
   ours = convolutions.ConvTranspose(4, (3, 3), strides, padding)
   theirs = nn.ConvTranspose(4, (3, 3), strides, padding)
   params = theirs.init(jax.random.key(0), x)
-  _assert_same(ours.init(jax.random.key(0), x), params, rtol=0, atol=0)  # the same draws
+  assert_trees_close(ours.init(jax.random.key(0), x), params, rtol=0, atol=0)  # the same draws
   params = jax.tree.map(lambda p: p + 0.1, params)  # a bias other than zero
   loss_of = lambda module: lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
-  _assert_same(jax.value_and_grad(loss_of(ours), argnums=(0, 1))(params, x),
+  assert_trees_close(jax.value_and_grad(loss_of(ours), argnums=(0, 1))(params, x),
                jax.value_and_grad(loss_of(theirs), argnums=(0, 1))(params, x),
                rtol=1e-5, atol=1e-4)
 

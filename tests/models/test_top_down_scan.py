@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import default
+from tests.helpers import assert_trees_close
 from vae_jax import models, optimizers
 from vae_jax.engine import checkpointing, steps
 from vae_jax.models import top_down, top_down_blocks, top_down_layout
@@ -34,12 +35,6 @@ def _images():
   return (np.random.default_rng(0).uniform(size=(3, *SHAPE)) > 0.5).astype(np.float32)
 
 
-def _assert_same(a, b, **tolerance):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, **tolerance)
-
-
 @pytest.mark.slow
 def test_the_scanned_model_computes_the_unrolled_ones_terms_and_draws():
   scanned, unrolled, x = _model(True), _model(False), _images()
@@ -55,18 +50,18 @@ def test_the_scanned_model_computes_the_unrolled_ones_terms_and_draws():
       jax.eval_shape(unrolled.init, jax.random.key(0), x[:1]))
   tight = dict(rtol=1e-5, atol=1e-5)
   key = jax.random.key(3)
-  _assert_same(scanned.apply(params, x, key, method='sample_log_weight_terms'),
+  assert_trees_close(scanned.apply(params, x, key, method='sample_log_weight_terms'),
                unrolled.apply(flat, x, key, method='sample_log_weight_terms'), **tight)
   context = scanned.apply(params, x, method='encode_context')
-  _assert_same(context, unrolled.apply(flat, x, method='encode_context'), **tight)
+  assert_trees_close(context, unrolled.apply(flat, x, method='encode_context'), **tight)
   for from_prior in (True, False):
     drawn = scanned.apply(params, key, context, 3, from_prior, method='draw_latents')
     assert isinstance(drawn, tuple) and len(drawn) == 5
-    _assert_same(drawn, unrolled.apply(flat, key, context, 3, from_prior, method='draw_latents'),
+    assert_trees_close(drawn, unrolled.apply(flat, key, context, 3, from_prior, method='draw_latents'),
                  **tight)
-  _assert_same(scanned.apply(params, x, drawn, context, method='latent_log_densities'),
+  assert_trees_close(scanned.apply(params, x, drawn, context, method='latent_log_densities'),
                unrolled.apply(flat, x, drawn, context, method='latent_log_densities'), **tight)
-  _assert_same(scanned.apply(params, key, 2, 0.5, method='generate'),
+  assert_trees_close(scanned.apply(params, key, 2, 0.5, method='generate'),
                unrolled.apply(flat, key, 2, 0.5, method='generate'), **tight)
 
 
@@ -96,7 +91,7 @@ def test_a_checkpoint_of_the_unrolled_layout_resumes_converted_bit_for_bit(tmp_p
   for a, b in zip(jax.tree.leaves(evaluated), jax.tree.leaves(state)):
     np.testing.assert_array_equal(a, b)
   # And back: stacking the unrolled tree gives the scanned model's own, bit for bit.
-  _assert_same(top_down_layout.stacked(old.params['params'], state.params['params']),
+  assert_trees_close(top_down_layout.stacked(old.params['params'], state.params['params']),
                state.params['params'], rtol=0, atol=0)
 
 
@@ -117,6 +112,6 @@ def test_a_resolution_whose_groups_differ_in_shape_runs_unrolled_saying_so(caplo
   unrolled = mixed.clone(scan=False, encoder=model.encoder.clone(scan=False))
   flat = {'params': top_down_layout.unstacked(params['params'])}
   key = jax.random.key(3)
-  _assert_same(mixed.apply(params, x, key, method='sample_log_weight_terms'),
+  assert_trees_close(mixed.apply(params, x, key, method='sample_log_weight_terms'),
                unrolled.apply(flat, x, key, method='sample_log_weight_terms'),
                rtol=1e-5, atol=1e-5)
