@@ -175,10 +175,10 @@ def holds_trained_state(workdir: str) -> bool:
              for folder in (CHECKPOINT_DIRNAME, UNREADABLE_DIRNAME))
 
 
-def step_folders(workdir: str) -> list[int]:
-  """The steps of the finished checkpoints in WORKDIR/checkpoints, read from the folder names
-  (nothing is restored)."""
-  return _step_folders(os.path.join(workdir, CHECKPOINT_DIRNAME))
+def step_folders(workdir: str, folder: str = CHECKPOINT_DIRNAME) -> list[int]:
+  """The steps of the finished checkpoints in WORKDIR/checkpoints (or WORKDIR/`folder`, e.g.
+  BEST_CHECKPOINT_DIRNAME), read from the folder names (nothing is restored)."""
+  return _step_folders(os.path.join(workdir, folder))
 
 
 def _step_folders(folder: str) -> list[int]:

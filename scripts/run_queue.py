@@ -1,0 +1,178 @@
+r"""Works through a queue of long runs on one core: each trained to its end, then evaluated.
+
+  python -m scripts.run_queue --queue=$HOME/vae_jax_runs/queue_core0.txt --core=0 \
+      --evaluate_flag=--evals=elbo,importance_sampled,active_units
+
+The queue file lists one run per line, `CONFIG[:VARIANT] SEED [source=DIR]` (`#` starts a
+comment), e.g.
+
+  configs/vampprior.py:standard 2
+  configs/vampprior.py:vamp 2 source=~/vae_jax_runs/src_8aa74d6
+
+For each run in order: `scripts/long_run.sh` starts or resumes its training (workdir
+RUNS/<config>_<variant>/seed=SEED, from the source snapshot DIR, default RUNS/src; a run that
+has finished returns at once); once training ends by itself (its schedule, or early stopping),
+`experiments.evaluate` evaluates the checkpoint it chooses (the best one for a run that stops
+early) unless WORKDIR/evaluation already holds a test report of that step with log p(x) on the
+whole split; then the next run starts. A run stopped by a signal stops the queue there (SIGTERM
+to the queue is passed on, so the run checkpoints first): rerunning the same command carries on
+where it stopped, so one command per core resumes everything after a restart.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from vae_jax.engine import checkpointing
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_QUEUE = flags.DEFINE_string('queue', None, 'The queue file (one run per line).', required=True)
+_CORE = flags.DEFINE_integer('core', 1, 'The CPU core every run and evaluation is pinned to.')
+_RUNS = flags.DEFINE_string('runs', os.environ.get('RUNS', os.path.expanduser('~/vae_jax_runs')),
+                            'The folder of the workdirs and source snapshots ($RUNS).')
+_VENV = flags.DEFINE_string('venv', None, 'The virtual environment to run in (default: '
+                            '$VENV, else RUNS/venv, as scripts/long_run.sh).')
+_EVALUATE_FLAGS = flags.DEFINE_multi_string(
+    'evaluate_flag', [], 'A flag for experiments.evaluate (repeatable), e.g. '
+    '--evaluate_flag=--evals=elbo,importance_sampled,active_units.')
+
+
+@dataclasses.dataclass(frozen=True)
+class QueuedRun:
+  spec: str  # CONFIG[:VARIANT]
+  seed: int
+  source: str | None  # the source snapshot folder (None: long_run.sh's default)
+
+  def workdir(self, runs: str) -> str:
+    """The workdir scripts/long_run.sh trains in."""
+    config, _, variant = self.spec.partition(':')
+    name = os.path.splitext(os.path.basename(config))[0] + (f'_{variant}' if variant else '')
+    return os.path.join(runs, name, f'seed={self.seed}')
+
+
+def parse_queue(text: str) -> list[QueuedRun]:
+  """The runs of a queue file, in order. Raises ValueError naming the first bad line."""
+  runs = []
+  for number, line in enumerate(text.splitlines(), start=1):
+    fields = line.split('#', 1)[0].split()
+    if not fields:
+      continue
+    source = None
+    if len(fields) == 3 and fields[2].startswith('source='):
+      source = os.path.expanduser(fields[2][len('source='):])
+    if len(fields) not in (2, 3) or not fields[1].isdigit() or (len(fields) == 3 and not source):
+      raise ValueError(f'line {number} of the queue, {line.strip()!r}, is not '
+                       '"CONFIG[:VARIANT] SEED [source=DIR]".')
+    runs.append(QueuedRun(fields[0], int(fields[1]), source))
+  return runs
+
+
+def evaluation_step(workdir: str) -> int | None:
+  """The step experiments.evaluate chooses by default: the best checkpoint's for a run with
+  early stopping, else the latest (None when there is no such checkpoint)."""
+  config = checkpointing.load_config(workdir)
+  folder = (checkpointing.BEST_CHECKPOINT_DIRNAME if config.early_stopping.metric
+            else checkpointing.CHECKPOINT_DIRNAME)
+  steps = checkpointing.step_folders(workdir, folder)
+  return steps[-1] if steps else None
+
+
+def is_evaluated(workdir: str, step: int) -> bool:
+  """Whether WORKDIR/evaluation holds a test report of `step` with log p(x) on the whole split
+  (a report of the first N examples, `_n<N>` in its name, does not count)."""
+  for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
+    if re.search(r'_n\d+(_|\.json$)', os.path.basename(path)):
+      continue
+    try:
+      with open(path, encoding='utf-8') as f:
+        report = json.load(f)
+    except (OSError, ValueError):
+      continue
+    if (report.get('split') == 'test' and report.get('step') == step
+        and 'importance_sampled' in report):
+      return True
+  return False
+
+
+def _log(message: str) -> None:
+  print(time.strftime('[queue %Y-%m-%dT%H:%M:%SZ] ', time.gmtime()) + message, flush=True)
+
+
+class _Child:
+  """Runs one command at a time; SIGTERM or SIGINT to the queue is passed on to it, and the
+  queue stops after it."""
+
+  def __init__(self):
+    self.process = None
+    self.stop_requested = False
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+      signal.signal(signal_number, self._pass_on)
+
+  def _pass_on(self, signal_number, frame):
+    del frame
+    self.stop_requested = True
+    if self.process is not None and self.process.poll() is None:
+      self.process.send_signal(signal_number)
+
+  def run(self, command: list[str], **kwargs) -> int:
+    _log('+ ' + shlex.join(command))
+    self.process = subprocess.Popen(command, **kwargs)  # pylint: disable=consider-using-with
+    return self.process.wait()
+
+
+def main(argv):
+  del argv
+  try:
+    with open(os.path.expanduser(_QUEUE.value), encoding='utf-8') as f:
+      queue = parse_queue(f.read())
+  except (OSError, ValueError) as error:
+    raise app.UsageError(f'--queue={_QUEUE.value}: {error}') from error
+  runs = os.path.abspath(os.path.expanduser(_RUNS.value))
+  venv = _VENV.value or os.environ.get('VENV') or os.path.join(runs, 'venv')
+  if not os.path.isfile(os.path.join(venv, 'bin', 'python')):
+    raise app.UsageError(f'No virtual environment at {venv}: give --venv (or set VENV).')
+  for run in queue:  # every config named must exist before anything runs
+    config = os.path.join(run.source or REPO_ROOT, run.spec.partition(':')[0])
+    if not os.path.isfile(config):
+      raise app.UsageError(f'The queue names {run.spec}, but {config} does not exist.')
+  environment = dict(os.environ, RUNS=runs, VENV=venv)
+  # Where scripts/long_run.sh trains from: the evaluation reads the same data.
+  environment.setdefault('TFDS_DATA_DIR', os.path.join(os.path.dirname(REPO_ROOT), 'shared',
+                                                       'tensorflow_datasets'))
+  child = _Child()
+  for run in queue:
+    workdir = run.workdir(runs)
+    source = run.source or os.path.join(runs, 'src')
+    rc = child.run([os.path.join(REPO_ROOT, 'scripts', 'long_run.sh'), run.spec, str(run.seed),
+                    str(_CORE.value)], env=dict(environment, SOURCE=source))
+    if rc or child.stop_requested:
+      _log(f'{run.spec} seed {run.seed} stopped before its end (exit status {rc}); rerun this '
+           'command to carry on from its latest checkpoint.')
+      sys.exit(rc or 1)
+    step = evaluation_step(workdir)
+    if step is None or is_evaluated(workdir, step):
+      _log(f'{run.spec} seed {run.seed}: trained; '
+           + ('already evaluated.' if step is not None else 'no checkpoint to evaluate.'))
+      continue
+    rc = child.run(['taskset', '-c', str(_CORE.value), os.path.join(venv, 'bin', 'python'), '-m',
+                    'experiments.evaluate', f'--workdir={workdir}', *_EVALUATE_FLAGS.value],
+                   cwd=source, env=environment)
+    if rc or child.stop_requested:
+      _log(f'The evaluation of {workdir} stopped (exit status {rc}); rerun this command to '
+           'evaluate it again.')
+      sys.exit(rc or 1)
+  _log(f'Every run in {_QUEUE.value} is trained and evaluated.')
+
+
+if __name__ == '__main__':
+  app.run(main)
