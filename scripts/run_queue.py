@@ -16,7 +16,10 @@ has finished returns at once); once training ends by itself (its schedule, or ea
 early) unless WORKDIR/evaluation already holds a test report of that step with log p(x) on the
 whole split; then the next run starts. A run stopped by a signal stops the queue there (SIGTERM
 to the queue is passed on, so the run checkpoints first): rerunning the same command carries on
-where it stopped, so one command per core resumes everything after a restart.
+where it stopped, so one command per core resumes everything after a restart. `--status`
+prints where each run of the queue stands (from its workdir alone; nothing is run):
+
+  python -m scripts.run_queue --queue=$HOME/vae_jax_runs/queue_core0.txt --status
 """
 
 import dataclasses
@@ -32,7 +35,7 @@ import time
 
 from absl import app, flags
 
-from vae_jax.engine import checkpointing
+from vae_jax.engine import checkpointing, metric_writers
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +45,7 @@ _RUNS = flags.DEFINE_string('runs', os.environ.get('RUNS', os.path.expanduser('~
                             'The folder of the workdirs and source snapshots ($RUNS).')
 _VENV = flags.DEFINE_string('venv', None, 'The virtual environment to run in (default: '
                             '$VENV, else RUNS/venv, as scripts/long_run.sh).')
+_STATUS = flags.DEFINE_bool('status', False, 'Print where each run stands, and run nothing.')
 _EVALUATE_FLAGS = flags.DEFINE_multi_string(
     'evaluate_flag', [], 'A flag for experiments.evaluate (repeatable), e.g. '
     '--evaluate_flag=--evals=elbo,importance_sampled,active_units.')
@@ -87,21 +91,61 @@ def evaluation_step(workdir: str) -> int | None:
   return steps[-1] if steps else None
 
 
+def _evaluation_report(workdir: str, step: int) -> dict | None:
+  """The report `is_evaluated` counts (the one with the most importance samples)."""
+  reports = []
+  for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
+    if not re.search(r'_n\d+(_|\.json$)', os.path.basename(path)):
+      try:
+        with open(path, encoding='utf-8') as f:
+          reports.append(json.load(f))
+      except (OSError, ValueError):
+        continue
+  reports = [r for r in reports if r.get('split') == 'test' and r.get('step') == step
+             and 'importance_sampled' in r]
+  return max(reports, key=lambda r: r['importance_sampled'].get('num_samples', 0), default=None)
+
+
 def is_evaluated(workdir: str, step: int) -> bool:
   """Whether WORKDIR/evaluation holds a test report of `step` with log p(x) on the whole split
   (a report of the first N examples, `_n<N>` in its name, does not count)."""
-  for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
-    if re.search(r'_n\d+(_|\.json$)', os.path.basename(path)):
-      continue
-    try:
-      with open(path, encoding='utf-8') as f:
-        report = json.load(f)
-    except (OSError, ValueError):
-      continue
-    if (report.get('split') == 'test' and report.get('step') == step
-        and 'importance_sampled' in report):
-      return True
-  return False
+  return _evaluation_report(workdir, step) is not None
+
+
+def run_status(workdir: str) -> str:
+  """Where a run stands, in a line: its epoch, whether it stopped, its best early-stopping
+  value, its last test ELBO and, once evaluated, its log p(x)."""
+  if not os.path.isfile(os.path.join(workdir, metric_writers.METRICS_FILENAME)):
+    return 'not started'
+  lines = metric_writers.read_metrics(workdir)
+  steps_per_epoch = next((m['step'] / m['epoch'] for m in lines if m.get('epoch')), None)
+  if not lines or steps_per_epoch is None:
+    return 'started, no epoch logged yet'
+
+  def epoch(step):
+    return f'{step / steps_per_epoch:,.0f}'
+
+  parts = [f'epoch {epoch(max(m["step"] for m in lines))}']
+  stopped = [m for m in lines if 'early_stopping/best_step' in m]
+  if stopped:
+    parts.append(f'stopped early at epoch {epoch(stopped[-1]["step"])}')
+  stopping = checkpointing.load_config(workdir).early_stopping
+  values = [(m[stopping.metric], m['step']) for m in lines if stopping.metric in m]
+  if stopping.metric and values:
+    # The first of equal values, as early stopping keeps it.
+    best, best_step = (max if stopping.get('mode', 'max') == 'max' else min)(
+        values, key=lambda value_and_step: value_and_step[0])
+    parts.append(f'best {stopping.metric} {best:.2f} (epoch {epoch(best_step)})')
+  tests = [m['test/elbo'] for m in lines if 'test/elbo' in m]
+  if tests:
+    parts.append(f'last test/elbo {tests[-1]:.2f}')
+  step = evaluation_step(workdir)
+  report = _evaluation_report(workdir, step) if step is not None else None
+  if report:
+    sampled = report['importance_sampled']
+    parts.append(f'evaluated: test log p(x) {sampled["log_likelihood"]:.2f} '
+                 f'(k = {sampled.get("num_samples")}, epoch {epoch(step)})')
+  return '; '.join(parts)
 
 
 def _log(message: str) -> None:
@@ -138,6 +182,10 @@ def main(argv):
   except (OSError, ValueError) as error:
     raise app.UsageError(f'--queue={_QUEUE.value}: {error}') from error
   runs = os.path.abspath(os.path.expanduser(_RUNS.value))
+  if _STATUS.value:
+    for run in queue:
+      print(f'{run.spec} seed {run.seed}: {run_status(run.workdir(runs))}')
+    return
   venv = _VENV.value or os.environ.get('VENV') or os.path.join(runs, 'venv')
   if not os.path.isfile(os.path.join(venv, 'bin', 'python')):
     raise app.UsageError(f'No virtual environment at {venv}: give --venv (or set VENV).')

@@ -11,7 +11,7 @@ import pytest
 
 from scripts import run_queue
 from tests.conftest import REPO_ROOT
-from vae_jax.engine import checkpointing
+from vae_jax.engine import checkpointing, metric_writers
 
 
 def test_queue_lines_give_spec_seed_and_source():
@@ -64,6 +64,26 @@ def test_a_run_that_stops_early_is_evaluated_at_its_best_checkpoint(tmp_path, ti
   assert run_queue.evaluation_step(workdir) == 700
 
 
+def test_the_status_of_a_run_not_started(tmp_path):
+  assert run_queue.run_status(str(tmp_path / 'nothing')) == 'not started'
+
+
+def test_the_status_of_a_run_that_stopped_early(tmp_path, tiny_config):
+  workdir = str(tmp_path)
+  tiny_config.early_stopping.metric = 'validation/elbo'
+  checkpointing.save_config(tiny_config, workdir)
+  lines = [{'step': 10, 'epoch': 1.0}]
+  for step, value in ((10, -95.0), (20, -90.0), (30, -90.0), (40, -91.0)):
+    lines += [{'step': step, 'validation/elbo': value}, {'step': step, 'test/elbo': value + 1}]
+  lines.append({'step': 40, 'early_stopping/best_step': 20, 'early_stopping/best_value': -90.0})
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps(line) + '\n' for line in lines)
+  os.makedirs(os.path.join(workdir, 'checkpoints_best', '20'))
+  assert run_queue.run_status(workdir) == (
+      'epoch 4; stopped early at epoch 4; best validation/elbo -90.00 (epoch 2); '
+      'last test/elbo -90.00')
+
+
 @pytest.mark.slow
 def test_a_queue_trains_evaluates_and_on_a_rerun_does_neither_again(tmp_path):
   config_file = tmp_path / 'tiny.py'
@@ -88,3 +108,10 @@ def test_a_queue_trains_evaluates_and_on_a_rerun_does_neither_again(tmp_path):
   assert second.returncode == 0, second.stdout[-1500:] + second.stderr[-1500:]
   assert 'already evaluated' in second.stdout and 'experiments.evaluate' not in second.stdout
   assert glob.glob(str(workdir / 'evaluation' / '*.json')) == reports
+  status = subprocess.run([*command, '--status'], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+  log_likelihood = report['importance_sampled']['log_likelihood']
+  last_test_elbo = [m for m in metric_writers.read_metrics(str(workdir)) if 'test/elbo' in m][-1]
+  assert status == (f'{config_file} seed 3: epoch 2; last test/elbo '
+                    f'{last_test_elbo["test/elbo"]:.2f}; '
+                    f'evaluated: test log p(x) {log_likelihood:.2f} (k = 5, epoch 2)\n')
