@@ -45,16 +45,26 @@ def curve(workdir: str, metric: str) -> tuple[np.ndarray, np.ndarray, float | No
   return epochs, values, stopped
 
 
+def run_names(workdirs: list[str]) -> list[str]:
+  """Each workdir's last path component, or as many of its last components as tell it apart
+  from the others (`vampprior_vamp/seed=0` beside `vampprior_standard/seed=0`)."""
+  parts = [os.path.normpath(workdir).split(os.sep) for workdir in workdirs]
+  for depth in range(1, max(map(len, parts)) + 1):
+    names = ['/'.join(p[-depth:]) for p in parts]
+    if len(set(names)) == len(names):
+      return names
+  return names
+
+
 def main(argv):
   del argv
   if not _WORKDIRS.value:
     raise app.UsageError('Give --workdirs.')
   best_of = np.argmax if _MODE.value == 'max' else np.argmin
   figure, axes = plt.subplots(figsize=(7, 4))
-  for workdir in _WORKDIRS.value:
+  for workdir, name in zip(_WORKDIRS.value, run_names(_WORKDIRS.value)):
     epochs, values, stopped = curve(workdir, _METRIC.value)
     best = int(best_of(values))
-    name = os.path.basename(os.path.normpath(workdir))
     status = f'stopped early at epoch {stopped:g}' if stopped else 'training or not stopped'
     print(f'{name}: {epochs[-1]:g} epochs, best {_METRIC.value} {values[best]:.3f} at epoch '
           f'{epochs[best]:g}; {status}')

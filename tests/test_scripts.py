@@ -103,6 +103,13 @@ def test_learning_curves_reports_each_runs_best_evaluation(trained_workdir, tmp_
   assert lines[-1] == f'wrote {output}' and os.path.getsize(output) > 1000
 
 
+def test_learning_curves_names_runs_by_as_much_of_their_paths_as_tells_them_apart():
+  from scripts import learning_curves  # pylint: disable=import-outside-toplevel
+  assert learning_curves.run_names(['/r/vamp/seed=0', '/r/standard/seed=0', '/r/standard/seed=1/']
+                                   ) == ['vamp/seed=0', 'standard/seed=0', 'standard/seed=1']
+  assert learning_curves.run_names(['/r/a', '/s/b']) == ['a', 'b']
+
+
 @pytest.mark.slow
 def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
   output = _run('-m', 'scripts.accelerator_check', '--scale=smoke', timeout=300)
@@ -122,6 +129,13 @@ def test_accelerator_check_runs_end_to_end_on_a_cpu_and_says_what_it_skipped():
   assert checks['iwae_eval']['extrapolated'] and checks['sweep_16']['models'] == 16
   assert checks['sweep_map_16']['models'] == 16 and checks['sweep_map_16']['speedup'] > 0
   assert '| mnist_epoch |' in output and 'seconds below 0.25' in output
+
+
+def test_learning_curves_names_runs_by_as_much_of_their_paths_as_tells_them_apart():
+  from scripts import learning_curves  # pylint: disable=import-outside-toplevel
+  assert learning_curves.run_names(['/r/vamp/seed=0', '/r/standard/seed=0', '/r/standard/seed=1/']
+                                   ) == ['vamp/seed=0', 'standard/seed=0', 'standard/seed=1']
+  assert learning_curves.run_names(['/r/a', '/s/b']) == ['a', 'b']
 
 
 @pytest.mark.slow
