@@ -174,6 +174,11 @@ class _Child:
     return self.process.wait()
 
 
+def _source(run: QueuedRun, runs: str) -> str:
+  """The source snapshot the run trains from (scripts/long_run.sh's default: RUNS/src)."""
+  return run.source or os.path.join(runs, 'src')
+
+
 def main(argv):
   del argv
   try:
@@ -190,7 +195,10 @@ def main(argv):
   if not os.path.isfile(os.path.join(venv, 'bin', 'python')):
     raise app.UsageError(f'No virtual environment at {venv}: give --venv (or set VENV).')
   for run in queue:  # every config named must exist before anything runs
-    config = os.path.join(run.source or REPO_ROOT, run.spec.partition(':')[0])
+    source = _source(run, runs)
+    # long_run.sh makes a source folder that does not exist yet from this checkout's HEAD.
+    config = os.path.join(source if os.path.isdir(source) else REPO_ROOT,
+                          run.spec.partition(':')[0])
     if not os.path.isfile(config):
       raise app.UsageError(f'The queue names {run.spec}, but {config} does not exist.')
   environment = dict(os.environ, RUNS=runs, VENV=venv)
@@ -199,8 +207,7 @@ def main(argv):
                                                        'tensorflow_datasets'))
   child = _Child()
   for run in queue:
-    workdir = run.workdir(runs)
-    source = run.source or os.path.join(runs, 'src')
+    workdir, source = run.workdir(runs), _source(run, runs)
     rc = child.run([os.path.join(REPO_ROOT, 'scripts', 'long_run.sh'), run.spec, str(run.seed),
                     str(_CORE.value)], env=dict(environment, SOURCE=source))
     if rc or child.stop_requested:

@@ -115,3 +115,17 @@ def test_a_queue_trains_evaluates_and_on_a_rerun_does_neither_again(tmp_path):
   assert status == (f'{config_file} seed 3: epoch 2; last test/elbo '
                     f'{last_test_elbo["test/elbo"]:.2f}; '
                     f'evaluated: test log p(x) {log_likelihood:.2f} (k = 5, epoch 2)\n')
+
+
+@pytest.mark.slow
+def test_a_queue_naming_a_missing_config_stops_before_anything_runs(tmp_path):
+  queue = tmp_path / 'queue.txt'
+  queue.write_text('configs/vampprior.py:vamp 0\nconfigs/no_such_paper.py 1\n')
+  result = subprocess.run([sys.executable, '-m', 'scripts.run_queue', f'--queue={queue}',
+                           f'--runs={tmp_path}', f'--venv={sys.prefix}'], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'The queue names configs/no_such_paper.py, but {REPO_ROOT}/configs/no_such_paper.py does '
+      'not exist.')
+  assert os.listdir(tmp_path) == ['queue.txt']  # nothing started
