@@ -145,7 +145,10 @@ def table_row(group: list[dict]) -> dict:
     seeds = ','.join(str(s['config'].seed) for s in group)
     name = f"{first['run']} (seeds {seeds}; n = {len(group)})"
     num_samples = config.evals.importance_sampled.num_samples
-    estimate_cell = f'{_mean_sd(estimates)} (k={num_samples})' if estimates else '—'
+    # Seeds still training (no log p(x) yet) are counted, not averaged in.
+    missing = (f'; {len(estimates)} of {len(group)} seeds' if len(estimates) < len(group)
+               else '')
+    estimate_cell = f'{_mean_sd(estimates)} (k={num_samples}{missing})' if estimates else '—'
     elbo_cell = _mean_sd([s['elbo'] for s in group])
     epoch_values = [s['epochs'] for s in group]
     epochs = f'{min(epoch_values):g}–{max(epoch_values):g}'

@@ -158,6 +158,21 @@ def test_old_metric_names_are_read_under_todays_names_in_reports_and_metric_line
   assert metric_writers.with_current_names(current) == current
 
 
+def test_a_seed_group_says_how_many_seeds_its_log_likelihood_is_from(tiny_config):
+  from scripts import results_table  # pylint: disable=import-outside-toplevel
+  group = []
+  for seed, estimate in ((0, -84.5), (1, -84.4), (2, None)):  # seed 2 still training
+    config = tiny_config.copy_and_resolve_references()
+    config.seed = seed
+    group.append({'run': f'seed={seed}', 'config': config, 'epochs': 1000.0 + seed,
+                  'seconds': 60.0, 'log_likelihood': estimate, 'log_likelihood_cell': '',
+                  'elbo': -88.0, 'active': '20'})
+  row = results_table.table_row(group)
+  k = tiny_config.evals.importance_sampled.num_samples
+  assert row['test log p(x)'] == f'-84.45 ± 0.07 (k={k}; 2 of 3 seeds)'
+  assert results_table.table_row(group[:2])['test log p(x)'] == f'-84.45 ± 0.07 (k={k})'
+
+
 def test_both_scripts_read_old_names_through_the_one_helper(monkeypatch):
   from scripts import results_table, summarize_run  # pylint: disable=import-outside-toplevel
   row = {**_OLD_METRICS, 'epoch': 3.0, 'examples_per_sec': None}
