@@ -16,6 +16,7 @@ prints a summary. Deterministic given `--seed`: rerunning gives the same numbers
 `--batch_size`.
 """
 
+import glob
 import json
 import os
 import tempfile
@@ -220,6 +221,19 @@ def _report_name(step: int, split: str, names, seed: int, num_examples,
   parts += [f'n{num_examples}'] if num_examples is not None else []
   parts += [f'seed{seed}'] if seed else []
   return '_'.join(parts)
+
+
+def read_reports(workdir: str) -> list[tuple[str, dict]]:
+  """(path, report) of each report in WORKDIR/evaluation; one that cannot be read (cut short by a
+  full disk before 2026-12-04) is skipped with a warning."""
+  reports = []
+  for path in sorted(glob.glob(os.path.join(workdir, 'evaluation', '*.json'))):
+    try:
+      with open(path, encoding='utf-8') as f:
+        reports.append((path, json.load(f)))
+    except (OSError, ValueError) as error:
+      logging.warning('Skipping %s: it cannot be read as a report (%s).', path, error)
+  return reports
 
 
 def _unused_stem(stem: str) -> str:

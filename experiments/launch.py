@@ -242,6 +242,12 @@ def resolve_checkpoint(config, checkpoint: str) -> str:
   return 'best' if config.early_stopping.metric else 'latest'
 
 
+def checkpoint_folder(config, checkpoint: str) -> str:
+  """The folder below the workdir that `checkpoint` ('auto', 'best' or 'latest') reads from."""
+  return {'best': checkpointing.BEST_CHECKPOINT_DIRNAME,
+          'latest': checkpointing.CHECKPOINT_DIRNAME}[resolve_checkpoint(config, checkpoint)]
+
+
 def with_imports(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`config` with the modules of `config.imports` imported and the options of the components
   they register added at their defaults (for a config file that set `imports` by hand)."""
@@ -281,8 +287,7 @@ def load_trained(workdir: str, step: int | None = None, *, data_dir: str | None 
   model = models.build_model(config.model, dataset.data_shape)
   optimizer = optimizers.create_optimizer(config.optimizer, num_train_steps=1)
   target = runs.create_state(config, dataset, model, optimizer, jax.random.key(0))  # as training
-  folder = {'best': checkpointing.BEST_CHECKPOINT_DIRNAME,
-            'latest': checkpointing.CHECKPOINT_DIRNAME}[resolve_checkpoint(config, checkpoint)]
-  state = checkpointing.restore_state(workdir, target, step, folder=folder)
+  state = checkpointing.restore_state(workdir, target, step,
+                                     folder=checkpoint_folder(config, checkpoint))
   return Trained(config, dataset, model, state,
                  optimizers.evaluation_params(state.params, state.opt_state))

@@ -20,9 +20,10 @@ import os
 
 import numpy as np
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from configs import default
+from experiments import evaluate
 from vae_jax.engine import checkpointing, metric_writers
 
 _ROOT = flags.DEFINE_string('root', None, 'A folder whose subfolders are workdirs.')
@@ -30,14 +31,8 @@ _WORKDIRS = flags.DEFINE_list('workdirs', [], 'Workdirs, comma-separated.')
 
 
 def latest_evaluation(workdir: str) -> dict | None:
-  reports = []
-  for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
-    try:
-      with open(path, encoding='utf-8') as f:
-        reports.append(json.load(f))
-    except (OSError, ValueError) as error:  # e.g. cut short by a full disk before 2026-12-04
-      logging.warning('Skipping %s: it cannot be read as a report (%s).', path, error)
-  reports = [r for r in reports if r.get('split') == 'test']
+  reports = [report for _, report in evaluate.read_reports(workdir)
+             if report.get('split') == 'test']
   if not reports:
     return None
   return max(reports, key=lambda r: (r.get('checkpoint') == 'best', r['step'],

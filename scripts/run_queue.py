@@ -23,8 +23,6 @@ prints where each run of the queue stands (from its workdir alone; nothing is ru
 """
 
 import dataclasses
-import glob
-import json
 import os
 import re
 import shlex
@@ -35,6 +33,7 @@ import time
 
 from absl import app, flags
 
+from experiments import evaluate, launch
 from vae_jax.engine import checkpointing, metric_writers
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,28 +80,21 @@ def parse_queue(text: str) -> list[QueuedRun]:
   return runs
 
 
-def evaluation_step(workdir: str) -> int | None:
+def evaluation_step(workdir: str, config=None) -> int | None:
   """The step experiments.evaluate chooses by default: the best checkpoint's for a run with
-  early stopping, else the latest (None when there is no such checkpoint)."""
-  config = checkpointing.load_config(workdir)
-  folder = (checkpointing.BEST_CHECKPOINT_DIRNAME if config.early_stopping.metric
-            else checkpointing.CHECKPOINT_DIRNAME)
-  steps = checkpointing.step_folders(workdir, folder)
+  early stopping, else the latest (None when there is no such checkpoint). `config`: the
+  workdir's, when already read."""
+  config = checkpointing.load_config(workdir) if config is None else config
+  steps = checkpointing.step_folders(workdir, launch.checkpoint_folder(config, 'auto'))
   return steps[-1] if steps else None
 
 
 def _evaluation_report(workdir: str, step: int) -> dict | None:
   """The report `is_evaluated` counts (the one with the most importance samples)."""
-  reports = []
-  for path in glob.glob(os.path.join(workdir, 'evaluation', '*.json')):
-    if not re.search(r'_n\d+(_|\.json$)', os.path.basename(path)):
-      try:
-        with open(path, encoding='utf-8') as f:
-          reports.append(json.load(f))
-      except (OSError, ValueError):
-        continue
-  reports = [r for r in reports if r.get('split') == 'test' and r.get('step') == step
-             and 'importance_sampled' in r]
+  reports = [report for path, report in evaluate.read_reports(workdir)
+             if not re.search(r'_n\d+(_|\.json$)', os.path.basename(path))
+             and report.get('split') == 'test' and report.get('step') == step
+             and 'importance_sampled' in report]
   return max(reports, key=lambda r: r['importance_sampled'].get('num_samples', 0), default=None)
 
 
@@ -129,7 +121,8 @@ def run_status(workdir: str) -> str:
   stopped = [m for m in lines if 'early_stopping/best_step' in m]
   if stopped:
     parts.append(f'stopped early at epoch {epoch(stopped[-1]["step"])}')
-  stopping = checkpointing.load_config(workdir).early_stopping
+  config = checkpointing.load_config(workdir)
+  stopping = config.early_stopping
   values = [(m[stopping.metric], m['step']) for m in lines if stopping.metric in m]
   if stopping.metric and values:
     # The first of equal values, as early stopping keeps it.
@@ -139,7 +132,7 @@ def run_status(workdir: str) -> str:
   tests = [m['test/elbo'] for m in lines if 'test/elbo' in m]
   if tests:
     parts.append(f'last test/elbo {tests[-1]:.2f}')
-  step = evaluation_step(workdir)
+  step = evaluation_step(workdir, config)
   report = _evaluation_report(workdir, step) if step is not None else None
   if report:
     sampled = report['importance_sampled']
@@ -201,10 +194,8 @@ def main(argv):
                           run.spec.partition(':')[0])
     if not os.path.isfile(config):
       raise app.UsageError(f'The queue names {run.spec}, but {config} does not exist.')
+  # The evaluation reads the data where training did: the workdir's config records it.
   environment = dict(os.environ, RUNS=runs, VENV=venv)
-  # Where scripts/long_run.sh trains from: the evaluation reads the same data.
-  environment.setdefault('TFDS_DATA_DIR', os.path.join(os.path.dirname(REPO_ROOT), 'shared',
-                                                       'tensorflow_datasets'))
   child = _Child()
   for run in queue:
     workdir, source = run.workdir(runs), _source(run, runs)
